@@ -1,0 +1,43 @@
+//! Retryability as data: each failure says how it may be retried, so retry policy never matches on
+//! message text (the approach of rustic_core's error status).
+
+use chrono::{DateTime, Utc};
+
+/// How a failure should be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Retrying cannot help (bad configuration, invalid data).
+    Permanent,
+    /// Network errors, timeouts, 5xx: retry with backoff.
+    Transient,
+    /// A rate limit: retry no earlier than `until`.
+    RateLimited { until: DateTime<Utc> },
+    /// The GitHub token was rejected: the job needs a new `login`, not a retry.
+    Unauthorized,
+    /// The repository or account is gone (or invisible to the token).
+    NotFound,
+}
+
+impl FailureKind {
+    /// Whether the same operation may succeed later without anyone changing anything.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Transient | FailureKind::RateLimited { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_and_rate_limited_are_retryable() {
+        assert!(FailureKind::Transient.is_retryable());
+        assert!(FailureKind::RateLimited { until: Utc::now() }.is_retryable());
+        assert!(!FailureKind::Permanent.is_retryable());
+        assert!(!FailureKind::Unauthorized.is_retryable());
+        assert!(!FailureKind::NotFound.is_retryable());
+    }
+}

@@ -1,0 +1,384 @@
+//! Running the system `git` binary: a controlled environment, credentials through askpass and an
+//! environment variable only, a timeout that kills the whole process tree, and failure
+//! classification from git's (English, `LC_ALL=C`) stderr.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ghbs_core::{FailureKind, Secret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{EngineError, Result};
+
+/// The environment variable the askpass script reads the token from.
+const TOKEN_VAR: &str = "GHBS_GIT_TOKEN";
+
+/// The askpass script: git asks for a username, then a password; GitHub accepts any username with
+/// a token as password, `x-access-token` is the conventional one.
+const ASKPASS_SCRIPT: &str = "#!/bin/sh\n# Written by github-backup-scheduler: answers git's credential prompts from the\n# environment so that a token never appears in argv, a URL or a config file.\ncase \"$1\" in\n  Username*|username*) echo x-access-token ;;\n  *) printf '%s\\n' \"$GHBS_GIT_TOKEN\" ;;\nesac\n";
+
+/// How git is run for the service's own mirrors: isolated from system config and credential
+/// helpers, with our askpass, our CA and our timeout.
+#[derive(Clone, Debug)]
+pub(crate) struct GitEnv {
+    pub askpass: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+}
+
+impl GitEnv {
+    /// The environment of the user's own git (restore): their config and credential helpers.
+    pub fn user() -> GitEnv {
+        GitEnv { askpass: None, ca_cert: None, timeout: None }
+    }
+
+    fn isolated(&self) -> bool {
+        self.askpass.is_some()
+    }
+}
+
+/// Writes `dir/askpass.sh` (mode 0700) unless it already holds exactly our script.
+pub(crate) fn install_askpass(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("askpass.sh");
+    let current = std::fs::read_to_string(&path).ok();
+    if current.as_deref() != Some(ASKPASS_SCRIPT) {
+        let tmp = dir.join(format!(".askpass.sh.{}", uuid::Uuid::new_v4()));
+        std::fs::write(&tmp, ASKPASS_SCRIPT).map_err(|e| EngineError::io("write askpass script", e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| EngineError::io("chmod askpass script", e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io("install askpass script", e))?;
+    } else {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| EngineError::io("chmod askpass script", e))?;
+    }
+    Ok(path)
+}
+
+/// One git invocation.
+pub(crate) struct Git<'a> {
+    env: &'a GitEnv,
+    dir: Option<&'a Path>,
+    args: Vec<OsString>,
+    token: Option<&'a Secret>,
+    stdin: Option<Vec<u8>>,
+    /// Talks to a remote: unknown failures are then classified transient rather than permanent.
+    remote: bool,
+}
+
+/// What a successful git run printed.
+pub(crate) struct GitOutput {
+    pub stdout: Vec<u8>,
+}
+
+impl GitOutput {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl<'a> Git<'a> {
+    pub fn new(env: &'a GitEnv) -> Git<'a> {
+        Git { env, dir: None, args: Vec::new(), token: None, stdin: None, remote: false }
+    }
+
+    /// Runs in `dir` (`git -C dir`).
+    pub fn dir(mut self, dir: &'a Path) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn token(mut self, token: Option<&'a Secret>) -> Self {
+        self.token = token;
+        self
+    }
+
+    pub fn stdin(mut self, data: Vec<u8>) -> Self {
+        self.stdin = Some(data);
+        self
+    }
+
+    pub fn remote(mut self) -> Self {
+        self.remote = true;
+        self
+    }
+
+    /// Runs git to completion; a non-zero exit becomes a classified [`EngineError`] whose message
+    /// holds the (token-scrubbed) tail of stderr.
+    pub async fn run(self) -> Result<GitOutput> {
+        let what = self.describe();
+        let mut cmd = tokio::process::Command::new("git");
+        self.configure(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| EngineError::permanent(format!("cannot start git ({what}): {e}")))?;
+        let mut guard = GroupKill(child.id());
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stdin = child.stdin.take();
+        let input = self.stdin.unwrap_or_default();
+        let work = async {
+            let feed = async {
+                if let Some(mut pipe) = stdin {
+                    // A git that exits early closes its stdin; its exit status tells the story.
+                    let _ = pipe.write_all(&input).await;
+                    let _ = pipe.shutdown().await;
+                }
+            };
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let (_, o, e, status) =
+                tokio::join!(feed, stdout.read_to_end(&mut out), stderr.read_to_end(&mut err), child.wait());
+            o.and(e).and(status).map(|status| (status, out, err))
+        };
+        let outcome = match self.env.timeout {
+            Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+            None => Some(work.await),
+        };
+        let (status, out, err) = match outcome {
+            None => {
+                guard.kill();
+                return Err(EngineError::transient(format!(
+                    "git {what} timed out after {:?} and was stopped",
+                    self.env.timeout.unwrap_or_default()
+                )));
+            }
+            Some(Err(e)) => {
+                guard.kill();
+                return Err(EngineError::permanent(format!("git {what}: {e}")));
+            }
+            Some(Ok(done)) => done,
+        };
+        guard.disarm();
+        if status.success() {
+            return Ok(GitOutput { stdout: out });
+        }
+        let stderr = scrub(&String::from_utf8_lossy(&err), self.token);
+        let kind = classify(&stderr, self.remote);
+        let tail = tail(stderr.trim(), 2000);
+        Err(EngineError::new(kind, format!("git {what} failed ({status}): {tail}")))
+    }
+
+    /// A short name for messages: the subcommand, never the arguments (they may hold URLs).
+    fn describe(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .find(|a| !a.starts_with('-'))
+            .map(|a| a.into_owned())
+            .unwrap_or_else(|| "command".to_owned())
+    }
+
+    fn configure(&self, cmd: &mut tokio::process::Command) {
+        let isolated = self.env.isolated();
+        for (key, _) in std::env::vars_os() {
+            let key_str = key.to_string_lossy();
+            // Variables that would point git at another repository always go; in isolated mode
+            // every GIT_* goes (tracing variables could print credentials).
+            let drop = if isolated {
+                key_str.starts_with("GIT_") && key_str != "GIT_EXEC_PATH"
+            } else {
+                REPO_VARS.contains(&key_str.as_ref())
+            };
+            if drop {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("LC_ALL", "C").env("LANGUAGE", "C");
+        if isolated {
+            cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_CONFIG_NOSYSTEM", "1").env_remove("SSH_ASKPASS");
+            if let Some(askpass) = &self.env.askpass {
+                cmd.env("GIT_ASKPASS", askpass);
+            }
+            match self.token {
+                Some(token) => cmd.env(TOKEN_VAR, token.expose()),
+                None => cmd.env_remove(TOKEN_VAR),
+            };
+            cmd.args(["-c", "credential.helper="]);
+            // Durability: objects and refs reach the disk before git reports success.
+            cmd.args(["-c", "core.fsync=committed", "-c", "core.fsyncMethod=fsync"]);
+            // A fetch keeps its pack (one fsync) instead of exploding it into loose objects; gc
+            // never outlives the command (our timeout and locks cover it).
+            cmd.args(["-c", "fetch.unpackLimit=1", "-c", "transfer.unpackLimit=1", "-c", "gc.autoDetach=false"]);
+            if let Some(ca) = &self.env.ca_cert {
+                let mut value = OsString::from("http.sslCAInfo=");
+                value.push(ca);
+                cmd.arg("-c").arg(value);
+            }
+        } else {
+            cmd.env_remove(TOKEN_VAR);
+        }
+        if let Some(dir) = self.dir {
+            cmd.arg("-C").arg(dir);
+        }
+        cmd.args(&self.args);
+        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+    }
+}
+
+/// Environment variables that redirect git to another repository or object store.
+const REPO_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_COMMON_DIR",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_QUARANTINE_PATH",
+];
+
+/// Kills git's whole process group (git spawns remote helpers, index-pack, pack-objects) when a
+/// run times out or its future is dropped, so nothing keeps writing into a mirror we consider idle.
+struct GroupKill(Option<u32>);
+
+impl GroupKill {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // The leader is not reaped yet (we have not seen its exit), so its pid still names
+            // our process group and cannot have been reused.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Replaces every occurrence of the token (should git ever echo it) with `***`.
+pub(crate) fn scrub(text: &str, token: Option<&Secret>) -> String {
+    match token.map(|t| t.expose()).filter(|t| !t.is_empty()) {
+        Some(t) => text.replace(t, "***"),
+        None => text.to_owned(),
+    }
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Maps git's stderr to a failure class. Order matters: authentication first (GitHub answers 403
+/// or 401 to bad tokens), then "not found", then the network patterns.
+pub(crate) fn classify(stderr: &str, remote: bool) -> FailureKind {
+    let s = stderr.to_ascii_lowercase();
+    const AUTH: &[&str] = &[
+        "authentication failed",
+        "authentication required",
+        "invalid username or password",
+        "could not read username",
+        "could not read password",
+        "terminal prompts disabled",
+        "the requested url returned error: 401",
+        "the requested url returned error: 403",
+        "permission denied",
+        "bad credentials",
+    ];
+    const NOT_FOUND: &[&str] = &[
+        "repository not found",
+        "the requested url returned error: 404",
+        "does not appear to be a git repository",
+        "no such file or directory",
+        "not found",
+    ];
+    const NETWORK: &[&str] = &[
+        "the requested url returned error: 5",
+        "the requested url returned error: 429",
+        "early eof",
+        "unexpected disconnect",
+        "the remote end hung up",
+        "rpc failed",
+        "could not resolve host",
+        "failed to connect",
+        "connection refused",
+        "connection reset",
+        "connection timed out",
+        "operation timed out",
+        "timed out",
+        "transfer closed",
+        "operation too slow",
+        "ssl",
+        "tls",
+        "gnutls",
+        "http/2 stream",
+        "curl",
+        "index-pack failed",
+        "protocol error",
+        "unable to access",
+    ];
+    if remote && AUTH.iter().any(|p| s.contains(p)) {
+        FailureKind::Unauthorized
+    } else if remote && NOT_FOUND.iter().any(|p| s.contains(p)) {
+        FailureKind::NotFound
+    } else if remote && NETWORK.iter().any(|p| s.contains(p)) {
+        FailureKind::Transient
+    } else if remote {
+        // An unrecognised failure while talking to a remote is far more often a network hiccup
+        // than a permanent condition; the next scheduled run retries anyway.
+        FailureKind::Transient
+    } else {
+        FailureKind::Permanent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_common_git_failures() {
+        let auth = "remote: Invalid username or password.\nfatal: Authentication failed for 'https://x/'";
+        assert!(matches!(classify(auth, true), FailureKind::Unauthorized));
+        let nf = "remote: Repository not found.\nfatal: repository 'https://x/' not found";
+        assert!(matches!(classify(nf, true), FailureKind::NotFound));
+        let net = "error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502\nfatal: expected flush";
+        assert!(matches!(classify(net, true), FailureKind::Transient));
+        assert!(matches!(classify("fatal: early EOF", true), FailureKind::Transient));
+        assert!(matches!(classify("fatal: bad object", false), FailureKind::Permanent));
+    }
+
+    #[test]
+    fn scrub_removes_the_token() {
+        let secret = Secret::new("ghp_abc123".to_owned());
+        assert_eq!(scrub("x ghp_abc123 y ghp_abc123", Some(&secret)), "x *** y ***");
+    }
+
+    #[test]
+    fn tail_respects_char_boundaries() {
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,191 @@
+//! The backup engine: bare git mirrors updated incrementally, snapshots as refs under
+//! `refs/ghbs/snap/{snapshot}/…` inside each mirror (so snapshots share git's object store and a
+//! force-push upstream cannot drop what an older snapshot captured), exports (bundle, tar.gz,
+//! zip), restore by push, and pruning.
+//!
+//! Layout under `data_dir`:
+//! - `mirrors/{key}.git` — one bare mirror per repository (`key` is an internal id, `[a-z0-9_-]`).
+//! - `manifests/{snapshot}.json` — what a snapshot holds, written atomically at commit.
+//! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete.
+//! - `tmp/` — scratch repositories and half-built artifacts; never read as results.
+//! - `askpass.sh` — answers git's credential prompts from `$GHBS_GIT_TOKEN`.
+//!
+//! Concurrency: one [`Engine`] per `data_dir`. Operations that change a mirror (fetch, commit,
+//! drop, remove) are serialised per mirror; exports run concurrently with fetches but not with
+//! the garbage collection of a drop.
+
+mod error;
+mod export;
+mod fetch;
+mod fsutil;
+mod git;
+mod restore;
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::EngineError;
+pub use restore::restore;
+
+use error::Result;
+use git::GitEnv;
+
+/// Where the engine keeps its data and how it runs git.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Upper bound for any single git command; the whole process tree is killed past it.
+    pub git_timeout: Duration,
+    /// Extra CA bundle for HTTPS remotes (GitHub Enterprise with a private CA).
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl EngineConfig {
+    /// A config with the default one-hour git timeout and no extra CA.
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig { data_dir: data_dir.into(), git_timeout: Duration::from_secs(3600), ca_cert: None }
+    }
+}
+
+/// A repository to mirror.
+#[derive(Clone, Debug)]
+pub struct RepoSource {
+    /// Internal id, only `[a-z0-9_-]` (e.g. `r42`); the mirror is `data_dir/mirrors/{key}.git`.
+    pub key: String,
+    pub full_name: String,
+    /// Clean URL, without credentials; set as the mirror's `origin` at every fetch.
+    pub clone_url: String,
+    /// Also mirror `refs/pull/*`.
+    pub pull_refs: bool,
+}
+
+/// The outcome of a fetch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fetched {
+    /// refname -> sha for `refs/heads/*`, `refs/tags/*` (and `refs/pull/*` when asked for).
+    pub refs: BTreeMap<String, String>,
+    /// Size of the packs this fetch added.
+    pub bytes_fetched: u64,
+}
+
+/// What one repository contributed to a snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RepoCapture {
+    pub key: String,
+    pub full_name: String,
+    pub default_branch: Option<String>,
+    pub refs: BTreeMap<String, String>,
+    /// Folder of metadata JSON files for this repository in this snapshot: relative to
+    /// `data_dir` (or absolute); exports include it.
+    pub metadata_dir: Option<String>,
+}
+
+/// What a snapshot holds; the lead stores it as JSON in the database, the engine also keeps a
+/// copy in `data_dir/manifests/`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// A uuid.
+    pub snapshot_key: String,
+    pub repos: Vec<RepoCapture>,
+}
+
+/// A finished download, stable on disk (safe for Range requests and resumes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Suggested download name, e.g. `owner-name-2026-11-26.bundle`.
+    pub file_name: String,
+    pub content_type: &'static str,
+}
+
+/// The engine; cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: EngineConfig,
+    git: GitEnv,
+    locks: Mutex<HashMap<String, Arc<MirrorLocks>>>,
+}
+
+/// Per-mirror locks: `ops` serialises writers; `gc` is taken exclusively by object pruning and
+/// shared by exports, whose scratch repositories borrow the mirror's objects.
+#[derive(Default)]
+pub(crate) struct MirrorLocks {
+    pub ops: tokio::sync::Mutex<()>,
+    pub gc: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl Engine {
+    /// Creates the directory layout and the askpass script, and clears scratch space left by a
+    /// previous process.
+    pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let data_dir = &cfg.data_dir;
+        for sub in ["mirrors", "manifests", "artifacts", "tmp"] {
+            std::fs::create_dir_all(data_dir.join(sub))
+                .map_err(|e| EngineError::io(format!("create {}", data_dir.join(sub).display()), e))?;
+        }
+        let data_dir = std::fs::canonicalize(data_dir).map_err(|e| EngineError::io("resolve data_dir", e))?;
+        let askpass = git::install_askpass(&data_dir)?;
+        // Scratch entries belong to operations of a process that is gone (one engine per dir).
+        if let Ok(entries) = std::fs::read_dir(data_dir.join("tmp")) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+        let git = GitEnv { askpass: Some(askpass), ca_cert: cfg.ca_cert.clone(), timeout: Some(cfg.git_timeout) };
+        let cfg = EngineConfig { data_dir, ..cfg };
+        Ok(Engine { inner: Arc::new(Inner { cfg, git, locks: Mutex::new(HashMap::new()) }) })
+    }
+
+    /// The (canonical) data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.cfg.data_dir
+    }
+
+    /// `data_dir/mirrors/{key}.git` (the key must already be validated).
+    pub(crate) fn mirror_path(&self, key: &str) -> PathBuf {
+        self.data_dir().join("mirrors").join(format!("{key}.git"))
+    }
+
+    pub(crate) fn manifest_path(&self, snapshot_key: &str) -> PathBuf {
+        self.data_dir().join("manifests").join(format!("{snapshot_key}.json"))
+    }
+
+    pub(crate) fn artifacts_dir(&self, snapshot_key: &str) -> PathBuf {
+        self.data_dir().join("artifacts").join(snapshot_key)
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.data_dir().join("tmp")
+    }
+
+    /// A fresh scratch path under `data_dir/tmp` (not created).
+    pub(crate) fn scratch(&self, prefix: &str) -> PathBuf {
+        self.tmp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()))
+    }
+
+    pub(crate) fn git(&self) -> &GitEnv {
+        &self.inner.git
+    }
+
+    pub(crate) fn locks(&self, key: &str) -> Arc<MirrorLocks> {
+        let mut map = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.to_owned()).or_default().clone()
+    }
+}
+
+/// The ref under which a snapshot keeps an original ref: `refs/heads/main` of snapshot `S`
+/// becomes `refs/ghbs/snap/S/heads/main`.
+pub(crate) fn snapshot_ref(snapshot_key: &str, refname: &str) -> Option<String> {
+    refname.strip_prefix("refs/").map(|rest| format!("refs/ghbs/snap/{snapshot_key}/{rest}"))
+}

@@ -1,0 +1,236 @@
+//! Snapshots: making one durable, forgetting some, removing mirrors, measuring disk.
+//!
+//! A snapshot is a set of refs `refs/ghbs/snap/{snapshot}/{heads,tags,pull}/…` in each mirror plus
+//! the manifest file. The refs are what keeps a snapshot's objects alive whatever happens
+//! upstream; the manifest (written last, atomically) and the lead's database row (inserted only
+//! after [`Engine::commit_snapshot`] returns) are what make it visible.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::error::{EngineError, Result};
+use crate::fetch::list_refs;
+use crate::fsutil::{self, blocking};
+use crate::git::Git;
+use crate::{snapshot_ref, Engine, Manifest, RepoCapture};
+
+impl Engine {
+    /// Makes a snapshot durable: one `git update-ref --stdin` transaction per mirror, refs packed
+    /// and fsynced, then the manifest written atomically. Idempotent: committing the same manifest
+    /// again is harmless.
+    pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
+        validate_manifest(manifest)?;
+        for repo in &manifest.repos {
+            self.commit_repo(&manifest.snapshot_key, repo).await?;
+        }
+        let bytes = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))?;
+        let path = self.manifest_path(&manifest.snapshot_key);
+        blocking(move || fsutil::write_atomic(&path, &bytes)).await
+    }
+
+    async fn commit_repo(&self, snapshot_key: &str, repo: &RepoCapture) -> Result<()> {
+        let locks = self.locks(&repo.key);
+        let _ops = locks.ops.lock().await;
+        let mirror = self.mirror_path(&repo.key);
+        if !mirror.exists() {
+            return Err(EngineError::not_found(format!("no mirror for {} ({})", repo.full_name, repo.key)));
+        }
+        self.recover(&mirror, SystemTime::now()).await;
+        if repo.refs.is_empty() {
+            return Ok(());
+        }
+        let mut script = String::from("start\n");
+        for (name, sha) in &repo.refs {
+            let target = snapshot_ref(snapshot_key, name)
+                .ok_or_else(|| EngineError::permanent(format!("ref {name:?} is not under refs/")))?;
+            if !is_sha(sha) || name.contains(char::is_whitespace) {
+                return Err(EngineError::permanent(format!("bad ref {name:?} -> {sha:?} in manifest")));
+            }
+            script.push_str(&format!("update {target} {sha}\n"));
+        }
+        script.push_str("prepare\ncommit\n");
+        Git::new(self.git())
+            .dir(&mirror)
+            .args(["update-ref", "--stdin"])
+            .stdin(script.into_bytes())
+            .run()
+            .await
+            .map_err(|e| EngineError::new(e.kind, format!("recording snapshot refs of {}: {}", repo.full_name, e.message)))?;
+        // One packed-refs file (written with fsync, core.fsync=committed) instead of thousands of
+        // loose files: fast ref iteration for later fetches, then make the rename durable.
+        Git::new(self.git()).dir(&mirror).args(["pack-refs", "--all"]).run().await?;
+        let mirror_dir = mirror.clone();
+        let stop = mirror.clone();
+        blocking(move || {
+            let packed = mirror_dir.join("packed-refs");
+            if packed.exists() {
+                std::fs::File::open(&packed).and_then(|f| f.sync_all()).map_err(|e| EngineError::io("fsync packed-refs", e))?;
+            }
+            fsutil::fsync_tree_and_parents(&mirror_dir.join("refs/ghbs"), &stop)?;
+            fsutil::fsync_dir(&mirror_dir)
+        })
+        .await
+    }
+
+    /// Forgets snapshots: deletes their refs, artifacts and manifest files, then lets git drop the
+    /// objects that no remaining snapshot or live ref needs. The (costly) garbage collection runs
+    /// only when some dropped object is actually unreachable now, so pruning identical daily
+    /// snapshots costs almost nothing.
+    pub async fn drop_snapshots(&self, manifests: &[Manifest]) -> Result<(), EngineError> {
+        for manifest in manifests {
+            validate_manifest(manifest)?;
+        }
+        let keys: BTreeSet<&str> = manifests.iter().flat_map(|m| m.repos.iter().map(|r| r.key.as_str())).collect();
+        for key in keys {
+            let snapshots: Vec<&str> = manifests
+                .iter()
+                .filter(|m| m.repos.iter().any(|r| r.key == key))
+                .map(|m| m.snapshot_key.as_str())
+                .collect();
+            self.drop_in_mirror(key, &snapshots).await?;
+        }
+        for manifest in manifests {
+            let artifacts = self.artifacts_dir(&manifest.snapshot_key);
+            let trash = self.tmp_dir();
+            let manifest_path = self.manifest_path(&manifest.snapshot_key);
+            blocking(move || {
+                fsutil::remove_dir_atomic(&artifacts, &trash)?;
+                match std::fs::remove_file(&manifest_path) {
+                    Ok(()) => fsutil::fsync_dir(manifest_path.parent().expect("manifests dir")),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(EngineError::io("remove manifest", e)),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_in_mirror(&self, key: &str, snapshots: &[&str]) -> Result<()> {
+        let locks = self.locks(key);
+        let _ops = locks.ops.lock().await;
+        let mirror = self.mirror_path(key);
+        if !mirror.exists() {
+            return Ok(());
+        }
+        self.recover(&mirror, SystemTime::now()).await;
+        let mut dropped = BTreeSet::new();
+        for snapshot in snapshots {
+            let prefix = format!("refs/ghbs/snap/{snapshot}/");
+            dropped.extend(list_refs(self.git(), &mirror, &[&prefix]).await?.into_values());
+            self.delete_refs_under(&mirror, &prefix).await?;
+        }
+        if dropped.is_empty() || !self.any_unreachable(&mirror, &dropped).await? {
+            return Ok(());
+        }
+        // Exports borrow this mirror's objects through alternates: wait for them.
+        let _gc = locks.gc.write().await;
+        Git::new(self.git()).dir(&mirror).args(["reflog", "expire", "--expire=now", "--all"]).run().await?;
+        Git::new(self.git()).dir(&mirror).args(["gc", "--prune=now", "--quiet"]).run().await?;
+        Ok(())
+    }
+
+    /// Whether any object reachable from `tips` is no longer reachable from a remaining ref.
+    async fn any_unreachable(&self, mirror: &Path, tips: &BTreeSet<String>) -> Result<bool> {
+        let input: String = tips.iter().map(|t| format!("{t}\n")).collect();
+        let out = Git::new(self.git())
+            .dir(mirror)
+            .args(["rev-list", "--objects", "--stdin", "--not", "--all"])
+            .stdin(input.into_bytes())
+            .run()
+            .await?;
+        Ok(!out.stdout.iter().all(u8::is_ascii_whitespace))
+    }
+
+    /// Forgets a mirror entirely (job purge). Snapshot manifests and artifacts are dropped through
+    /// [`Engine::drop_snapshots`].
+    pub async fn remove_mirror(&self, key: &str) -> Result<(), EngineError> {
+        fsutil::validate_key(key)?;
+        let locks = self.locks(key);
+        let _ops = locks.ops.lock().await;
+        let _gc = locks.gc.write().await;
+        let mirror = self.mirror_path(key);
+        let trash = self.tmp_dir();
+        blocking(move || fsutil::remove_dir_atomic(&mirror, &trash)).await
+    }
+
+    /// Bytes on disk (apparent file sizes) of the given mirrors; missing mirrors count 0.
+    pub async fn disk_usage(&self, keys: &[String]) -> Result<u64, EngineError> {
+        let mut paths = Vec::with_capacity(keys.len());
+        for key in keys {
+            fsutil::validate_key(key)?;
+            paths.push(self.mirror_path(key));
+        }
+        blocking(move || Ok(paths.iter().map(|p| fsutil::tree_size(p)).sum())).await
+    }
+
+    /// Forgets every snapshot whose key is not in `keep`: refs in every mirror, manifest files and
+    /// artifacts. A crash between [`Engine::commit_snapshot`] and the database insert leaves such
+    /// orphans, whose refs would keep objects alive forever. Call it with the complete set of
+    /// snapshot keys the database knows, before workers start (a snapshot being committed at
+    /// that moment would look orphaned). Returns the keys it forgot.
+    pub async fn forget_unlisted(&self, keep: &BTreeSet<String>) -> Result<BTreeSet<String>, EngineError> {
+        let mut forgotten = BTreeSet::new();
+        let mirrors = self.data_dir().join("mirrors");
+        let mut entries = tokio::fs::read_dir(&mirrors).await.map_err(|e| EngineError::io("list mirrors", e))?;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| EngineError::io("list mirrors", e))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".git") else { continue };
+            if fsutil::validate_key(key).is_err() {
+                continue;
+            }
+            let refs = list_refs(self.git(), &entry.path(), &["refs/ghbs/snap/"]).await?;
+            let orphans: BTreeSet<String> = refs
+                .keys()
+                .filter_map(|r| r.strip_prefix("refs/ghbs/snap/")?.split('/').next().map(str::to_owned))
+                .filter(|k| !keep.contains(k))
+                .collect();
+            if !orphans.is_empty() {
+                let list: Vec<&str> = orphans.iter().map(String::as_str).collect();
+                self.drop_in_mirror(key, &list).await?;
+                forgotten.extend(orphans);
+            }
+        }
+        for (dir, suffix) in [("manifests", ".json"), ("artifacts", "")] {
+            let mut entries =
+                tokio::fs::read_dir(self.data_dir().join(dir)).await.map_err(|e| EngineError::io("list snapshots", e))?;
+            while let Some(entry) = entries.next_entry().await.map_err(|e| EngineError::io("list snapshots", e))? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(key) = name.strip_suffix(suffix) else { continue };
+                if fsutil::validate_snapshot_key(key).is_ok() && !keep.contains(key) {
+                    forgotten.insert(key.to_owned());
+                }
+            }
+        }
+        for key in &forgotten {
+            let manifest = Manifest { snapshot_key: key.clone(), repos: Vec::new() };
+            self.drop_snapshots(std::slice::from_ref(&manifest)).await?;
+        }
+        Ok(forgotten)
+    }
+
+    /// Reads back a manifest written by [`Engine::commit_snapshot`].
+    pub async fn load_manifest(&self, snapshot_key: &str) -> Result<Manifest, EngineError> {
+        fsutil::validate_snapshot_key(snapshot_key)?;
+        let path = self.manifest_path(snapshot_key);
+        let bytes = tokio::fs::read(&path).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::not_found(format!("no manifest for snapshot {snapshot_key}")),
+            _ => EngineError::io("read manifest", e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| EngineError::permanent(format!("corrupt manifest {snapshot_key}: {e}")))
+    }
+}
+
+pub(crate) fn validate_manifest(manifest: &Manifest) -> Result<()> {
+    fsutil::validate_snapshot_key(&manifest.snapshot_key)?;
+    for repo in &manifest.repos {
+        fsutil::validate_key(&repo.key)?;
+    }
+    Ok(())
+}
+
+fn is_sha(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,6 @@
+//! Engine tests against real git and the GitHub stand-in (smart HTTP through `git http-backend`).
+
+mod common;
+mod exports;
+mod fetching;
+mod snapshots;

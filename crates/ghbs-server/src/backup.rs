@@ -1,0 +1,430 @@
+//! The product's executor: one run of a job = resolve its repositories on GitHub, fetch each
+//! mirror incrementally (or skip git when GitHub says nothing was pushed), commit a snapshot,
+//! make it visible, then apply retention.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ghbs_core::{parse_timezone, select_kept, FailureKind, Secret, Target};
+use ghbs_engine::{Manifest, RepoCapture, RepoSource};
+use ghbs_github::{CachedResponse, GhRepo, GitHubError, Session, ValidatorCache};
+use ghbs_store::{Claim, HttpCacheRow, JobPatch, JobRow, NewSnapshot, Store};
+use ghbs_wire::{SnapshotRepo, TargetKind};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::metrics::Metrics;
+use crate::scheduler::{ExecOutcome, Executor, RunProgress};
+
+/// A real fetch happens at least every this many runs even when GitHub reports no push, so
+/// nothing `pushed_at` misses (for example a deleted tag) goes unnoticed for long.
+pub const FULL_FETCH_EVERY: u32 = 7;
+
+/// Mirrors are stored under the job-repository row id: never a path built from user input.
+pub fn mirror_key(job_repo_id: i64) -> String {
+    format!("r{job_repo_id}")
+}
+
+/// What the engine remembers per repository between runs (stored as JSON in `job_repos.state`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct RepoState {
+    pushed_at: Option<String>,
+    runs_since_fetch: u32,
+    pull_refs: bool,
+}
+
+pub struct BackupExecutor;
+
+#[async_trait]
+impl Executor for BackupExecutor {
+    async fn execute(
+        &self,
+        state: &Arc<AppState>,
+        claim: &Claim,
+        progress: RunProgress,
+    ) -> ExecOutcome {
+        let mut spent = Spent::default();
+        let result = run(state, &claim.job, claim.run.id, &progress, &mut spent).await;
+        let mut outcome = match result {
+            Ok(o) => o,
+            Err(o) => o,
+        };
+        outcome.api_requests = spent.counted as i64;
+        outcome.api_requests_conditional = spent.conditional as i64;
+        Metrics::add(&state.metrics.github_requests, spent.counted);
+        Metrics::add(&state.metrics.github_conditional_hits, spent.conditional);
+        Metrics::add(
+            &state.metrics.bytes_fetched,
+            outcome.bytes_fetched.max(0) as u64,
+        );
+        outcome
+    }
+}
+
+#[derive(Default)]
+struct Spent {
+    counted: u64,
+    conditional: u64,
+}
+
+fn github_failure(e: GitHubError, what: &str) -> ExecOutcome {
+    match e.kind {
+        FailureKind::Unauthorized => ExecOutcome {
+            error: Some(format!(
+                "GitHub rejected the stored token while {what}: run `github-backup-scheduler login` with a new token"
+            )),
+            needs_login: true,
+            ..Default::default()
+        },
+        FailureKind::NotFound => ExecOutcome::failed(format!(
+            "{what}: GitHub answers 404 (deleted, renamed away, or your token cannot see it); earlier backups are kept"
+        )),
+        _ => ExecOutcome::failed(format!("{what}: {}", e.message)),
+    }
+}
+
+async fn run(
+    state: &Arc<AppState>,
+    job: &JobRow,
+    run_id: i64,
+    progress: &RunProgress,
+    spent: &mut Spent,
+) -> Result<ExecOutcome, ExecOutcome> {
+    let store = &state.store;
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "backup failed on the server side");
+        ExecOutcome::failed(
+            "the server could not record this backup (database or disk error); it will be retried",
+        )
+    };
+    let user = store
+        .get_user(job.user_id)
+        .await
+        .map_err(|e| internal(&e))?;
+    let token = state
+        .sealer
+        .open(&user.token_sealed)
+        .map_err(|e| ExecOutcome {
+            error: Some(e.to_string()),
+            needs_login: true,
+            ..Default::default()
+        })?;
+    let session = state.github.session(
+        token.clone(),
+        Arc::new(StoreCache {
+            store: store.clone(),
+            user_id: user.id,
+        }),
+        Arc::new(ProgressBridge {
+            progress: progress.clone(),
+        }),
+    );
+    let result = resolve_and_fetch(state, job, &session, &token).await;
+    let c = session.counters();
+    spent.counted = c.counted;
+    spent.conditional = c.conditional_hits;
+    let fetched = result?;
+    progress.set(Some("recording snapshot")).await;
+
+    let manifest = Manifest {
+        snapshot_key: uuid::Uuid::new_v4().to_string(),
+        repos: fetched.captures,
+    };
+    state
+        .engine
+        .commit_snapshot(&manifest)
+        .await
+        .map_err(|e| internal(&e.message))?;
+    let keys: Vec<String> = manifest.repos.iter().map(|r| r.key.clone()).collect();
+    let size = state.engine.disk_usage(&keys).await.unwrap_or(0);
+    let snapshot = store
+        .insert_snapshot(NewSnapshot {
+            job_id: job.id,
+            run_id,
+            created_at: state.clock.now(),
+            refs: manifest.repos.iter().map(|r| r.refs.len() as u64).sum(),
+            size_bytes: size as i64,
+            repos: fetched.summary,
+            manifest: serde_json::to_value(&manifest).map_err(|e| internal(&e))?,
+        })
+        .await
+        .map_err(|e| internal(&e))?;
+    // Only now that the snapshot is visible may the per-repository checkpoints advance.
+    for (id, st) in fetched.states {
+        if let Err(e) = store
+            .set_job_repo_state(id, &serde_json::to_value(&st).unwrap_or_default())
+            .await
+        {
+            tracing::warn!(error = %e, "could not save repository state; the next run fetches again");
+        }
+    }
+    if let Err(e) = apply_retention(state, job).await {
+        tracing::warn!(error = %e, "retention failed; it will be applied after the next run");
+    }
+    progress.set(None).await;
+    let error = (!fetched.failures.is_empty()).then(|| {
+        format!(
+            "{} of {} repositories failed: {}",
+            fetched.failures.len(),
+            fetched.failures.len() + manifest.repos.len(),
+            fetched.failures.join("; ")
+        )
+    });
+    Ok(ExecOutcome {
+        error,
+        bytes_fetched: fetched.bytes as i64,
+        snapshot_id: Some(snapshot.id),
+        ..Default::default()
+    })
+}
+
+struct FetchResult {
+    captures: Vec<RepoCapture>,
+    summary: Vec<SnapshotRepo>,
+    states: Vec<(i64, RepoState)>,
+    failures: Vec<String>,
+    bytes: u64,
+}
+
+async fn resolve_and_fetch(
+    state: &Arc<AppState>,
+    job: &JobRow,
+    session: &Session,
+    token: &Secret,
+) -> Result<FetchResult, ExecOutcome> {
+    let target = Target::parse(&job.target).map_err(|e| ExecOutcome::failed(e.to_string()))?;
+    let repos: Vec<GhRepo> = match &target {
+        Target::Repository { owner, name } => {
+            let what = format!("looking up {owner}/{name}");
+            let fetched = session
+                .repo(owner, name)
+                .await
+                .map_err(|e| github_failure(e, &what))?;
+            if let Some(new_name) = &fetched.moved_to {
+                follow_rename(state, job, new_name).await;
+            }
+            vec![fetched.value]
+        }
+        Target::Account { owner } => {
+            let what = format!("listing the repositories of {owner}");
+            let all = session
+                .account_repos(owner)
+                .await
+                .map_err(|e| github_failure(e, &what))?;
+            let o = &job.options;
+            let picked: Vec<GhRepo> = all
+                .into_iter()
+                .filter(|r| {
+                    (o.include_forks || !r.fork)
+                        && (o.include_archived || !r.archived)
+                        && (o.include_private || !r.private)
+                })
+                .collect();
+            if picked.is_empty() {
+                return Err(ExecOutcome::failed(format!(
+                    "account {owner} has no repositories your token can see that match this job's filters"
+                )));
+            }
+            picked
+        }
+    };
+    let mut out = FetchResult {
+        captures: vec![],
+        summary: vec![],
+        states: vec![],
+        failures: vec![],
+        bytes: 0,
+    };
+    for gh in repos {
+        let row = state
+            .store
+            .job_repo(job.id, &gh.full_name, Some(gh.id))
+            .await
+            .map_err(|e| ExecOutcome::failed(format!("database error: {e}")))?;
+        let key = mirror_key(row.id);
+        let mut st: RepoState = serde_json::from_value(row.state.clone()).unwrap_or_default();
+        let unchanged = st.pushed_at.is_some()
+            && st.pushed_at == gh.pushed_at
+            && st.pull_refs == job.options.pull_refs
+            && st.runs_since_fetch + 1 < FULL_FETCH_EVERY;
+        let mut refs = None;
+        if unchanged {
+            if let Ok(r) = state.engine.mirror_refs(&key).await {
+                if !r.is_empty() {
+                    st.runs_since_fetch += 1;
+                    refs = Some(r);
+                }
+            }
+        }
+        let refs = match refs {
+            Some(r) => r,
+            None => {
+                let src = RepoSource {
+                    key: key.clone(),
+                    full_name: gh.full_name.clone(),
+                    clone_url: gh.clone_url.clone(),
+                    pull_refs: job.options.pull_refs,
+                };
+                match state.engine.fetch(&src, Some(token)).await {
+                    Ok(f) => {
+                        out.bytes += f.bytes_fetched;
+                        st = RepoState {
+                            pushed_at: gh.pushed_at.clone(),
+                            runs_since_fetch: 0,
+                            pull_refs: job.options.pull_refs,
+                        };
+                        f.refs
+                    }
+                    Err(e) if job.target_kind == TargetKind::Repository => {
+                        return Err(ExecOutcome {
+                            error: Some(format!("fetching {}: {}", gh.full_name, e.message)),
+                            needs_login: e.kind == FailureKind::Unauthorized,
+                            ..Default::default()
+                        });
+                    }
+                    Err(e) => {
+                        out.failures
+                            .push(format!("{}: {}", gh.full_name, e.message));
+                        out.summary.push(summary(&gh, 0, e.message.clone()));
+                        continue;
+                    }
+                }
+            }
+        };
+        out.summary
+            .push(summary(&gh, refs.len() as u64, "ok".into()));
+        out.captures.push(RepoCapture {
+            key,
+            full_name: gh.full_name.clone(),
+            default_branch: gh.default_branch.clone(),
+            refs,
+            metadata_dir: None,
+        });
+        out.states.push((row.id, st));
+    }
+    if out.captures.is_empty() {
+        return Err(ExecOutcome {
+            error: Some(format!(
+                "no repository could be backed up: {}",
+                out.failures.join("; ")
+            )),
+            bytes_fetched: out.bytes as i64,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+fn summary(gh: &GhRepo, refs: u64, status: String) -> SnapshotRepo {
+    SnapshotRepo {
+        full_name: gh.full_name.clone(),
+        default_branch: gh.default_branch.clone(),
+        refs,
+        status,
+        metadata: Default::default(),
+    }
+}
+
+/// GitHub answered 301: the repository was renamed or transferred. Point the job at the new name
+/// so listings show it; the mirror is keyed by GitHub's repository id and stays.
+async fn follow_rename(state: &AppState, job: &JobRow, new_name: &str) {
+    let patch = JobPatch {
+        target: Some(new_name.to_string()),
+        ..Default::default()
+    };
+    match state.store.update_job(job.user_id, job.id, patch).await {
+        Ok(_) => {
+            tracing::info!(from = %job.target, to = %new_name, "repository moved; job updated")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, to = %new_name, "repository moved but the job could not be renamed")
+        }
+    }
+}
+
+/// Forget snapshots the job's retention no longer keeps: rows first (so they stop being
+/// visible), then refs and unreferenced objects.
+pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<()> {
+    let snaps = state.store.job_snapshots(job.id).await?;
+    let tz = parse_timezone(&job.timezone).unwrap_or(chrono_tz::UTC);
+    let list: Vec<(i64, DateTime<Utc>)> = snaps.iter().map(|s| (s.id, s.created_at)).collect();
+    let kept = select_kept(&list, &job.retention, tz);
+    let dropped: Vec<_> = snaps
+        .into_iter()
+        .filter(|s| !kept.contains(&s.id))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    state
+        .store
+        .delete_snapshots(&dropped.iter().map(|s| s.id).collect::<Vec<_>>())
+        .await?;
+    let manifests: Vec<Manifest> = dropped
+        .iter()
+        .filter_map(|s| serde_json::from_value(s.manifest.clone()).ok())
+        .collect();
+    state
+        .engine
+        .drop_snapshots(&manifests)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    tracing::info!(
+        job.id = job.id,
+        dropped = dropped.len(),
+        "retention applied"
+    );
+    Ok(())
+}
+
+/// Conditional-request validators persisted in the store, so ETags survive restarts.
+struct StoreCache {
+    store: Arc<dyn Store>,
+    user_id: i64,
+}
+
+#[async_trait]
+impl ValidatorCache for StoreCache {
+    async fn get(&self, url: &str) -> Option<CachedResponse> {
+        match self.store.get_http_cache(self.user_id, url).await {
+            Ok(Some(row)) => Some(CachedResponse {
+                etag: row.etag,
+                last_modified: row.last_modified,
+                body: row.body.unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+
+    async fn put(&self, url: &str, entry: CachedResponse) {
+        let row = HttpCacheRow {
+            user_id: self.user_id,
+            url: url.to_string(),
+            etag: entry.etag,
+            last_modified: entry.last_modified,
+            body: Some(entry.body),
+        };
+        if let Err(e) = self.store.put_http_cache(&row).await {
+            tracing::warn!(error = %e, "could not remember a GitHub validator");
+        }
+    }
+}
+
+/// Shows GitHub waits (rate limits) on the run, e.g. "waiting for GitHub rate limit until 14:05 UTC".
+struct ProgressBridge {
+    progress: RunProgress,
+}
+
+impl ghbs_github::Progress for ProgressBridge {
+    fn waiting(&self, reason: &str, until: DateTime<Utc>) {
+        let p = self.progress.clone();
+        let text = format!("{reason} until {}", until.format("%H:%M UTC"));
+        tokio::spawn(async move { p.set(Some(&text)).await });
+    }
+
+    fn resumed(&self) {
+        let p = self.progress.clone();
+        tokio::spawn(async move { p.set(Some("running")).await });
+    }
+}

@@ -1,0 +1,393 @@
+//! Server configuration: one struct, loaded purely (loading never writes files).
+//!
+//! Precedence, lowest first: built-in defaults, the TOML config file (`--config` / `GHBS_CONFIG`),
+//! environment variables, command-line flags. clap resolves flag-over-environment; the file fills
+//! what neither gave.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// `github-backup-scheduler server` flags. Every flag has an environment equivalent.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (a loopback address allows open registration).
+    #[arg(long, env = "GHBS_LISTEN")]
+    pub listen: Option<String>,
+    /// Folder for state (SQLite), mirrors, the key file and download artifacts.
+    #[arg(long, env = "GHBS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite://PATH` (default: state.db in the data dir) or `postgres://…`.
+    #[arg(long = "database", env = "GHBS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// GitHub API base URL; GitHub Enterprise Server uses `https://HOST/api/v3`.
+    #[arg(long, env = "GHBS_GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    /// Extra CA certificate (PEM) trusted for the GitHub API and git, for Enterprise servers.
+    #[arg(long, env = "GHBS_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Concurrent backups on this node.
+    #[arg(long, env = "GHBS_WORKERS")]
+    pub workers: Option<usize>,
+    /// GitHub logins allowed to register (comma-separated).
+    #[arg(long, env = "GHBS_ALLOW_USERS", value_delimiter = ',')]
+    pub allow_users: Option<Vec<String>>,
+    /// GitHub organizations whose members may register (comma-separated).
+    #[arg(long, env = "GHBS_ALLOW_ORGS", value_delimiter = ',')]
+    pub allow_orgs: Option<Vec<String>>,
+    /// Let anyone who authenticates with GitHub register, even on a non-loopback address.
+    #[arg(long, env = "GHBS_OPEN_REGISTRATION")]
+    pub open_registration: Option<bool>,
+    /// Minimum time between two runs of a schedule, in hours (at least 24).
+    #[arg(long, env = "GHBS_MIN_INTERVAL_HOURS")]
+    pub min_interval_hours: Option<u64>,
+    /// On-demand runs allowed per job per hour.
+    #[arg(long, env = "GHBS_MANUAL_RUNS_PER_HOUR")]
+    pub manual_runs_per_hour: Option<u32>,
+    /// Seconds a running backup may take to finish after SIGTERM before its lease is released.
+    #[arg(long, env = "GHBS_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// TOML configuration file (keys as the long flags with `_`, e.g. `data_dir`).
+    #[arg(long, env = "GHBS_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The file form: same keys as the flags. Unknown keys are an error, so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub github_api_url: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub allow_users: Option<Vec<String>>,
+    pub allow_orgs: Option<Vec<String>>,
+    pub open_registration: Option<bool>,
+    pub min_interval_hours: Option<u64>,
+    pub manual_runs_per_hour: Option<u32>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// Everything the server needs, resolved. Built by [`ServerConfig::load`] or directly in tests.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub github_api_url: String,
+    pub ca_cert: Option<PathBuf>,
+    pub workers: usize,
+    pub allow_users: Vec<String>,
+    pub allow_orgs: Vec<String>,
+    pub open_registration: bool,
+    pub min_interval: Duration,
+    pub manual_runs_per_hour: u32,
+    pub shutdown_grace: Duration,
+    /// How long a claim holds a job before another node may take it over.
+    pub lease: Duration,
+    /// How often the scheduler looks for due jobs when nothing wakes it.
+    pub poll_interval: Duration,
+    /// Base64 of the 32-byte token-sealing key from `GHBS_MASTER_KEY`, if given.
+    pub master_key: Option<String>,
+    /// Retry pacing of the GitHub client (tests shorten it).
+    pub github_retry_base: Duration,
+}
+
+/// Why the configuration cannot be used. Each message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ServerConfig {
+    /// Defaults for one machine, rooted at `data_dir`.
+    pub fn with_data_dir(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: sqlite_url(&data_dir),
+            data_dir,
+            github_api_url: "https://api.github.com".into(),
+            ca_cert: None,
+            workers: 4,
+            allow_users: Vec::new(),
+            allow_orgs: Vec::new(),
+            open_registration: false,
+            min_interval: Duration::from_secs(24 * 3600),
+            manual_runs_per_hour: 6,
+            shutdown_grace: Duration::from_secs(30),
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(5),
+            master_key: None,
+            github_retry_base: Duration::from_secs(1),
+        }
+    }
+
+    /// Resolve flags/environment (already merged by clap) over the config file over defaults.
+    /// `master_key` comes from the environment only (`GHBS_MASTER_KEY`, or a file named by
+    /// `GHBS_MASTER_KEY_FILE`), never from a flag, so it does not show in `ps`.
+    pub fn load(
+        args: &ServerArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    ConfigError(format!("config file {} is invalid: {e}", path.display()))
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir);
+        let mut cfg = ServerConfig::with_data_dir(data_dir);
+        if let Some(listen) = args.listen.clone().or(file.listen) {
+            cfg.listen = listen.parse().map_err(|_| {
+                ConfigError(format!(
+                    "--listen {listen:?} is not an address: use IP:PORT, e.g. 127.0.0.1:3000"
+                ))
+            })?;
+        }
+        if let Some(url) = args.database_url.clone().or(file.database_url) {
+            cfg.database_url = url;
+        }
+        if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
+            cfg.github_api_url = url.trim_end_matches('/').to_string();
+        }
+        if !(cfg.github_api_url.starts_with("http://")
+            || cfg.github_api_url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "--github-api-url {:?} must start with https:// (or http:// for a local test server)",
+                cfg.github_api_url
+            )));
+        }
+        cfg.ca_cert = args.ca_cert.clone().or(file.ca_cert);
+        if let Some(w) = args.workers.or(file.workers) {
+            if w == 0 || w > 256 {
+                return Err(ConfigError(format!(
+                    "--workers {w}: choose between 1 and 256"
+                )));
+            }
+            cfg.workers = w;
+        }
+        cfg.allow_users = args
+            .allow_users
+            .clone()
+            .or(file.allow_users)
+            .unwrap_or_default();
+        cfg.allow_orgs = args
+            .allow_orgs
+            .clone()
+            .or(file.allow_orgs)
+            .unwrap_or_default();
+        cfg.allow_users.retain(|s| !s.trim().is_empty());
+        cfg.allow_orgs.retain(|s| !s.trim().is_empty());
+        cfg.open_registration = args
+            .open_registration
+            .or(file.open_registration)
+            .unwrap_or(false);
+        if let Some(h) = args.min_interval_hours.or(file.min_interval_hours) {
+            if h < 24 {
+                return Err(ConfigError(format!(
+                    "--min-interval-hours {h}: backups run at most once a day, so the minimum is 24"
+                )));
+            }
+            cfg.min_interval = Duration::from_secs(h * 3600);
+        }
+        if let Some(n) = args.manual_runs_per_hour.or(file.manual_runs_per_hour) {
+            cfg.manual_runs_per_hour = n;
+        }
+        if let Some(s) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
+            cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
+            (Some(k), _) => Some(k),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| {
+                        ConfigError(format!("cannot read GHBS_MASTER_KEY_FILE {path}: {e}"))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        cfg.check_registration_policy()?;
+        Ok(cfg)
+    }
+
+    /// DESIGN §2: open registration only on loopback unless an allow-list or an explicit choice.
+    pub fn check_registration_policy(&self) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback()
+            || self.open_registration
+            || !self.allow_users.is_empty()
+            || !self.allow_orgs.is_empty()
+        {
+            return Ok(());
+        }
+        Err(ConfigError(format!(
+            "refusing to listen on {} without a registration policy: anyone who can reach it could \
+             register. Set --allow-users LOGIN[,LOGIN] and/or --allow-orgs ORG[,ORG] \
+             (GHBS_ALLOW_USERS / GHBS_ALLOW_ORGS), or choose --open-registration true explicitly",
+            self.listen
+        )))
+    }
+
+    /// Who may register under this configuration: `None` means anyone who authenticates.
+    pub fn registration_allow_list(&self) -> Option<(&[String], &[String])> {
+        if self.allow_users.is_empty() && self.allow_orgs.is_empty() {
+            None
+        } else {
+            Some((&self.allow_users, &self.allow_orgs))
+        }
+    }
+}
+
+fn sqlite_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("state.db").display())
+}
+
+/// `$XDG_DATA_HOME/github-backup-scheduler`, or `./ghbs-data` where no data folder is known.
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("github-backup-scheduler"))
+        .unwrap_or_else(|| PathBuf::from("ghbs-data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_are_single_machine() {
+        let args = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&args, &no_env).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(cfg.database_url, "sqlite:///tmp/x/state.db");
+        assert_eq!(cfg.github_api_url, "https://api.github.com");
+        assert_eq!(cfg.min_interval, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn file_is_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\nworkers = 7\ndata_dir = \"/tmp/f\"\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            workers: Some(2),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&args, &no_env).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(cfg.workers, 2);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/f"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listn = \"127.0.0.1:4000\"\n").unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(&args, &no_env).unwrap_err();
+        assert!(err.0.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn public_address_needs_a_policy() {
+        let args = ServerArgs {
+            listen: Some("0.0.0.0:3000".into()),
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(&args, &no_env).unwrap_err();
+        assert!(err.0.contains("--allow-users"), "{err}");
+        let ok = ServerArgs {
+            allow_orgs: Some(vec!["acme".into()]),
+            ..args
+        };
+        assert!(ServerConfig::load(&ok, &no_env).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        for (args, needle) in [
+            (
+                ServerArgs {
+                    listen: Some("localhost".into()),
+                    ..Default::default()
+                },
+                "not an address",
+            ),
+            (
+                ServerArgs {
+                    workers: Some(0),
+                    ..Default::default()
+                },
+                "--workers",
+            ),
+            (
+                ServerArgs {
+                    min_interval_hours: Some(1),
+                    ..Default::default()
+                },
+                "at most once a day",
+            ),
+            (
+                ServerArgs {
+                    github_api_url: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+                "https://",
+            ),
+        ] {
+            let args = ServerArgs {
+                data_dir: Some("/tmp/x".into()),
+                ..args
+            };
+            let err = ServerConfig::load(&args, &no_env).unwrap_err();
+            assert!(err.0.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn master_key_from_env() {
+        let args = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let env = |k: &str| (k == "GHBS_MASTER_KEY").then(|| "abc".to_string());
+        assert_eq!(
+            ServerConfig::load(&args, &env)
+                .unwrap()
+                .master_key
+                .as_deref(),
+            Some("abc")
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Turning a job's schedule text into validated schedules and next run times.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ghbs_core::{parse_timezone, spread_offset, Schedule, ScheduleError};
+use ghbs_wire::codes;
+
+use crate::error::ApiError;
+
+/// A schedule that passed every check, with its timezone.
+pub struct Plan {
+    pub schedule: Schedule,
+    pub tz: chrono_tz::Tz,
+}
+
+impl Plan {
+    /// Parse and check a schedule and timezone as a user sent them.
+    pub fn parse(schedule: &str, timezone: &str, min_interval: Duration) -> Result<Plan, ApiError> {
+        if schedule.len() > 200 {
+            return Err(ApiError::bad_request(
+                codes::INVALID_SCHEDULE,
+                "schedule is too long",
+            ));
+        }
+        let tz = parse_timezone(timezone).map_err(schedule_error)?;
+        let schedule = Schedule::parse(schedule).map_err(schedule_error)?;
+        schedule
+            .validate_interval(tz, min_interval)
+            .map_err(schedule_error)?;
+        Ok(Plan { schedule, tz })
+    }
+
+    /// Next fire time strictly after `after` for the job identified by `spread_key`.
+    pub fn next_after(
+        &self,
+        after: DateTime<Utc>,
+        anchor: DateTime<Utc>,
+        spread_key: i64,
+    ) -> DateTime<Utc> {
+        self.schedule
+            .next_after(after, self.tz, anchor, spread_offset(spread_key))
+    }
+}
+
+/// The stable key that spreads a job without a time over the day. Derived from the owner and
+/// target rather than the row id so that it is known before the row exists.
+pub fn spread_key(user_id: i64, target: &str) -> i64 {
+    // FNV-1a: tiny, stable across versions and platforms (std's hasher is neither).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in user_id.to_le_bytes().iter().chain(target.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h as i64
+}
+
+pub fn schedule_error(e: ScheduleError) -> ApiError {
+    let code = match e {
+        ScheduleError::Invalid(_) => codes::INVALID_SCHEDULE,
+        ScheduleError::TooFrequent(_) => codes::SCHEDULE_TOO_FREQUENT,
+        ScheduleError::UnknownTimezone(_) => codes::INVALID_TIMEZONE,
+    };
+    ApiError::bad_request(code, e.to_string())
+}

@@ -1,0 +1,292 @@
+//! Jobs: create, list, show, change, pause, resume, delete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use ghbs_core::Target;
+use ghbs_store::{JobPatch, JobRow, NewJob, StoreError};
+use ghbs_wire::{codes, ErrorBody, Job, JobCreate, JobList, JobState, JobUpdate, Retention};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, OrNotFound};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::planning::{spread_key, Plan};
+use crate::routes::runs::run_json;
+
+pub fn job_json(job: JobRow, last_run: Option<ghbs_wire::Run>) -> Job {
+    let state = if job.paused {
+        JobState::Paused
+    } else if job.needs_login {
+        JobState::NeedsLogin
+    } else {
+        JobState::Active
+    };
+    Job {
+        id: job.id,
+        target: job.target,
+        target_kind: job.target_kind,
+        schedule: job.schedule,
+        timezone: job.timezone,
+        retention: job.retention,
+        options: job.options,
+        state,
+        next_run_at: job.next_run_at,
+        created_at: job.created_at,
+        last_run,
+    }
+}
+
+fn check_retention(r: &Retention) -> Result<(), ApiError> {
+    let limit = 10_000;
+    if r.keep_last == 0 && r.keep_daily == 0 && r.keep_weekly == 0 && r.keep_monthly == 0 {
+        return Err(ApiError::bad_request(
+            codes::BAD_REQUEST,
+            "retention keeps nothing: set keep_last (default 30) or a daily/weekly/monthly keep",
+        ));
+    }
+    if [r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly]
+        .iter()
+        .any(|&n| n > limit)
+    {
+        return Err(ApiError::bad_request(
+            codes::BAD_REQUEST,
+            format!("retention counts are limited to {limit}"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn with_last_run(state: &AppState, job: JobRow) -> Result<Job, ApiError> {
+    let last = state
+        .store
+        .last_runs(&[job.id])
+        .await?
+        .into_iter()
+        .next()
+        .map(run_json);
+    Ok(job_json(job, last))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs", request_body = JobCreate,
+    responses((status = 201, body = Job), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<JobCreate>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let target = Target::parse(&req.target)
+        .map_err(|e| ApiError::bad_request(codes::INVALID_TARGET, e.to_string()))?;
+    let timezone = req.timezone.clone().unwrap_or_else(|| "UTC".into());
+    let plan = Plan::parse(&req.schedule, &timezone, state.cfg.min_interval)?;
+    let retention = req.retention.unwrap_or_default();
+    check_retention(&retention)?;
+    let now = state.clock.now();
+    let canonical = target.canonical();
+    let next_run_at = plan.next_after(now, now, spread_key(caller.user.id, &canonical));
+    let created = state
+        .store
+        .create_job(NewJob {
+            user_id: caller.user.id,
+            target: canonical.clone(),
+            target_kind: target.kind(),
+            schedule: plan.schedule.canonical(),
+            timezone: plan.tz.name().to_string(),
+            retention,
+            options: req.options.unwrap_or_default(),
+            next_run_at,
+            created_at: now,
+        })
+        .await;
+    match created {
+        Ok(job) => {
+            tracing::info!(user.id = caller.user.id, job.id = job.id, "job created");
+            Ok((StatusCode::CREATED, Json(job_json(job, None))))
+        }
+        Err(StoreError::Conflict { existing_id, .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::CONFLICT,
+            match existing_id {
+                Some(id) => format!(
+                    "you already have job {id} for {canonical}; change it with `job edit {id}`"
+                ),
+                None => format!("you already have a job for {canonical}"),
+            },
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, body = JobList), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<JobList>, ApiError> {
+    let jobs = state.store.list_jobs(caller.user.id).await?;
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    let mut last: HashMap<i64, ghbs_wire::Run> = state
+        .store
+        .last_runs(&ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.job_id, run_json(r)))
+        .collect();
+    Ok(Json(JobList {
+        jobs: jobs
+            .into_iter()
+            .map(|j| {
+                let l = last.remove(&j.id);
+                job_json(j, l)
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Job>, ApiError> {
+    let job = state
+        .store
+        .get_job(caller.user.id, id)
+        .await
+        .or_not_found("job")?;
+    Ok(Json(with_last_run(&state, job).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/jobs/{id}", params(("id" = i64, Path)), request_body = JobUpdate,
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<JobUpdate>,
+) -> Result<Json<Job>, ApiError> {
+    let job = state
+        .store
+        .get_job(caller.user.id, id)
+        .await
+        .or_not_found("job")?;
+    let mut patch = JobPatch::default();
+    if req.schedule.is_some() || req.timezone.is_some() {
+        let schedule = req.schedule.as_deref().unwrap_or(&job.schedule);
+        let tz = req.timezone.as_deref().unwrap_or(&job.timezone);
+        let plan = Plan::parse(schedule, tz, state.cfg.min_interval)?;
+        let now = state.clock.now();
+        patch.next_run_at =
+            Some(plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)));
+        patch.schedule = Some(plan.schedule.canonical());
+        patch.timezone = Some(plan.tz.name().to_string());
+    }
+    if let Some(r) = req.retention {
+        check_retention(&r)?;
+        patch.retention = Some(r);
+    }
+    patch.options = req.options;
+    let job = state
+        .store
+        .update_job(caller.user.id, id, patch)
+        .await
+        .or_not_found("job")?;
+    Ok(Json(with_last_run(&state, job).await?))
+}
+
+async fn set_paused(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    paused: bool,
+) -> Result<Json<Job>, ApiError> {
+    let mut patch = JobPatch {
+        paused: Some(paused),
+        ..Default::default()
+    };
+    if !paused {
+        // A resumed job does not replay what it missed while paused: it runs at its next slot.
+        let job = state
+            .store
+            .get_job(caller.user.id, id)
+            .await
+            .or_not_found("job")?;
+        let plan = Plan::parse(&job.schedule, &job.timezone, state.cfg.min_interval)?;
+        let now = state.clock.now();
+        if job.next_run_at <= now {
+            patch.next_run_at =
+                Some(plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)));
+        }
+    }
+    let job = state
+        .store
+        .update_job(caller.user.id, id, patch)
+        .await
+        .or_not_found("job")?;
+    Ok(Json(with_last_run(state, job).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/pause", params(("id" = i64, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Job>, ApiError> {
+    set_paused(&state, &caller, id, true).await
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", params(("id" = i64, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Job>, ApiError> {
+    set_paused(&state, &caller, id, false).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Also delete the job's snapshots and mirrors. Without it, backups are kept.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", params(("id" = i64, Path), DeleteQuery),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    let job = state
+        .store
+        .get_job(caller.user.id, id)
+        .await
+        .or_not_found("job")?;
+    if q.purge {
+        state.purge_backups(&job).await?;
+    }
+    state
+        .store
+        .delete_job(caller.user.id, id, q.purge)
+        .await
+        .or_not_found("job")?;
+    tracing::info!(
+        user.id = caller.user.id,
+        job.id = id,
+        purge = q.purge,
+        "job deleted"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,325 @@
+//! The scheduler: the database is the schedule. A loop claims due jobs under a lease, runs them
+//! in a bounded pool, heartbeats the lease, records the outcome and the next run time.
+//! No per-job timers and no in-memory job list: a restart loses nothing by construction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ghbs_store::{Claim, RunOutcome};
+use ghbs_wire::{RunStatus, RunTrigger};
+use rand::Rng;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::metrics::Metrics;
+use crate::planning::{spread_key, Plan};
+
+/// How a run ended, as the executor reports it.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutcome {
+    pub error: Option<String>,
+    pub bytes_fetched: i64,
+    pub api_requests: i64,
+    pub api_requests_conditional: i64,
+    pub snapshot_id: Option<i64>,
+    pub needs_login: bool,
+}
+
+impl ExecOutcome {
+    pub fn failed(message: impl Into<String>) -> ExecOutcome {
+        ExecOutcome {
+            error: Some(message.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Lets an executor show what a run is doing ("waiting for rate limit until 14:05").
+#[derive(Clone)]
+pub struct RunProgress {
+    state: Arc<AppState>,
+    job_id: i64,
+    lease_token: i64,
+    run_id: i64,
+}
+
+impl RunProgress {
+    pub async fn set(&self, text: Option<&str>) {
+        if let Err(e) = self
+            .state
+            .store
+            .set_run_progress(self.job_id, self.lease_token, self.run_id, text)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record run progress");
+        }
+    }
+}
+
+/// What a claimed run executes. The product's executor is [`crate::backup::BackupExecutor`];
+/// tests of the scheduler alone may use their own.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    async fn execute(
+        &self,
+        state: &Arc<AppState>,
+        claim: &Claim,
+        progress: RunProgress,
+    ) -> ExecOutcome;
+}
+
+pub struct Scheduler {
+    state: Arc<AppState>,
+    executor: Arc<dyn Executor>,
+    node: String,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+}
+
+impl Scheduler {
+    pub fn new(state: Arc<AppState>, executor: Arc<dyn Executor>) -> Scheduler {
+        let node = format!(
+            "{}-{}-{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        let permits = Arc::new(Semaphore::new(state.cfg.workers));
+        Scheduler {
+            state,
+            executor,
+            node,
+            permits,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Claim loop until `stop` turns true, then drain (see [`crate::app::launch`]).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(node = %self.node, workers = self.state.cfg.workers, "scheduler started");
+        let mut tasks = JoinSet::new();
+        while !*stop.borrow() {
+            self.claim_into(&mut tasks).await;
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = self.state.wake.notified() => {}
+                _ = tokio::time::sleep(self.state.cfg.poll_interval) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        self.drain(tasks).await;
+    }
+
+    /// Claim what is due and run it to completion. For tests and benchmarks that drive the
+    /// scheduler by hand with an injected clock. Returns the number of runs executed.
+    pub async fn run_due_once(&self) -> usize {
+        let mut tasks = JoinSet::new();
+        let mut n = 0;
+        loop {
+            n += self.claim_into(&mut tasks).await;
+            if tasks.join_next().await.is_none() {
+                return n;
+            }
+        }
+    }
+
+    async fn claim_into(&self, tasks: &mut JoinSet<()>) -> usize {
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return 0;
+        }
+        let now = self.state.clock.now();
+        let lease_until = now
+            + chrono::Duration::from_std(self.state.cfg.lease)
+                .unwrap_or(chrono::Duration::minutes(5));
+        let claims = match self
+            .state
+            .store
+            .claim_due(&self.node, now, lease_until, free as i64)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming due jobs failed; retrying at the next tick");
+                return 0;
+            }
+        };
+        let n = claims.len();
+        for claim in claims {
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    // Cannot happen (we asked for at most `free`), but never run unbounded.
+                    let _ = self
+                        .state
+                        .store
+                        .release(claim.job.id, claim.lease_token, claim.run.id)
+                        .await;
+                    continue;
+                }
+            };
+            Metrics::add(&self.state.metrics.runs_claimed, 1);
+            let state = self.state.clone();
+            let executor = self.executor.clone();
+            let cancel = self.cancel.child_token();
+            tasks.spawn(async move {
+                work(state, executor, claim, cancel).await;
+                drop(permit);
+            });
+        }
+        n
+    }
+
+    async fn drain(self, mut tasks: JoinSet<()>) {
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(running = tasks.len(), grace = ?self.state.cfg.shutdown_grace, "waiting for running backups");
+        let deadline = tokio::time::sleep(self.state.cfg.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { return },
+                _ = &mut deadline => break,
+            }
+        }
+        tracing::warn!(
+            running = tasks.len(),
+            "grace period over: releasing the remaining runs"
+        );
+        self.cancel.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn work(
+    state: Arc<AppState>,
+    executor: Arc<dyn Executor>,
+    claim: Claim,
+    cancel: CancellationToken,
+) {
+    let job_id = claim.job.id;
+    let token = claim.lease_token;
+    let run_id = claim.run.id;
+    let span = tracing::info_span!(
+        "run",
+        job.id = job_id,
+        run.id = run_id,
+        user.id = claim.job.user_id
+    );
+    let _enter = span.enter();
+    Metrics::add(&state.metrics.runs_in_progress, 1);
+    let lost = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(state.clone(), job_id, token, lost.clone()));
+    let progress = RunProgress {
+        state: state.clone(),
+        job_id,
+        lease_token: token,
+        run_id,
+    };
+    let outcome = tokio::select! {
+        o = executor.execute(&state, &claim, progress) => Some(o),
+        _ = cancel.cancelled() => None,
+        _ = lost.cancelled() => None,
+    };
+    heartbeat.abort();
+    state
+        .metrics
+        .runs_in_progress
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(outcome) = outcome else {
+        if !lost.is_cancelled() {
+            match state.store.release(job_id, token, run_id).await {
+                Ok(_) => Metrics::add(&state.metrics.runs_released, 1),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not release the run; its lease will expire")
+                }
+            }
+        } else {
+            tracing::warn!("lease lost to another node; abandoning this run");
+        }
+        return;
+    };
+    let now = state.clock.now();
+    let next_run_at = next_run_after(&claim, now);
+    let status = if outcome.error.is_none() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
+    if let Some(err) = &outcome.error {
+        tracing::warn!(error = %err, "run failed");
+        Metrics::add(&state.metrics.runs_failed, 1);
+    } else {
+        Metrics::add(&state.metrics.runs_succeeded, 1);
+    }
+    let written = state
+        .store
+        .finish_run(
+            job_id,
+            token,
+            run_id,
+            RunOutcome {
+                status,
+                error: outcome.error,
+                bytes_fetched: outcome.bytes_fetched,
+                api_requests: outcome.api_requests,
+                api_requests_conditional: outcome.api_requests_conditional,
+                snapshot_id: outcome.snapshot_id,
+                needs_login: outcome.needs_login,
+                next_run_at,
+            },
+            now,
+        )
+        .await;
+    match written {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("run finished after its lease was taken over; result discarded")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the run's outcome; its lease will expire")
+        }
+    }
+}
+
+/// A scheduled run moves the job to its next slot after now (missed slots are not replayed);
+/// a manual run leaves a future slot alone.
+fn next_run_after(
+    claim: &Claim,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    let job = &claim.job;
+    if claim.run.trigger == RunTrigger::Manual && job.next_run_at > now {
+        return job.next_run_at;
+    }
+    match Plan::parse(&job.schedule, &job.timezone, Duration::ZERO) {
+        Ok(plan) => plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)),
+        Err(e) => {
+            // The schedule was valid when stored; if a newer version refuses it, try again in a day
+            // rather than spinning.
+            tracing::error!(error = ?e.message, "stored schedule no longer parses");
+            now + chrono::Duration::days(1)
+        }
+    }
+}
+
+async fn heartbeat(state: Arc<AppState>, job_id: i64, token: i64, lost: CancellationToken) {
+    let every = state.cfg.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let until = state.clock.now()
+            + chrono::Duration::from_std(state.cfg.lease).unwrap_or(chrono::Duration::minutes(5));
+        match state.store.heartbeat(job_id, token, until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                lost.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
+        }
+    }
+}

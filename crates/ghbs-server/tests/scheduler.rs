@@ -1,0 +1,264 @@
+//! The scheduler driven by an injected clock: due jobs run once, missed slots run once,
+//! manual runs, needs-login, and the real backup executor end to end against the stand-in.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use chrono::Duration;
+use common::TestApp;
+use ghbs_server::scheduler::{ExecOutcome, Executor, RunProgress};
+use ghbs_server::AppState;
+use ghbs_store::Claim;
+use serde_json::json;
+
+/// Counts executions; tests only (the product always runs the backup executor).
+#[derive(Default)]
+struct Counting {
+    runs: AtomicUsize,
+}
+
+#[async_trait]
+impl Executor for Counting {
+    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        ExecOutcome::default()
+    }
+}
+
+#[tokio::test]
+async fn due_jobs_run_once_and_missed_slots_do_not_pile_up() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("alice").await;
+    let job = app.create_job(&key, "alice/a", "daily at 09:00").await;
+    let id = job["id"].as_i64().unwrap();
+    let counting = Arc::new(Counting::default());
+    let sched = app.scheduler(counting.clone());
+    // 08:00: not due yet.
+    assert_eq!(sched.run_due_once().await, 0);
+    // Five days later (server "down" meanwhile): one run, not five.
+    app.clock.advance(Duration::days(5));
+    assert_eq!(sched.run_due_once().await, 1);
+    assert_eq!(sched.run_due_once().await, 0);
+    assert_eq!(counting.runs.load(Ordering::SeqCst), 1);
+    let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    // Now is 03-07 08:00: the next slot is today at 09:00.
+    assert_eq!(job["next_run_at"], "2026-03-07T09:00:00Z");
+    assert_eq!(job["last_run"]["status"], "succeeded");
+    assert_eq!(job["last_run"]["trigger"], "schedule");
+}
+
+#[tokio::test]
+async fn manual_run_does_not_move_the_schedule() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("bob").await;
+    let job = app
+        .create_job(&key, "bob/b", "weekly on sunday at 02:00")
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    let counting = Arc::new(Counting::default());
+    let sched = app.scheduler(counting.clone());
+    let (status, run) = app
+        .post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, run) = app.get(&format!("/api/v1/runs/{}", run["id"]), &key).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["trigger"], "manual");
+    let (_, after) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    assert_eq!(after["next_run_at"], job["next_run_at"]);
+}
+
+#[tokio::test]
+async fn paused_jobs_do_not_run() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("carol").await;
+    let id = app.create_job(&key, "carol/c", "daily at 09:00").await["id"]
+        .as_i64()
+        .unwrap();
+    app.post(&format!("/api/v1/jobs/{id}/pause"), &key, json!(null))
+        .await;
+    let counting = Arc::new(Counting::default());
+    let sched = app.scheduler(counting.clone());
+    app.clock.advance(Duration::days(2));
+    assert_eq!(sched.run_due_once().await, 0);
+    // Now is 03-04 08:00. Resuming does not replay the missed days: the job waits for its next slot.
+    let (_, job) = app
+        .post(&format!("/api/v1/jobs/{id}/resume"), &key, json!(null))
+        .await;
+    assert_eq!(job["next_run_at"], "2026-03-04T09:00:00Z");
+    assert_eq!(sched.run_due_once().await, 0);
+}
+
+#[tokio::test]
+async fn real_backup_survives_force_push_and_downloads() {
+    let app = TestApp::new().await;
+    let (key, token) = app.login("dora").await;
+    app.gh.create_repo(
+        "dora",
+        "proj",
+        ghbs_testkit::RepoOptions {
+            private: true,
+            ..Default::default()
+        },
+    );
+    let first_main = app
+        .gh
+        .commit("dora/proj", "main", &[("README.md", "hello\n")], "first");
+    app.gh.commit(
+        "dora/proj",
+        "feature",
+        &[("f.txt", "feature\n")],
+        "feature work",
+    );
+    app.gh.create_tag("dora/proj", "v1", "main");
+    let id = app.create_job(&key, "dora/proj", "daily at 09:00").await["id"]
+        .as_i64()
+        .unwrap();
+    let sched = app.backup_scheduler();
+    app.post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, runs) = app.get(&format!("/api/v1/jobs/{id}/runs"), &key).await;
+    assert_eq!(runs["runs"][0]["status"], "succeeded", "{runs}");
+    let before = app.gh.refs("dora/proj");
+
+    // Upstream rewrites history: force-push main, delete a branch and a tag, add commits.
+    app.gh.force_push_rewrite("dora/proj", "main");
+    app.gh.delete_ref("dora/proj", "refs/heads/feature");
+    app.gh.delete_ref("dora/proj", "refs/tags/v1");
+    app.gh.commit(
+        "dora/proj",
+        "main",
+        &[("new.txt", "new\n")],
+        "after rewrite",
+    );
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    let snaps = snaps["snapshots"].as_array().unwrap().clone();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let (old, new) = (&snaps[1], &snaps[0]);
+
+    // The first snapshot still restores the original refs, commits included.
+    let work = tempfile::tempdir().unwrap();
+    for (snap, want) in [(old, before.clone()), (new, app.gh.refs("dora/proj"))] {
+        let resp = download(&app, &key, snap["id"].as_i64().unwrap(), "bundle").await;
+        let bundle = work.path().join(format!("{}.bundle", snap["id"]));
+        std::fs::write(&bundle, &resp).unwrap();
+        let clone = work.path().join(format!("clone-{}", snap["id"]));
+        ghbs_testkit::git(
+            work.path(),
+            &[
+                "clone",
+                "--mirror",
+                bundle.to_str().unwrap(),
+                clone.to_str().unwrap(),
+            ],
+        );
+        let got = ghbs_testkit::git(
+            &clone,
+            &["for-each-ref", "--format=%(refname) %(objectname)"],
+        );
+        let got: std::collections::BTreeMap<String, String> = got
+            .lines()
+            .map(|l| {
+                let (r, s) = l.split_once(' ').unwrap();
+                (r.to_string(), s.to_string())
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+    assert_eq!(before["refs/heads/main"], first_main);
+    // The token never reached a file in clear text.
+    assert_no_file_contains(app.dir.path(), &token);
+}
+
+async fn download(app: &TestApp, key: &str, snapshot: i64, format: &str) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .uri(format!(
+            "/api/v1/snapshots/{snapshot}/download?format={format}"
+        ))
+        .header("authorization", format!("Bearer {key}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = ghbs_server::router(app.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let len: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    assert_eq!(body.len(), len);
+    body
+}
+
+fn assert_no_file_contains(dir: &std::path::Path, needle: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_file_contains(&path, needle);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "token found in clear text in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn rejected_token_marks_jobs_needs_login_until_login() {
+    let app = TestApp::new().await;
+    let (key, token) = app.login("erin").await;
+    app.gh.create_repo("erin", "r", Default::default());
+    app.gh.commit("erin/r", "main", &[("a", "b")], "c");
+    let id = app.create_job(&key, "erin/r", "daily").await["id"]
+        .as_i64()
+        .unwrap();
+    app.gh.revoke_token(&token);
+    app.post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    let sched = app.backup_scheduler();
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    assert_eq!(job["state"], "needs-login", "{job}");
+    assert!(
+        job["last_run"]["error"].as_str().unwrap().contains("login"),
+        "{job}"
+    );
+    // Nothing retries it in a loop.
+    app.clock.advance(Duration::days(3));
+    assert_eq!(sched.run_due_once().await, 0);
+    // A new login clears it.
+    let new_token = app.gh.add_token("erin");
+    let (status, _) = app
+        .call(
+            axum::http::Method::POST,
+            "/api/v1/login",
+            None,
+            Some(&json!({"github_token": new_token}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    assert_eq!(job["state"], "active");
+    assert_eq!(sched.run_due_once().await, 1);
+}

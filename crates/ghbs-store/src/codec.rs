@@ -1,0 +1,198 @@
+//! What both backends share: turning rows into model types and enums into column text, so that
+//! the two schemas cannot drift apart in how they spell a value.
+
+use chrono::{DateTime, Utc};
+use ghbs_wire::{RunStatus, RunTrigger, TargetKind};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    ApiKeyRow, HttpCacheRow, JobRepoRow, JobRow, RunRow, SnapshotRow, StoreError, StoreResult,
+    UserRow,
+};
+
+/// Error written on a run whose node stopped heartbeating and whose job another claim took over.
+pub(crate) const TAKEOVER_ERROR: &str =
+    "the server node running this backup stopped before it finished; the job was taken over";
+
+/// Typed column access with the backend's own encoding of timestamps and booleans hidden.
+pub(crate) trait Cols {
+    fn int(&self, col: &str) -> StoreResult<i64>;
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>>;
+    fn text(&self, col: &str) -> StoreResult<String>;
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
+    fn flag(&self, col: &str) -> StoreResult<bool>;
+    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>>;
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>>;
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
+pub(crate) fn decode_err(col: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("cannot decode column {col}: {e}"))
+}
+
+pub(crate) fn kind_str(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Repository => "repository",
+        TargetKind::Account => "account",
+    }
+}
+
+fn parse_kind(s: &str) -> StoreResult<TargetKind> {
+    match s {
+        "repository" => Ok(TargetKind::Repository),
+        "account" => Ok(TargetKind::Account),
+        other => Err(decode_err("target_kind", format!("unknown kind {other:?}"))),
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(format!("cannot encode JSON: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(col: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| decode_err(col, e))
+}
+
+pub(crate) fn user<R: Cols>(r: &R) -> StoreResult<UserRow> {
+    Ok(UserRow {
+        id: r.int("id")?,
+        github_id: r.int("github_id")?,
+        login: r.text("login")?,
+        token_sealed: r.bytes("token_sealed")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub(crate) fn api_key<R: Cols>(r: &R) -> StoreResult<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: r.int("id")?,
+        user_id: r.int("user_id")?,
+        label: r.opt_text("label")?,
+        created_at: r.time("created_at")?,
+        last_used_at: r.opt_time("last_used_at")?,
+    })
+}
+
+pub(crate) fn job<R: Cols>(r: &R) -> StoreResult<JobRow> {
+    Ok(JobRow {
+        id: r.int("id")?,
+        user_id: r.int("user_id")?,
+        target: r.text("target")?,
+        target_kind: parse_kind(&r.text("target_kind")?)?,
+        schedule: r.text("schedule")?,
+        timezone: r.text("timezone")?,
+        retention: from_json("retention", &r.text("retention")?)?,
+        options: from_json("options", &r.text("options")?)?,
+        paused: r.flag("paused")?,
+        needs_login: r.flag("needs_login")?,
+        next_run_at: r.time("next_run_at")?,
+        created_at: r.time("created_at")?,
+        lease_owner: r.opt_text("lease_owner")?,
+        lease_expires_at: r.opt_time("lease_expires_at")?,
+        lease_token: r.int("lease_token")?,
+    })
+}
+
+pub(crate) fn run<R: Cols>(r: &R) -> StoreResult<RunRow> {
+    let trigger = r.text("trigger_kind")?;
+    let status = r.text("status")?;
+    Ok(RunRow {
+        id: r.int("id")?,
+        job_id: r.int("job_id")?,
+        trigger: RunTrigger::parse(&trigger)
+            .ok_or_else(|| decode_err("trigger_kind", format!("unknown trigger {trigger:?}")))?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| decode_err("status", format!("unknown status {status:?}")))?,
+        queued_at: r.time("queued_at")?,
+        started_at: r.opt_time("started_at")?,
+        finished_at: r.opt_time("finished_at")?,
+        error: r.opt_text("error")?,
+        progress: r.opt_text("progress")?,
+        bytes_fetched: r.int("bytes_fetched")?,
+        api_requests: r.int("api_requests")?,
+        api_requests_conditional: r.int("api_requests_conditional")?,
+        snapshot_id: r.opt_int("snapshot_id")?,
+    })
+}
+
+pub(crate) fn snapshot<R: Cols>(r: &R) -> StoreResult<SnapshotRow> {
+    Ok(SnapshotRow {
+        id: r.int("id")?,
+        job_id: r.int("job_id")?,
+        run_id: r.int("run_id")?,
+        created_at: r.time("created_at")?,
+        refs: u64::try_from(r.int("refs")?).map_err(|e| decode_err("refs", e))?,
+        size_bytes: r.int("size_bytes")?,
+        repos: from_json("repos", &r.text("repos")?)?,
+        manifest: from_json("manifest", &r.text("manifest")?)?,
+    })
+}
+
+pub(crate) fn job_repo<R: Cols>(r: &R) -> StoreResult<JobRepoRow> {
+    Ok(JobRepoRow {
+        id: r.int("id")?,
+        job_id: r.int("job_id")?,
+        full_name: r.text("full_name")?,
+        github_id: r.opt_int("github_id")?,
+        state: from_json("state", &r.text("state")?)?,
+    })
+}
+
+pub(crate) fn http_cache<R: Cols>(r: &R) -> StoreResult<HttpCacheRow> {
+    Ok(HttpCacheRow {
+        user_id: r.int("user_id")?,
+        url: r.text("url")?,
+        etag: r.opt_text("etag")?,
+        last_modified: r.opt_text("last_modified")?,
+        body: r.opt_bytes("body")?,
+    })
+}
+
+pub(crate) fn refs_i64(refs: u64) -> StoreResult<i64> {
+    i64::try_from(refs).map_err(|_| StoreError::Other(format!("ref count {refs} out of range")))
+}
+
+/// Only a finished status may end a run.
+pub(crate) fn finished_status(status: RunStatus) -> StoreResult<&'static str> {
+    if status.is_finished() {
+        Ok(status.as_str())
+    } else {
+        Err(StoreError::Other(format!(
+            "finish_run needs a finished status, got {}",
+            status.as_str()
+        )))
+    }
+}
+
+/// `transient` recognises the backend's error codes that mean "try again later".
+pub(crate) fn db_error(e: sqlx::Error, transient: fn(&str) -> bool) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            what: "already exists".into(),
+            existing_id: None,
+        },
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| transient(&c)) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Name a bare conflict from [`db_error`] after what the call site was writing.
+pub(crate) fn conflict(what: &str, existing_id: Option<i64>) -> impl Fn(StoreError) -> StoreError + '_ {
+    move |e| match e {
+        StoreError::Conflict { .. } => StoreError::Conflict {
+            what: what.to_string(),
+            existing_id,
+        },
+        other => other,
+    }
+}

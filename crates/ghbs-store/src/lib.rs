@@ -1,0 +1,176 @@
+//! State of github-backup-scheduler: users, API keys, jobs, runs, snapshots, per-repository
+//! engine state and remembered HTTP validators.
+//!
+//! [`Store`] is the one interface; [`sqlite::SqliteStore`] and [`postgres::PgStore`] implement it,
+//! each with its own migrations. [`connect`] picks the backend from the URL at run time.
+
+mod codec;
+mod error;
+mod model;
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Everything the server and the scheduler persist.
+///
+/// Methods that take a `user_id` scope the lookup to that user: another user's row answers
+/// `NotFound` exactly like a missing one.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- users and API keys -------------------------------------------------------------------
+
+    /// Create the user for `github_id`, or update login and token of the existing one.
+    /// Clears `needs_login` on all the user's jobs (a new login fixes a rejected token).
+    async fn upsert_user(
+        &self,
+        github_id: i64,
+        login: &str,
+        token_sealed: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRow>;
+    async fn get_user(&self, user_id: i64) -> StoreResult<UserRow>;
+
+    /// Store a new key by its hash (hex of SHA-256 of the key).
+    async fn create_api_key(
+        &self,
+        user_id: i64,
+        key_hash: &str,
+        label: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ApiKeyRow>;
+    /// The live (not revoked) key with this hash and its user; records `last_used_at = now`.
+    async fn authenticate_key(
+        &self,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ApiKeyRow, UserRow)>;
+    async fn list_api_keys(&self, user_id: i64) -> StoreResult<Vec<ApiKeyRow>>;
+    /// Revoke one of the user's keys; `NotFound` if it is not theirs or already revoked.
+    async fn revoke_api_key(&self, user_id: i64, key_id: i64) -> StoreResult<()>;
+
+    // --- jobs ---------------------------------------------------------------------------------
+
+    /// `Conflict { existing_id: Some(job id) }` when the user already has a job for the target.
+    async fn create_job(&self, job: NewJob) -> StoreResult<JobRow>;
+    async fn get_job(&self, user_id: i64, job_id: i64) -> StoreResult<JobRow>;
+    /// The user's jobs ordered by id.
+    async fn list_jobs(&self, user_id: i64) -> StoreResult<Vec<JobRow>>;
+    async fn update_job(&self, user_id: i64, job_id: i64, patch: JobPatch) -> StoreResult<JobRow>;
+    /// Delete the job and its runs. Snapshots rows go too only when `purge`; otherwise they stay
+    /// (orphaned from the job list but kept, as are the backups on disk).
+    async fn delete_job(&self, user_id: i64, job_id: i64, purge: bool) -> StoreResult<()>;
+    /// Number of jobs in the whole store (metrics).
+    async fn count_jobs(&self) -> StoreResult<i64>;
+
+    // --- runs and the scheduler ---------------------------------------------------------------
+
+    /// Queue a manual run unless the job already has a queued or running one, in which case that
+    /// run is returned (idempotent "run now"). `NotFound` if the job is not the user's.
+    async fn request_run(&self, user_id: i64, job_id: i64, now: DateTime<Utc>) -> StoreResult<RunRow>;
+    /// Manual runs of the job queued at or after `since` (rate limit of "run now").
+    async fn count_manual_runs_since(&self, job_id: i64, since: DateTime<Utc>) -> StoreResult<i64>;
+
+    /// Claim up to `limit` jobs that are due and free, in one guarded statement per job
+    /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a write transaction on SQLite).
+    ///
+    /// A job is claimable when it is not paused, not `needs_login`, its lease is absent or
+    /// expired (`lease_expires_at <= now`), and either it has a queued run or
+    /// `next_run_at <= now`. Claiming sets `lease_owner = node`, `lease_expires_at = lease_until`,
+    /// increments `lease_token`, and moves the queued run (or a new `schedule` run) to `running`
+    /// with `started_at = now`. A run left `running` by a node whose lease expired is marked
+    /// `failed` with an error saying the node stopped and the job was taken over.
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Claim>>;
+    /// Extend a lease; false when the token is stale (another node took the job over).
+    async fn heartbeat(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Update the run's human-readable progress line; false when the token is stale.
+    async fn set_run_progress(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        progress: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Finish a run: write the outcome, set the job's `next_run_at`, release the lease; with
+    /// `needs_login`, flag all of the user's jobs. False (and nothing written) when the token is
+    /// stale.
+    async fn finish_run(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        outcome: RunOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Give a claim back without finishing it (graceful shutdown): the run returns to `queued`
+    /// so the next claim, here or on another node, resumes it. False when the token is stale.
+    async fn release(&self, job_id: i64, lease_token: i64, run_id: i64) -> StoreResult<bool>;
+    /// Newest first.
+    async fn list_runs(&self, user_id: i64, job_id: i64, limit: i64) -> StoreResult<Vec<RunRow>>;
+    async fn get_run(&self, user_id: i64, run_id: i64) -> StoreResult<RunRow>;
+    /// The newest run of each of the given jobs (for job listings).
+    async fn last_runs(&self, job_ids: &[i64]) -> StoreResult<Vec<RunRow>>;
+
+    // --- snapshots ----------------------------------------------------------------------------
+
+    /// Record a snapshot whose data is already durable. This row is what makes it visible.
+    async fn insert_snapshot(&self, snapshot: NewSnapshot) -> StoreResult<SnapshotRow>;
+    /// Newest first; `NotFound` if the job is not the user's.
+    async fn list_snapshots(&self, user_id: i64, job_id: i64) -> StoreResult<Vec<SnapshotRow>>;
+    async fn get_snapshot(&self, user_id: i64, snapshot_id: i64) -> StoreResult<SnapshotRow>;
+    /// All snapshots of a job, newest first, without user scoping (engine, retention).
+    async fn job_snapshots(&self, job_id: i64) -> StoreResult<Vec<SnapshotRow>>;
+    async fn delete_snapshots(&self, snapshot_ids: &[i64]) -> StoreResult<()>;
+
+    // --- per-repository engine state ----------------------------------------------------------
+
+    /// The row for (job, full_name), created on first sight. Matching prefers `github_id` when
+    /// given, so a renamed repository keeps its row (and mirror); `full_name` is then updated.
+    async fn job_repo(
+        &self,
+        job_id: i64,
+        full_name: &str,
+        github_id: Option<i64>,
+    ) -> StoreResult<JobRepoRow>;
+    async fn list_job_repos(&self, job_id: i64) -> StoreResult<Vec<JobRepoRow>>;
+    async fn set_job_repo_state(&self, job_repo_id: i64, state: &serde_json::Value) -> StoreResult<()>;
+
+    // --- remembered validators for conditional GitHub requests ---------------------------------
+
+    async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>>;
+    async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()>;
+}
+
+/// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or
+/// `postgres://…` / `postgresql://…`. Runs pending migrations.
+pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(StoreError::Other(format!(
+            "unsupported database URL (expected sqlite:// or postgres://): {}",
+            url.split(':').next().unwrap_or("")
+        )))
+    }
+}
+
+pub mod postgres;
+pub mod sqlite;

@@ -1,0 +1,158 @@
+//! Rows the store reads and writes. Plain data: no behaviour beyond conversions.
+
+use chrono::{DateTime, Utc};
+use ghbs_wire::{JobOptions, Retention, RunStatus, RunTrigger, SnapshotRepo, TargetKind};
+
+/// A user: one GitHub identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub github_id: i64,
+    pub login: String,
+    /// The GitHub token sealed with the server's AEAD key (nonce || ciphertext). Never clear text.
+    pub token_sealed: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: i64,
+    pub user_id: i64,
+    /// Canonical target (`owner/name` or `owner`), unique per user.
+    pub target: String,
+    pub target_kind: TargetKind,
+    pub schedule: String,
+    pub timezone: String,
+    pub retention: Retention,
+    pub options: JobOptions,
+    pub paused: bool,
+    pub needs_login: bool,
+    pub next_run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// Node holding the lease while a run is in progress.
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Incremented at every claim: a worker whose token is stale can no longer write (fencing).
+    pub lease_token: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub user_id: i64,
+    pub target: String,
+    pub target_kind: TargetKind,
+    pub schedule: String,
+    pub timezone: String,
+    pub retention: Retention,
+    pub options: JobOptions,
+    pub next_run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A change to a job; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct JobPatch {
+    pub target: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub retention: Option<Retention>,
+    pub options: Option<JobOptions>,
+    pub paused: Option<bool>,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub trigger: RunTrigger,
+    pub status: RunStatus,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub progress: Option<String>,
+    pub bytes_fetched: i64,
+    pub api_requests: i64,
+    pub api_requests_conditional: i64,
+    pub snapshot_id: Option<i64>,
+}
+
+/// What a claim hands a worker: the job, the run it now owns, and its fencing token.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: JobRow,
+    pub run: RunRow,
+    pub lease_token: i64,
+}
+
+/// How a run ended, written by [`crate::Store::finish_run`].
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub bytes_fetched: i64,
+    pub api_requests: i64,
+    pub api_requests_conditional: i64,
+    pub snapshot_id: Option<i64>,
+    /// GitHub rejected the user's token: mark every job of the user `needs-login`.
+    pub needs_login: bool,
+    /// When the job runs next (computed by the scheduler from the schedule).
+    pub next_run_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub refs: u64,
+    pub size_bytes: i64,
+    pub repos: Vec<SnapshotRepo>,
+    /// The engine's manifest (which refs at which commits, per repository). Opaque to the store.
+    pub manifest: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub run_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub refs: u64,
+    pub size_bytes: i64,
+    pub repos: Vec<SnapshotRepo>,
+    pub manifest: serde_json::Value,
+}
+
+/// Per-job, per-repository state the engine carries between runs (account jobs have many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRepoRow {
+    /// Internal id: mirrors are stored under it, never under a name built from user input.
+    pub id: i64,
+    pub job_id: i64,
+    pub full_name: String,
+    pub github_id: Option<i64>,
+    /// Opaque engine state (ETag, pushed_at, runs since a full fetch, ...), JSON.
+    pub state: serde_json::Value,
+}
+
+/// A remembered conditional-request validator for one URL and user (GitHub etiquette).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCacheRow {
+    pub user_id: i64,
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The body GitHub sent with that validator, so a 304 can be answered from it.
+    pub body: Option<Vec<u8>>,
+}

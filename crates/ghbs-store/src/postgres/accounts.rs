@@ -1,0 +1,117 @@
+//! Users and API keys on PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::db_err;
+use crate::codec::{self, conflict};
+use crate::{ApiKeyRow, StoreError, StoreResult, UserRow};
+
+pub(super) async fn upsert_user(
+    pool: &PgPool,
+    github_id: i64,
+    login: &str,
+    token_sealed: &[u8],
+    now: DateTime<Utc>,
+) -> StoreResult<UserRow> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let row = sqlx::query(
+        "INSERT INTO users (github_id, login, token_sealed, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (github_id) DO UPDATE
+             SET login = EXCLUDED.login, token_sealed = EXCLUDED.token_sealed
+         RETURNING *",
+    )
+    .bind(github_id)
+    .bind(login)
+    .bind(token_sealed)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let user = codec::user(&row)?;
+    sqlx::query("UPDATE jobs SET needs_login = FALSE WHERE user_id = $1 AND needs_login")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(user)
+}
+
+pub(super) async fn get_user(pool: &PgPool, user_id: i64) -> StoreResult<UserRow> {
+    let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+    codec::user(&row)
+}
+
+pub(super) async fn create_api_key(
+    pool: &PgPool,
+    user_id: i64,
+    key_hash: &str,
+    label: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<ApiKeyRow> {
+    let row = sqlx::query(
+        "INSERT INTO api_keys (user_id, key_hash, label, created_at) VALUES ($1, $2, $3, $4)
+         RETURNING *",
+    )
+    .bind(user_id)
+    .bind(key_hash)
+    .bind(label)
+    .bind(now)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)
+    .map_err(conflict("an API key with this hash already exists", None))?;
+    codec::api_key(&row)
+}
+
+pub(super) async fn authenticate_key(
+    pool: &PgPool,
+    key_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<(ApiKeyRow, UserRow)> {
+    let row = sqlx::query(
+        "UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2 AND revoked_at IS NULL
+         RETURNING *",
+    )
+    .bind(now)
+    .bind(key_hash)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    let key = codec::api_key(&row)?;
+    let user = get_user(pool, key.user_id).await?;
+    Ok((key, user))
+}
+
+pub(super) async fn list_api_keys(pool: &PgPool, user_id: i64) -> StoreResult<Vec<ApiKeyRow>> {
+    let rows = sqlx::query(
+        "SELECT * FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(codec::api_key).collect()
+}
+
+pub(super) async fn revoke_api_key(pool: &PgPool, user_id: i64, key_id: i64) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1
+         WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(Utc::now())
+    .bind(key_id)
+    .bind(user_id)
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The PostgreSQL backend: shared state for several server nodes.
+//!
+//! Claims use `FOR UPDATE SKIP LOCKED` so that nodes never wait on each other's rows and never
+//! claim the same job; leases (not held transactions) cover the minutes a backup takes.
+
+mod accounts;
+mod jobs;
+mod repos;
+mod scheduler;
+
+use std::{borrow::Cow, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    migrate::{Migration, MigrationType, Migrator},
+    postgres::{PgPool, PgPoolOptions, PgRow},
+    Row,
+};
+
+use crate::codec::{self, decode_err, Cols};
+use crate::{
+    ApiKeyRow, Claim, HttpCacheRow, JobPatch, JobRepoRow, JobRow, NewJob, NewSnapshot, RunOutcome,
+    RunRow, SnapshotRow, Store, StoreError, StoreResult, UserRow,
+};
+
+/// Versioned migrations; a landed file is never edited, a change is a new file.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// A [`Store`] on a PostgreSQL database shared by any number of server nodes.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://user:pass@host/db`, libpq-style query options such as
+    /// `?options=-csearch_path%3Dschema` allowed) and run pending migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(db_err)?;
+        let migrator = Migrator {
+            migrations: Cow::Owned(
+                MIGRATIONS
+                    .iter()
+                    .map(|(version, description, sql)| {
+                        Migration::new(
+                            *version,
+                            Cow::Borrowed(*description),
+                            MigrationType::Simple,
+                            Cow::Borrowed(*sql),
+                            false,
+                        )
+                    })
+                    .collect(),
+            ),
+            ignore_missing: false,
+            // An advisory lock keeps nodes starting together from migrating twice.
+            locking: true,
+            no_tx: false,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("PostgreSQL migration failed: {e}")))?;
+        Ok(PgStore { pool })
+    }
+}
+
+/// Map a driver error; connection exceptions (class 08), shutdowns (57P), too many
+/// connections, serialization failures and deadlocks are transient.
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    codec::db_error(e, |code| {
+        code.starts_with("08")
+            || code.starts_with("57P")
+            || matches!(code, "53300" | "40001" | "40P01")
+    })
+}
+
+impl Cols for PgRow {
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn text(&self, col: &str) -> StoreResult<String> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn flag(&self, col: &str) -> StoreResult<bool> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        self.try_get(col).map_err(|e| decode_err(col, e))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn upsert_user(
+        &self,
+        github_id: i64,
+        login: &str,
+        token_sealed: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRow> {
+        accounts::upsert_user(&self.pool, github_id, login, token_sealed, now).await
+    }
+    async fn get_user(&self, user_id: i64) -> StoreResult<UserRow> {
+        accounts::get_user(&self.pool, user_id).await
+    }
+    async fn create_api_key(
+        &self,
+        user_id: i64,
+        key_hash: &str,
+        label: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ApiKeyRow> {
+        accounts::create_api_key(&self.pool, user_id, key_hash, label, now).await
+    }
+    async fn authenticate_key(
+        &self,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ApiKeyRow, UserRow)> {
+        accounts::authenticate_key(&self.pool, key_hash, now).await
+    }
+    async fn list_api_keys(&self, user_id: i64) -> StoreResult<Vec<ApiKeyRow>> {
+        accounts::list_api_keys(&self.pool, user_id).await
+    }
+    async fn revoke_api_key(&self, user_id: i64, key_id: i64) -> StoreResult<()> {
+        accounts::revoke_api_key(&self.pool, user_id, key_id).await
+    }
+
+    async fn create_job(&self, job: NewJob) -> StoreResult<JobRow> {
+        jobs::create_job(&self.pool, job).await
+    }
+    async fn get_job(&self, user_id: i64, job_id: i64) -> StoreResult<JobRow> {
+        jobs::get_job(&self.pool, user_id, job_id).await
+    }
+    async fn list_jobs(&self, user_id: i64) -> StoreResult<Vec<JobRow>> {
+        jobs::list_jobs(&self.pool, user_id).await
+    }
+    async fn update_job(&self, user_id: i64, job_id: i64, patch: JobPatch) -> StoreResult<JobRow> {
+        jobs::update_job(&self.pool, user_id, job_id, patch).await
+    }
+    async fn delete_job(&self, user_id: i64, job_id: i64, purge: bool) -> StoreResult<()> {
+        jobs::delete_job(&self.pool, user_id, job_id, purge).await
+    }
+    async fn count_jobs(&self) -> StoreResult<i64> {
+        jobs::count_jobs(&self.pool).await
+    }
+
+    async fn request_run(&self, user_id: i64, job_id: i64, now: DateTime<Utc>) -> StoreResult<RunRow> {
+        jobs::request_run(&self.pool, user_id, job_id, now).await
+    }
+    async fn count_manual_runs_since(&self, job_id: i64, since: DateTime<Utc>) -> StoreResult<i64> {
+        jobs::count_manual_runs_since(&self.pool, job_id, since).await
+    }
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Claim>> {
+        scheduler::claim_due(&self.pool, node, now, lease_until, limit).await
+    }
+    async fn heartbeat(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        scheduler::heartbeat(&self.pool, job_id, lease_token, lease_until).await
+    }
+    async fn set_run_progress(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        progress: Option<&str>,
+    ) -> StoreResult<bool> {
+        scheduler::set_run_progress(&self.pool, job_id, lease_token, run_id, progress).await
+    }
+    async fn finish_run(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        outcome: RunOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        scheduler::finish_run(&self.pool, job_id, lease_token, run_id, outcome, now).await
+    }
+    async fn release(&self, job_id: i64, lease_token: i64, run_id: i64) -> StoreResult<bool> {
+        scheduler::release(&self.pool, job_id, lease_token, run_id).await
+    }
+    async fn list_runs(&self, user_id: i64, job_id: i64, limit: i64) -> StoreResult<Vec<RunRow>> {
+        jobs::list_runs(&self.pool, user_id, job_id, limit).await
+    }
+    async fn get_run(&self, user_id: i64, run_id: i64) -> StoreResult<RunRow> {
+        jobs::get_run(&self.pool, user_id, run_id).await
+    }
+    async fn last_runs(&self, job_ids: &[i64]) -> StoreResult<Vec<RunRow>> {
+        jobs::last_runs(&self.pool, job_ids).await
+    }
+
+    async fn insert_snapshot(&self, snapshot: NewSnapshot) -> StoreResult<SnapshotRow> {
+        repos::insert_snapshot(&self.pool, snapshot).await
+    }
+    async fn list_snapshots(&self, user_id: i64, job_id: i64) -> StoreResult<Vec<SnapshotRow>> {
+        repos::list_snapshots(&self.pool, user_id, job_id).await
+    }
+    async fn get_snapshot(&self, user_id: i64, snapshot_id: i64) -> StoreResult<SnapshotRow> {
+        repos::get_snapshot(&self.pool, user_id, snapshot_id).await
+    }
+    async fn job_snapshots(&self, job_id: i64) -> StoreResult<Vec<SnapshotRow>> {
+        repos::job_snapshots(&self.pool, job_id).await
+    }
+    async fn delete_snapshots(&self, snapshot_ids: &[i64]) -> StoreResult<()> {
+        repos::delete_snapshots(&self.pool, snapshot_ids).await
+    }
+
+    async fn job_repo(
+        &self,
+        job_id: i64,
+        full_name: &str,
+        github_id: Option<i64>,
+    ) -> StoreResult<JobRepoRow> {
+        repos::job_repo(&self.pool, job_id, full_name, github_id).await
+    }
+    async fn list_job_repos(&self, job_id: i64) -> StoreResult<Vec<JobRepoRow>> {
+        repos::list_job_repos(&self.pool, job_id).await
+    }
+    async fn set_job_repo_state(&self, job_repo_id: i64, state: &serde_json::Value) -> StoreResult<()> {
+        repos::set_job_repo_state(&self.pool, job_repo_id, state).await
+    }
+
+    async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>> {
+        repos::get_http_cache(&self.pool, user_id, url).await
+    }
+    async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()> {
+        repos::put_http_cache(&self.pool, row).await
+    }
+}

@@ -1,0 +1,229 @@
+//! Snapshots, per-repository engine state and the HTTP validator cache on SQLite.
+
+use chrono::Utc;
+use sqlx::SqlitePool;
+
+use super::{db_err, id_list, jobs::owns_job, us};
+use crate::codec::{self, conflict, refs_i64, to_json};
+use crate::{HttpCacheRow, JobRepoRow, NewSnapshot, SnapshotRow, StoreError, StoreResult};
+
+pub(super) async fn insert_snapshot(pool: &SqlitePool, s: NewSnapshot) -> StoreResult<SnapshotRow> {
+    // The owner is copied from the job so that reads stay scoped after the job is deleted.
+    let row = sqlx::query(
+        "INSERT INTO snapshots
+             (user_id, job_id, run_id, created_at, refs, size_bytes, repos, manifest)
+         SELECT user_id, id, ?, ?, ?, ?, ?, ? FROM jobs WHERE id = ?
+         RETURNING *",
+    )
+    .bind(s.run_id)
+    .bind(us(s.created_at))
+    .bind(refs_i64(s.refs)?)
+    .bind(s.size_bytes)
+    .bind(to_json(&s.repos)?)
+    .bind(to_json(&s.manifest)?)
+    .bind(s.job_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound)?;
+    codec::snapshot(&row)
+}
+
+pub(super) async fn list_snapshots(
+    pool: &SqlitePool,
+    user_id: i64,
+    job_id: i64,
+) -> StoreResult<Vec<SnapshotRow>> {
+    let rows = sqlx::query("SELECT * FROM snapshots WHERE user_id = ? AND job_id = ? ORDER BY id DESC")
+        .bind(user_id)
+        .bind(job_id)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    if rows.is_empty() {
+        // Kept snapshots of a deleted job are listed above; an empty list needs a live job.
+        owns_job(pool, user_id, job_id).await?;
+    }
+    rows.iter().map(codec::snapshot).collect()
+}
+
+pub(super) async fn get_snapshot(
+    pool: &SqlitePool,
+    user_id: i64,
+    snapshot_id: i64,
+) -> StoreResult<SnapshotRow> {
+    let row = sqlx::query("SELECT * FROM snapshots WHERE id = ? AND user_id = ?")
+        .bind(snapshot_id)
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+    codec::snapshot(&row)
+}
+
+pub(super) async fn job_snapshots(pool: &SqlitePool, job_id: i64) -> StoreResult<Vec<SnapshotRow>> {
+    let rows = sqlx::query("SELECT * FROM snapshots WHERE job_id = ? ORDER BY id DESC")
+        .bind(job_id)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(codec::snapshot).collect()
+}
+
+pub(super) async fn delete_snapshots(pool: &SqlitePool, snapshot_ids: &[i64]) -> StoreResult<()> {
+    if snapshot_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM snapshots WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(id_list(snapshot_ids))
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub(super) async fn job_repo(
+    pool: &SqlitePool,
+    job_id: i64,
+    full_name: &str,
+    github_id: Option<i64>,
+) -> StoreResult<JobRepoRow> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    // Another row holding `full_name` with a different identity is a repository that is gone
+    // (deleted, or renamed away): it keeps its id and mirror under a name marking it so.
+    let displace = "UPDATE job_repos SET full_name = full_name || ' (gone, row ' || id || ')'
+                    WHERE job_id = ? AND full_name = ? AND id <> ?";
+
+    if let Some(gid) = github_id {
+        let q = sqlx::query("SELECT * FROM job_repos WHERE job_id = ? AND github_id = ?")
+            .bind(job_id)
+            .bind(gid);
+        if let Some(row) = q.fetch_optional(&mut *tx).await.map_err(db_err)? {
+            let mut repo = codec::job_repo(&row)?;
+            if repo.full_name != full_name {
+                sqlx::query(displace)
+                    .bind(job_id)
+                    .bind(full_name)
+                    .bind(repo.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query("UPDATE job_repos SET full_name = ? WHERE id = ?")
+                    .bind(full_name)
+                    .bind(repo.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                repo.full_name = full_name.to_string();
+            }
+            tx.commit().await.map_err(db_err)?;
+            return Ok(repo);
+        }
+    }
+
+    let q = sqlx::query("SELECT * FROM job_repos WHERE job_id = ? AND full_name = ?")
+        .bind(job_id)
+        .bind(full_name);
+    if let Some(row) = q.fetch_optional(&mut *tx).await.map_err(db_err)? {
+        let mut repo = codec::job_repo(&row)?;
+        match (repo.github_id, github_id) {
+            (None, Some(gid)) => {
+                sqlx::query("UPDATE job_repos SET github_id = ? WHERE id = ?")
+                    .bind(gid)
+                    .bind(repo.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                repo.github_id = Some(gid);
+                tx.commit().await.map_err(db_err)?;
+                return Ok(repo);
+            }
+            (Some(old), Some(new)) if old != new => {
+                sqlx::query(displace)
+                    .bind(job_id)
+                    .bind(full_name)
+                    .bind(0_i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            _ => return Ok(repo),
+        }
+    }
+
+    let row = sqlx::query(
+        "INSERT INTO job_repos (job_id, full_name, github_id) VALUES (?, ?, ?) RETURNING *",
+    )
+    .bind(job_id)
+    .bind(full_name)
+    .bind(github_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)
+    .map_err(conflict("a repository row with this name already exists", None))?;
+    let repo = codec::job_repo(&row)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(repo)
+}
+
+pub(super) async fn list_job_repos(pool: &SqlitePool, job_id: i64) -> StoreResult<Vec<JobRepoRow>> {
+    let rows = sqlx::query("SELECT * FROM job_repos WHERE job_id = ? ORDER BY id")
+        .bind(job_id)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(codec::job_repo).collect()
+}
+
+pub(super) async fn set_job_repo_state(
+    pool: &SqlitePool,
+    job_repo_id: i64,
+    state: &serde_json::Value,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE job_repos SET state = ? WHERE id = ?")
+        .bind(to_json(state)?)
+        .bind(job_repo_id)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) async fn get_http_cache(
+    pool: &SqlitePool,
+    user_id: i64,
+    url: &str,
+) -> StoreResult<Option<HttpCacheRow>> {
+    sqlx::query("SELECT * FROM http_cache WHERE user_id = ? AND url = ?")
+        .bind(user_id)
+        .bind(url)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(codec::http_cache)
+        .transpose()
+}
+
+pub(super) async fn put_http_cache(pool: &SqlitePool, row: &HttpCacheRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO http_cache (user_id, url, etag, last_modified, body, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (user_id, url) DO UPDATE
+             SET etag = excluded.etag, last_modified = excluded.last_modified,
+                 body = excluded.body, updated_at = excluded.updated_at",
+    )
+    .bind(row.user_id)
+    .bind(&row.url)
+    .bind(row.etag.as_deref())
+    .bind(row.last_modified.as_deref())
+    .bind(row.body.as_deref())
+    .bind(us(Utc::now()))
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}

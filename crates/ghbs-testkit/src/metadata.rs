@@ -1,0 +1,297 @@
+//! Repository metadata (issues, pull requests, comments, reviews, labels, milestones, releases):
+//! storage as GitHub-shaped JSON values, the list endpoints, and the control methods that create
+//! and edit them. Items are kept as `serde_json::Value` because the stand-in only stores and
+//! replays them; filters read `state` and `updated_at` back out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::rest::{ListReq, Out};
+use crate::world::{now, ts, Repo, World};
+use crate::GitHubStandIn;
+
+#[derive(Default)]
+pub(crate) struct Meta {
+    next_number: u64,
+    next_milestone: u64,
+    /// Issues and pull requests (pull requests carry a `pull_request` key), by number.
+    issues: BTreeMap<u64, Value>,
+    pulls: BTreeMap<u64, Value>,
+    issue_comments: BTreeMap<u64, Vec<Value>>,
+    reviews: BTreeMap<u64, Vec<Value>>,
+    review_comments: BTreeMap<u64, Vec<Value>>,
+    labels: Vec<Value>,
+    milestones: BTreeMap<u64, Value>,
+    releases: Vec<Value>,
+}
+
+fn updated_at(v: &Value) -> Option<DateTime<Utc>> {
+    v["updated_at"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Applies GitHub's `state`, `since`, `sort` and `direction` parameters.
+fn filter(
+    items: Vec<&Value>,
+    list: &ListReq<'_>,
+    default_state: Option<&str>,
+    default_desc: bool,
+) -> Vec<Value> {
+    let state = list.query.get("state").or(default_state);
+    let since = list
+        .query
+        .get("since")
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let mut out: Vec<Value> = items
+        .into_iter()
+        .filter(|v| match state {
+            Some("all") | None => true,
+            Some(s) => v["state"].as_str() == Some(s),
+        })
+        .filter(|v| since.is_none_or(|s| updated_at(v).is_some_and(|u| u >= s)))
+        .cloned()
+        .collect();
+    if list.query.get("sort") == Some("updated") {
+        out.sort_by_key(updated_at);
+    }
+    let desc = match list.query.get("direction") {
+        Some("asc") => false,
+        Some("desc") => true,
+        _ => default_desc,
+    };
+    if desc {
+        out.reverse();
+    }
+    out
+}
+
+pub(crate) fn route(w: &World, repo: &Repo, rest: &[&str], list: &ListReq<'_>) -> Out {
+    let m = &repo.meta;
+    let num = |s: &str| s.parse::<u64>().ok();
+    let items = match rest {
+        ["issues"] => filter(m.issues.values().collect(), list, Some("open"), true),
+        ["issues", "comments"] => filter(
+            m.issue_comments.values().flatten().collect(),
+            list,
+            None,
+            false,
+        ),
+        ["issues", n] => return single(num(n).and_then(|n| m.issues.get(&n))),
+        ["issues", n, "comments"] => filter(
+            num(n)
+                .and_then(|n| m.issue_comments.get(&n))
+                .into_iter()
+                .flatten()
+                .collect(),
+            list,
+            None,
+            false,
+        ),
+        ["pulls"] => filter(m.pulls.values().collect(), list, Some("open"), true),
+        ["pulls", "comments"] => filter(
+            m.review_comments.values().flatten().collect(),
+            list,
+            None,
+            false,
+        ),
+        ["pulls", n] => return single(num(n).and_then(|n| m.pulls.get(&n))),
+        ["pulls", n, "reviews"] => filter(
+            num(n)
+                .and_then(|n| m.reviews.get(&n))
+                .into_iter()
+                .flatten()
+                .collect(),
+            list,
+            None,
+            false,
+        ),
+        ["pulls", n, "comments"] => filter(
+            num(n)
+                .and_then(|n| m.review_comments.get(&n))
+                .into_iter()
+                .flatten()
+                .collect(),
+            list,
+            None,
+            false,
+        ),
+        ["labels"] => m.labels.clone(),
+        ["milestones"] => filter(m.milestones.values().collect(), list, Some("open"), false),
+        ["releases"] => filter(m.releases.iter().collect(), list, None, true),
+        _ => return Out::not_found(),
+    };
+    list.page(w, items)
+}
+
+fn single(v: Option<&Value>) -> Out {
+    v.map_or_else(Out::not_found, |v| Out::ok(v.clone()))
+}
+
+/// Runs `f` on a repository's metadata with the author JSON and URLs it needs, and bumps the
+/// repository's `updated_at` as GitHub does when issues change.
+fn with_meta<T>(s: &GitHubStandIn, full_name: &str, f: impl FnOnce(&mut Meta, Ctx) -> T) -> T {
+    let mut w = s.shared.world();
+    let id = w.expect_repo(full_name).id;
+    let next_id = w.next_id();
+    let repo = &w.repos[&id];
+    let ctx = Ctx {
+        id: next_id,
+        user: w.owner_json(&repo.owner),
+        html: format!("{}/{}", w.base_url, w.full_name(repo)),
+        api: format!("{}/api/v3/repos/{}", w.base_url, w.full_name(repo)),
+        now: ts(now()),
+    };
+    let repo = w.repos.get_mut(&id).expect("repo exists");
+    repo.bump();
+    f(&mut repo.meta, ctx)
+}
+
+struct Ctx {
+    id: i64,
+    user: Value,
+    html: String,
+    api: String,
+    now: String,
+}
+
+impl GitHubStandIn {
+    /// Opens an issue; returns its number (shared with pull requests, as on GitHub).
+    pub fn create_issue(&self, full_name: &str, title: &str, body: &str) -> u64 {
+        with_meta(self, full_name, |m, c| {
+            m.next_number += 1;
+            let n = m.next_number;
+            m.issues.insert(n, issue_json(&c, n, title, body, "issues"));
+            n
+        })
+    }
+
+    /// Opens a pull request from `head` into `base`; it also appears in the issue list.
+    pub fn create_pull(&self, full_name: &str, title: &str, head: &str, base: &str) -> u64 {
+        with_meta(self, full_name, |m, c| {
+            m.next_number += 1;
+            let n = m.next_number;
+            let mut issue = issue_json(&c, n, title, "", "pull");
+            issue["pull_request"] = json!({ "url": format!("{}/pulls/{n}", c.api), "html_url": format!("{}/pull/{n}", c.html) });
+            let mut pull = issue_json(&c, n, title, "", "pull");
+            pull["head"] = json!({ "ref": head, "label": head });
+            pull["base"] = json!({ "ref": base, "label": base });
+            pull["merged_at"] = Value::Null;
+            m.issues.insert(n, issue);
+            m.pulls.insert(n, pull);
+            n
+        })
+    }
+
+    /// Merges `patch`'s top-level fields into an issue or pull request (e.g.
+    /// `{"state": "closed"}`) and bumps its `updated_at`.
+    pub fn edit_issue(&self, full_name: &str, number: u64, patch: Value) {
+        with_meta(self, full_name, |m, c| {
+            let mut found = false;
+            for v in [m.issues.get_mut(&number), m.pulls.get_mut(&number)]
+                .into_iter()
+                .flatten()
+            {
+                found = true;
+                if let (Some(obj), Some(p)) = (v.as_object_mut(), patch.as_object()) {
+                    for (k, val) in p {
+                        obj.insert(k.clone(), val.clone());
+                    }
+                    obj.insert("updated_at".into(), json!(c.now));
+                    if p.get("state").and_then(Value::as_str) == Some("closed") {
+                        obj.insert("closed_at".into(), json!(c.now));
+                    }
+                }
+            }
+            assert!(found, "stand-in: no issue #{number} in {full_name}");
+        })
+    }
+
+    pub fn add_issue_comment(&self, full_name: &str, number: u64, body: &str) -> i64 {
+        with_meta(self, full_name, |m, c| {
+            let v = json!({
+                "id": c.id, "body": body, "user": c.user, "created_at": c.now, "updated_at": c.now,
+                "html_url": format!("{}/issues/{number}#issuecomment-{}", c.html, c.id),
+                "issue_url": format!("{}/issues/{number}", c.api),
+            });
+            m.issue_comments.entry(number).or_default().push(v);
+            c.id
+        })
+    }
+
+    /// Adds a review (`state` like `APPROVED`, `COMMENTED`, `CHANGES_REQUESTED`).
+    pub fn add_review(&self, full_name: &str, number: u64, state: &str, body: &str) -> i64 {
+        with_meta(self, full_name, |m, c| {
+            let v = json!({
+                "id": c.id, "body": body, "state": state, "user": c.user, "submitted_at": c.now,
+                "updated_at": c.now, "html_url": format!("{}/pull/{number}#pullrequestreview-{}", c.html, c.id),
+            });
+            m.reviews.entry(number).or_default().push(v);
+            c.id
+        })
+    }
+
+    pub fn add_review_comment(&self, full_name: &str, number: u64, path: &str, body: &str) -> i64 {
+        with_meta(self, full_name, |m, c| {
+            let v = json!({
+                "id": c.id, "body": body, "path": path, "user": c.user, "created_at": c.now, "updated_at": c.now,
+                "html_url": format!("{}/pull/{number}#discussion_r{}", c.html, c.id),
+                "pull_request_url": format!("{}/pulls/{number}", c.api),
+            });
+            m.review_comments.entry(number).or_default().push(v);
+            c.id
+        })
+    }
+
+    pub fn create_label(&self, full_name: &str, name: &str, color: &str) -> i64 {
+        with_meta(self, full_name, |m, c| {
+            m.labels.push(json!({
+                "id": c.id, "name": name, "color": color, "description": null, "default": false,
+                "url": format!("{}/labels/{name}", c.api),
+            }));
+            c.id
+        })
+    }
+
+    /// Creates an open milestone; returns its number.
+    pub fn create_milestone(&self, full_name: &str, title: &str) -> u64 {
+        with_meta(self, full_name, |m, c| {
+            m.next_milestone += 1;
+            let n = m.next_milestone;
+            m.milestones.insert(
+                n,
+                json!({
+                    "id": c.id, "number": n, "title": title, "state": "open", "description": null,
+                    "creator": c.user, "created_at": c.now, "updated_at": c.now,
+                    "html_url": format!("{}/milestone/{n}", c.html),
+                }),
+            );
+            n
+        })
+    }
+
+    /// Publishes a release for `tag` (the tag itself is not created; see `create_tag`).
+    pub fn create_release(&self, full_name: &str, tag: &str, name: &str) -> i64 {
+        with_meta(self, full_name, |m, c| {
+            m.releases.push(json!({
+                "id": c.id, "tag_name": tag, "name": name, "body": "", "draft": false, "prerelease": false,
+                "author": c.user, "created_at": c.now, "published_at": c.now, "updated_at": c.now, "assets": [],
+                "html_url": format!("{}/releases/tag/{tag}", c.html),
+            }));
+            c.id
+        })
+    }
+}
+
+fn issue_json(c: &Ctx, n: u64, title: &str, body: &str, kind: &str) -> Value {
+    json!({
+        "id": c.id, "number": n, "title": title, "body": body, "state": "open", "user": c.user,
+        "labels": [], "comments": 0, "created_at": c.now, "updated_at": c.now, "closed_at": null,
+        "html_url": format!("{}/{kind}/{n}", c.html),
+        "url": format!("{}/{}/{n}", c.api, if kind == "pull" { "pulls" } else { "issues" }),
+    })
+}

@@ -1,0 +1,401 @@
+//! Wire types of the HTTP API under `/api/v1/`: what the server sends and the CLI decodes.
+//!
+//! This crate holds only serde shapes so that the server and the client agree by construction.
+//! The optional `openapi` feature derives `utoipa::ToSchema` for the server's OpenAPI document;
+//! the CLI builds without it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// The one error shape of the API. `code` is stable and meant for programs; `message` is for people.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Stable machine codes carried in [`ErrorBody::code`].
+pub mod codes {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const INVALID_JSON: &str = "invalid_json";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub const INVALID_TARGET: &str = "invalid_target";
+    pub const INVALID_SCHEDULE: &str = "invalid_schedule";
+    pub const SCHEDULE_TOO_FREQUENT: &str = "schedule_too_frequent";
+    pub const INVALID_TIMEZONE: &str = "invalid_timezone";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const GITHUB_TOKEN_REJECTED: &str = "github_token_rejected";
+    pub const REGISTRATION_CLOSED: &str = "registration_closed";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const CONFLICT: &str = "conflict";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const GITHUB_UNAVAILABLE: &str = "github_unavailable";
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// `POST /api/v1/login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// A GitHub personal access token (classic or fine-grained); read-only scopes suffice.
+    pub github_token: String,
+    /// A label for the API key created, e.g. the client's host name.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LoginResponse {
+    /// The new API key. Shown once: the server keeps only its hash.
+    pub api_key: String,
+    pub key_id: i64,
+    pub user: User,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct User {
+    pub id: i64,
+    pub github_id: i64,
+    pub login: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApiKey {
+    pub id: i64,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// True for the key that made this request.
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApiKeyList {
+    pub keys: Vec<ApiKey>,
+}
+
+/// Retention: keep the last N snapshots plus restic-style daily/weekly/monthly keeps.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default = "default_keep_last")]
+    pub keep_last: u32,
+    #[serde(default)]
+    pub keep_daily: u32,
+    #[serde(default)]
+    pub keep_weekly: u32,
+    #[serde(default)]
+    pub keep_monthly: u32,
+}
+
+fn default_keep_last() -> u32 {
+    30
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_last: default_keep_last(),
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+        }
+    }
+}
+
+/// What a job backs up besides branches and tags, and which repositories of an account it takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// Also fetch `refs/pull/*` (pull-request heads).
+    #[serde(default)]
+    pub pull_refs: bool,
+    /// Also mirror the repository's wiki when it has one.
+    #[serde(default)]
+    pub wiki: bool,
+    /// Back up issues, pull requests, labels, milestones and releases as JSON.
+    #[serde(default)]
+    pub metadata: bool,
+    /// Account jobs: include forks.
+    #[serde(default)]
+    pub include_forks: bool,
+    /// Account jobs: include archived repositories.
+    #[serde(default = "yes")]
+    pub include_archived: bool,
+    /// Account jobs: include private repositories the token can see.
+    #[serde(default = "yes")]
+    pub include_private: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            pull_refs: false,
+            wiki: false,
+            metadata: false,
+            include_forks: false,
+            include_archived: true,
+            include_private: true,
+        }
+    }
+}
+
+/// `POST /api/v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JobCreate {
+    /// `owner/name`, a GitHub URL of a repository, or `owner` for a whole account.
+    pub target: String,
+    /// `daily [at HH:MM]`, `weekly on DAY [at HH:MM]`, `monthly on N [at HH:MM]`,
+    /// `every N days [at HH:MM]`, or `cron EXPR` (five fields).
+    pub schedule: String,
+    /// IANA timezone the schedule is read in; default `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    #[serde(default)]
+    pub options: Option<JobOptions>,
+}
+
+/// `PATCH /api/v1/jobs/{id}`: every field optional; absent fields keep their value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JobUpdate {
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    #[serde(default)]
+    pub options: Option<JobOptions>,
+}
+
+/// State of a job as a person sees it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Active,
+    Paused,
+    /// GitHub rejected the stored token; `login` again to clear it.
+    NeedsLogin,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Repository,
+    Account,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Job {
+    pub id: i64,
+    /// Canonical target: `owner/name` or `owner`.
+    pub target: String,
+    pub target_kind: TargetKind,
+    pub schedule: String,
+    pub timezone: String,
+    pub retention: Retention,
+    pub options: JobOptions,
+    pub state: JobState,
+    pub next_run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub last_run: Option<Run>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum RunTrigger {
+    /// The job's schedule came due.
+    Schedule,
+    /// A user asked for it (`run`).
+    Manual,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Schedule => "schedule",
+            RunTrigger::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "schedule" => RunTrigger::Schedule,
+            "manual" => RunTrigger::Manual,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Run {
+    pub id: i64,
+    pub job_id: i64,
+    pub trigger: RunTrigger,
+    pub status: RunStatus,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What went wrong, phrased for a person to act on.
+    pub error: Option<String>,
+    /// What the run is doing now, e.g. "waiting for rate limit until 14:05".
+    pub progress: Option<String>,
+    pub bytes_fetched: i64,
+    /// GitHub API requests that count against the rate limit.
+    pub api_requests: i64,
+    /// Conditional GitHub API requests answered 304 (not counted by GitHub).
+    pub api_requests_conditional: i64,
+    pub snapshot_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RunList {
+    pub runs: Vec<Run>,
+}
+
+/// One repository inside a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SnapshotRepo {
+    /// `owner/name` at the time of the snapshot.
+    pub full_name: String,
+    pub default_branch: Option<String>,
+    /// Number of refs (branches, tags, and pull refs when enabled) captured.
+    pub refs: u64,
+    /// Outcome for this repository when the job targets an account: `ok` or an error text.
+    pub status: String,
+    /// Metadata item counts per kind (`issues`, `pulls`, ...), when metadata is on.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Snapshot {
+    pub id: i64,
+    pub job_id: i64,
+    pub run_id: i64,
+    pub created_at: DateTime<Utc>,
+    /// Total refs over all repositories.
+    pub refs: u64,
+    /// Bytes on disk of the objects this snapshot references (shared with other snapshots).
+    pub size_bytes: i64,
+    pub repos: Vec<SnapshotRepo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SnapshotList {
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// Download formats of `GET /api/v1/snapshots/{id}/download?format=`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum DownloadFormat {
+    #[default]
+    #[serde(rename = "bundle")]
+    Bundle,
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    #[serde(rename = "zip")]
+    Zip,
+}
+
+impl DownloadFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadFormat::Bundle => "bundle",
+            DownloadFormat::TarGz => "tar.gz",
+            DownloadFormat::Zip => "zip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "bundle" => DownloadFormat::Bundle,
+            "tar.gz" | "tgz" => DownloadFormat::TarGz,
+            "zip" => DownloadFormat::Zip,
+            _ => return None,
+        })
+    }
+}
+
+/// `GET /healthz` and `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Health {
+    pub status: String,
+    #[serde(default)]
+    pub version: Option<String>,
+}

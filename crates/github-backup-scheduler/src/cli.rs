@@ -1,0 +1,386 @@
+//! Command-line grammar. Names and flags are part of the product: scripts depend on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ghbs_wire::{DownloadFormat, JobOptions, Retention};
+
+/// Scheduled, versioned backups of GitHub repositories.
+///
+/// Run without arguments on a terminal for an interactive menu. Exit codes: 0 ok, 1 failure,
+/// 2 usage, 3 not logged in or key rejected, 4 not found, 5 server unreachable.
+#[derive(Debug, Parser)]
+#[command(name = "github-backup-scheduler", version, about, long_about)]
+pub struct Cli {
+    /// Server URL [env: GHBS_SERVER; default: the config file's `server`, else http://127.0.0.1:3000]
+    #[arg(
+        long,
+        global = true,
+        env = "GHBS_SERVER",
+        value_name = "URL",
+        hide_env = true
+    )]
+    pub server: Option<String>,
+    /// Print the server's answer as one JSON document on stdout, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only results and errors (no notes, no progress bars).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log each HTTP request (never its credentials) on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in to the server with a GitHub token (asked for, never passed as an argument).
+    Login(LoginArgs),
+    /// Revoke this client's API key and forget it.
+    Logout,
+    /// Show who you are logged in as.
+    Whoami,
+    /// Schedule backups of a repository (owner/name or URL) or of a whole account (owner).
+    Schedule(ScheduleArgs),
+    /// List your backup jobs.
+    Jobs,
+    /// Show, pause, resume, change or delete one job.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Run a job now.
+    Run(RunArgs),
+    /// List a job's runs.
+    Runs(IdArg),
+    /// List a job's snapshots (newest first).
+    Snapshots(IdArg),
+    /// Download a snapshot as a git bundle, a .tar.gz or a .zip.
+    Fetch(FetchArgs),
+    /// Push a snapshot to a new, empty remote (mirror push).
+    Restore(RestoreArgs),
+    /// List your API keys, or revoke one.
+    Keys(KeysArgs),
+    /// Run the backup server (HTTP API, scheduler and workers).
+    Server(ghbs_server::ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Read the GitHub token from the first line of standard input.
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Label of the API key created (default: this machine's host name).
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Job id (see `jobs`).
+    pub id: i64,
+}
+
+/// Exactly one way to say how often; none means daily (`schedule`) or unchanged (`job edit`).
+#[derive(Debug, Args, Default)]
+#[group(id = "frequency", multiple = false)]
+pub struct FrequencyArgs {
+    /// Once a day, at HH:MM when given (else at a time the server picks).
+    #[arg(long, value_name = "HH:MM", num_args = 0..=1, default_missing_value = "")]
+    pub daily: Option<String>,
+    /// Once a week: DAY (monday … sunday), optionally @HH:MM.
+    #[arg(long, value_name = "DAY[@HH:MM]")]
+    pub weekly: Option<String>,
+    /// Once a month on day N (1-31; the last day in shorter months), optionally @HH:MM.
+    #[arg(long, value_name = "N[@HH:MM]")]
+    pub monthly: Option<String>,
+    /// Every N days (use --at for the time).
+    #[arg(long, value_name = "N")]
+    pub every_days: Option<u32>,
+    /// A five-field cron expression that fires at most once a day, e.g. "0 3 * * 1-5".
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// Old-style interval (e.g. 2d); intervals under a day are refused.
+    #[arg(long, value_name = "INTERVAL", hide = true)]
+    pub every: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct TimingArgs {
+    #[command(flatten)]
+    pub frequency: FrequencyArgs,
+    /// Time of day HH:MM for --daily, --weekly, --monthly or --every-days.
+    #[arg(long, value_name = "HH:MM", conflicts_with = "cron")]
+    pub at: Option<String>,
+    /// IANA timezone the schedule is read in [default: this computer's timezone, else UTC].
+    #[arg(long, value_name = "TZ")]
+    pub tz: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct KeepArgs {
+    /// Keep the last N snapshots [server default: 30].
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u32>,
+    /// Also keep the last snapshot of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Also keep the last snapshot of each of the last N weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Also keep the last snapshot of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+}
+
+impl KeepArgs {
+    pub fn any(&self) -> bool {
+        self.keep.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+    }
+
+    /// `base` with the given keeps replaced.
+    pub fn apply(&self, base: Retention) -> Retention {
+        Retention {
+            keep_last: self.keep.unwrap_or(base.keep_last),
+            keep_daily: self.keep_daily.unwrap_or(base.keep_daily),
+            keep_weekly: self.keep_weekly.unwrap_or(base.keep_weekly),
+            keep_monthly: self.keep_monthly.unwrap_or(base.keep_monthly),
+        }
+    }
+}
+
+/// What to back up besides branches and tags. Each switch has its opposite so that `job edit`
+/// can turn it off; the last one given wins.
+#[derive(Debug, Args, Default)]
+pub struct OptionArgs {
+    /// Also back up pull-request refs (refs/pull/*).
+    #[arg(long, overrides_with = "no_pull_refs")]
+    pub pull_refs: bool,
+    #[arg(long, hide = true, overrides_with = "pull_refs")]
+    pub no_pull_refs: bool,
+    /// Also back up the wiki.
+    #[arg(long, overrides_with = "no_wiki")]
+    pub wiki: bool,
+    #[arg(long, hide = true, overrides_with = "wiki")]
+    pub no_wiki: bool,
+    /// Also back up issues, pull requests, labels, milestones and releases as JSON.
+    #[arg(long, overrides_with = "no_metadata")]
+    pub metadata: bool,
+    #[arg(long, hide = true, overrides_with = "metadata")]
+    pub no_metadata: bool,
+    /// Account jobs: include forks.
+    #[arg(long, overrides_with = "exclude_forks")]
+    pub include_forks: bool,
+    #[arg(long, hide = true, overrides_with = "include_forks")]
+    pub exclude_forks: bool,
+    /// Account jobs: skip archived repositories.
+    #[arg(long, overrides_with = "include_archived")]
+    pub exclude_archived: bool,
+    #[arg(long, hide = true, overrides_with = "exclude_archived")]
+    pub include_archived: bool,
+    /// Account jobs: skip private repositories.
+    #[arg(long, overrides_with = "include_private")]
+    pub exclude_private: bool,
+    #[arg(long, hide = true, overrides_with = "exclude_private")]
+    pub include_private: bool,
+}
+
+impl OptionArgs {
+    pub fn any(&self) -> bool {
+        self.pull_refs
+            || self.no_pull_refs
+            || self.wiki
+            || self.no_wiki
+            || self.metadata
+            || self.no_metadata
+            || self.include_forks
+            || self.exclude_forks
+            || self.exclude_archived
+            || self.include_archived
+            || self.exclude_private
+            || self.include_private
+    }
+
+    /// `base` with the given switches applied.
+    pub fn apply(&self, base: JobOptions) -> JobOptions {
+        let pick = |on: bool, off: bool, current: bool| {
+            if on {
+                true
+            } else if off {
+                false
+            } else {
+                current
+            }
+        };
+        JobOptions {
+            pull_refs: pick(self.pull_refs, self.no_pull_refs, base.pull_refs),
+            wiki: pick(self.wiki, self.no_wiki, base.wiki),
+            metadata: pick(self.metadata, self.no_metadata, base.metadata),
+            include_forks: pick(self.include_forks, self.exclude_forks, base.include_forks),
+            include_archived: pick(
+                self.include_archived,
+                self.exclude_archived,
+                base.include_archived,
+            ),
+            include_private: pick(
+                self.include_private,
+                self.exclude_private,
+                base.include_private,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// owner/name, a GitHub URL, or an account name (every repository of it).
+    pub target: String,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    #[command(flatten)]
+    pub options: OptionArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Show a job's details.
+    Show(IdArg),
+    /// Stop running a job on schedule (its backups stay).
+    Pause(IdArg),
+    /// Run a paused job on schedule again.
+    Resume(IdArg),
+    /// Change a job's schedule, timezone, retention or options.
+    Edit(Box<EditArgs>),
+    /// Delete a job; its backups are kept unless --purge.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Job id (see `jobs`).
+    pub id: i64,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    #[command(flatten)]
+    pub options: OptionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Job id (see `jobs`).
+    pub id: i64,
+    /// Also delete every backup of the job (asks for confirmation).
+    #[arg(long)]
+    pub purge: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Job id (see `jobs`).
+    pub id: i64,
+    /// Wait for the run to finish, showing its progress; exit 1 if it fails.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Job id (see `jobs`).
+    pub id: i64,
+    /// Snapshot id (see `snapshots`) [default: the latest].
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<i64>,
+    /// bundle (git clone-able), tar.gz (mirror + metadata) or zip (default-branch sources).
+    #[arg(long, default_value = "bundle", value_parser = parse_format)]
+    pub format: DownloadFormat,
+    /// Account jobs: download this repository only.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Where to write: a file, a folder, or - for standard output [default: the server's file
+    /// name in the current folder].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Job id (see `jobs`).
+    pub id: i64,
+    /// Snapshot id (see `snapshots`) [default: the latest].
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<i64>,
+    /// Account jobs: the repository to restore.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// The new, empty remote to push to (git URL or path).
+    #[arg(long, value_name = "REMOTE_URL")]
+    pub to: String,
+    /// Push even when the remote is not empty (overwrites its refs).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: Option<KeysCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List your API keys (the default).
+    List,
+    /// Revoke an API key.
+    Revoke {
+        /// Key id (see `keys`).
+        id: i64,
+    },
+}
+
+fn parse_format(s: &str) -> Result<DownloadFormat, String> {
+    DownloadFormat::parse(s)
+        .ok_or_else(|| format!("unknown format `{s}`: use bundle, tar.gz or zip"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn last_option_switch_wins() {
+        let cli = Cli::try_parse_from(["x", "job", "edit", "1", "--wiki", "--no-wiki"]).unwrap();
+        let Some(Command::Job(JobCommand::Edit(e))) = cli.command else {
+            panic!()
+        };
+        assert!(
+            !e.options
+                .apply(JobOptions {
+                    wiki: true,
+                    ..Default::default()
+                })
+                .wiki
+        );
+    }
+
+    #[test]
+    fn only_one_frequency() {
+        let r = Cli::try_parse_from(["x", "schedule", "o/r", "--daily", "--weekly", "mon"]);
+        assert_eq!(r.unwrap_err().exit_code(), 2);
+    }
+}

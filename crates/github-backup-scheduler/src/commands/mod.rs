@@ -1,0 +1,53 @@
+//! One module per command group. Each command takes the shared [`Ctx`] and its parsed arguments.
+
+pub mod fetch;
+pub mod jobs;
+pub mod login;
+pub mod restore;
+pub mod run;
+pub mod schedule;
+
+use crate::api::Api;
+use crate::config::{ConfigDir, StoredKey};
+use crate::exit::{CliError, CliResult};
+use crate::output::Printer;
+
+/// What every command needs: where to print, where the configuration lives, which server.
+pub struct Ctx {
+    pub out: Printer,
+    pub config: ConfigDir,
+    /// Normalized server URL.
+    pub server: String,
+}
+
+impl Ctx {
+    /// The stored key for this server, if any.
+    pub fn stored_key(&self) -> CliResult<Option<StoredKey>> {
+        Ok(self.config.load_credentials()?.servers.remove(&self.server))
+    }
+
+    /// A client that needs no key (login, health).
+    pub fn anonymous_api(&self) -> CliResult<Api> {
+        Api::new(&self.server, None)
+    }
+
+    /// A client with this server's API key; fails with "not logged in" before any request.
+    pub fn api(&self) -> CliResult<Api> {
+        let key = self.stored_key()?.ok_or_else(|| CliError::NotLoggedIn {
+            server: self.server.clone(),
+        })?;
+        Api::new(&self.server, Some(key.api_key))
+    }
+}
+
+/// Runs a blocking terminal prompt off the async runtime's worker threads.
+pub async fn prompt<T, F>(f: F) -> CliResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, inquire::InquireError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| CliError::failed("the prompt stopped unexpectedly"))?
+        .map_err(CliError::from)
+}

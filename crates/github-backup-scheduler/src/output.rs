@@ -1,0 +1,296 @@
+//! The one printer: tables and sentences for people, one JSON document for scripts (`--json`),
+//! notes and progress on standard error so that standard output stays clean.
+
+use std::io::IsTerminal;
+
+use chrono::{DateTime, Local, Utc};
+use comfy_table::{presets, ContentArrangement, Table};
+use ghbs_wire::{ApiKey, Job, JobState, Run, RunStatus, Snapshot};
+use serde::Serialize;
+
+/// How to print: chosen once from `--json`, `-q` and `-v`.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Printer {
+    /// Prints `value` as one JSON document when `--json` is on; returns whether it did.
+    pub fn json<T: Serialize>(&self, value: &T) -> bool {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("error: cannot encode the answer as JSON: {e}"),
+            }
+        }
+        self.json
+    }
+
+    /// A result line on standard output (skipped under `--json`, which printed the object).
+    pub fn line(&self, text: impl AsRef<str>) {
+        if !self.json {
+            println!("{}", text.as_ref());
+        }
+    }
+
+    /// A hint or status note on standard error; `-q` silences it.
+    pub fn note(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+
+    /// Whether progress bars and spinners should be drawn.
+    pub fn progress(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    pub fn table(&self, table: Table) {
+        if !self.json {
+            println!("{table}");
+        }
+    }
+}
+
+/// A borderless table with a header, sized to the terminal when there is one.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING).set_header(header.to_vec());
+    if std::io::stdout().is_terminal() {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+    }
+    t
+}
+
+/// Local time plus a relative hint: `2025-03-01 03:00 (in 3 h)`.
+pub fn when(t: DateTime<Utc>) -> String {
+    when_at(t, Utc::now())
+}
+
+fn when_at(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let local = t.with_timezone(&Local).format("%Y-%m-%d %H:%M");
+    format!("{local} ({})", relative(t, now))
+}
+
+/// `in 3 h`, `2 d ago`, `now`.
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    let abs = secs.unsigned_abs();
+    let amount = if abs < 60 {
+        return "now".to_string();
+    } else if abs < 3600 {
+        format!("{} min", abs / 60)
+    } else if abs < 48 * 3600 {
+        format!("{} h", abs / 3600)
+    } else {
+        format!("{} d", abs / 86400)
+    };
+    if secs > 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// `1.5 MiB`.
+pub fn size(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn state(s: JobState) -> &'static str {
+    match s {
+        JobState::Active => "active",
+        JobState::Paused => "paused",
+        JobState::NeedsLogin => "needs-login",
+    }
+}
+
+/// `succeeded 2 h ago`, `running`, or `-`.
+pub fn last_result(run: Option<&Run>) -> String {
+    let Some(run) = run else {
+        return "-".to_string();
+    };
+    let at = run.finished_at.or(run.started_at).unwrap_or(run.queued_at);
+    match run.status {
+        RunStatus::Queued | RunStatus::Running => run.status.as_str().to_string(),
+        done => format!("{} {}", done.as_str(), relative(at, Utc::now())),
+    }
+}
+
+pub fn jobs_table(jobs: &[Job]) -> Table {
+    let mut t = table(&[
+        "ID",
+        "TARGET",
+        "SCHEDULE",
+        "STATE",
+        "NEXT RUN",
+        "LAST RESULT",
+    ]);
+    for j in jobs {
+        let next = if j.state == JobState::Active {
+            when(j.next_run_at)
+        } else {
+            "-".into()
+        };
+        t.add_row(vec![
+            j.id.to_string(),
+            j.target.clone(),
+            format!("{} ({})", j.schedule, j.timezone),
+            state(j.state).to_string(),
+            next,
+            last_result(j.last_run.as_ref()),
+        ]);
+    }
+    t
+}
+
+pub fn runs_table(runs: &[Run]) -> Table {
+    let mut t = table(&[
+        "ID", "TRIGGER", "STATUS", "STARTED", "DURATION", "FETCHED", "ERROR",
+    ]);
+    for r in runs {
+        let duration = match (r.started_at, r.finished_at) {
+            (Some(s), Some(f)) => format!("{} s", (f - s).num_seconds().max(0)),
+            _ => "-".into(),
+        };
+        t.add_row(vec![
+            r.id.to_string(),
+            r.trigger.as_str().to_string(),
+            r.status.as_str().to_string(),
+            when(r.started_at.unwrap_or(r.queued_at)),
+            duration,
+            size(r.bytes_fetched),
+            r.error.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+pub fn snapshots_table(snapshots: &[Snapshot]) -> Table {
+    let mut t = table(&["ID", "TIME", "REFS", "SIZE", "REPOSITORIES"]);
+    for s in snapshots {
+        t.add_row(vec![
+            s.id.to_string(),
+            when(s.created_at),
+            s.refs.to_string(),
+            size(s.size_bytes),
+            s.repos.len().to_string(),
+        ]);
+    }
+    t
+}
+
+pub fn keys_table(keys: &[ApiKey]) -> Table {
+    let mut t = table(&["ID", "LABEL", "CREATED", "LAST USED", ""]);
+    for k in keys {
+        t.add_row(vec![
+            k.id.to_string(),
+            k.label.clone().unwrap_or_default(),
+            when(k.created_at),
+            k.last_used_at.map(when).unwrap_or_else(|| "-".into()),
+            if k.current {
+                "(this client)".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    t
+}
+
+/// Details of one job, one `key: value` per line.
+pub fn job_details(j: &Job) -> String {
+    let r = &j.retention;
+    let o = &j.options;
+    let mut keep = format!("last {}", r.keep_last);
+    for (n, what) in [
+        (r.keep_daily, "daily"),
+        (r.keep_weekly, "weekly"),
+        (r.keep_monthly, "monthly"),
+    ] {
+        if n > 0 {
+            keep.push_str(&format!(", {n} {what}"));
+        }
+    }
+    let mut opts = Vec::new();
+    for (on, name) in [
+        (o.pull_refs, "pull-refs"),
+        (o.wiki, "wiki"),
+        (o.metadata, "metadata"),
+    ] {
+        if on {
+            opts.push(name.to_string());
+        }
+    }
+    if j.target_kind == ghbs_wire::TargetKind::Account {
+        opts.push(format!("forks {}", yes_no(o.include_forks)));
+        opts.push(format!("archived {}", yes_no(o.include_archived)));
+        opts.push(format!("private {}", yes_no(o.include_private)));
+    }
+    let next = if j.state == JobState::Active {
+        when(j.next_run_at)
+    } else {
+        "-".into()
+    };
+    format!(
+        "job:        {}\ntarget:     {}\nschedule:   {} ({})\nstate:      {}\nnext run:   {}\nlast run:   {}\nretention:  {}\noptions:    {}\ncreated:    {}",
+        j.id,
+        j.target,
+        j.schedule,
+        j.timezone,
+        state(j.state),
+        next,
+        last_result(j.last_run.as_ref()),
+        keep,
+        if opts.is_empty() { "-".into() } else { opts.join(", ") },
+        when(j.created_at),
+    )
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "included"
+    } else {
+        "excluded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn relative_times() {
+        let now = Utc.with_ymd_and_hms(2025, 1, 10, 12, 0, 0).unwrap();
+        let h = chrono::Duration::hours;
+        assert_eq!(relative(now + h(3), now), "in 3 h");
+        assert_eq!(relative(now - h(48), now), "2 d ago");
+        assert_eq!(
+            relative(now + chrono::Duration::minutes(5), now),
+            "in 5 min"
+        );
+        assert_eq!(relative(now, now), "now");
+        assert!(when_at(now + h(3), now).ends_with("(in 3 h)"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
