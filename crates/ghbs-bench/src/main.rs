@@ -1,1 +1,125 @@
-fn main() {}
+//! `ghbs-bench`: prints performance figures of the server and of the backup engine next to their
+//! targets. It never asserts a timing: figures depend on the machine, and a person judges them.
+//! Run in release mode: `cargo run --release -p ghbs-bench -- server|backup`.
+
+mod backup_bench;
+mod db;
+mod plain_git;
+mod real_server;
+mod report;
+mod server_bench;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of github-backup-scheduler (prints figures, asserts nothing)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store load, real server start-to-ready, GET /api/v1/jobs latency, RSS, claim throughput.
+    Server {
+        /// `sqlite://PATH`, or `postgres://…` (the benchmark creates its own schema there and
+        /// drops it at the end). Default: a SQLite file in a temporary folder.
+        #[arg(long)]
+        database: Option<String>,
+        /// Jobs to load.
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        /// Users the jobs are spread over.
+        #[arg(long, default_value_t = 1_000)]
+        users: usize,
+        /// Due runs the in-process scheduler claims and completes.
+        #[arg(long, default_value_t = 10_000)]
+        claims: usize,
+        /// Concurrent HTTP clients of the latency test (each with its own user's API key).
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Requests of the latency test (it also stops after --seconds).
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Time limit of the latency test.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The server binary (default: github-backup-scheduler next to this binary).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+    },
+    /// First backup, unchanged run and run after pushes of an account job, against plain git.
+    Backup {
+        /// Repositories in the account.
+        #[arg(long, default_value_t = 200)]
+        repos: usize,
+        /// How many of them are large.
+        #[arg(long, default_value_t = 5)]
+        large: usize,
+        /// Commits of each large repository.
+        #[arg(long, default_value_t = 3_000)]
+        large_commits: usize,
+        /// Size of each large repository's history, in MB of incompressible data.
+        #[arg(long, default_value_t = 20)]
+        large_mb: usize,
+        /// Server workers, and plain git processes at a time for the comparison.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // In-process server parts log warnings (a failed run, a store error) to stderr; figures go to
+    // stdout. RUST_LOG overrides.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Server {
+            database,
+            jobs,
+            users,
+            claims,
+            clients,
+            requests,
+            seconds,
+            server_bin,
+        } => {
+            server_bench::run(server_bench::ServerBench {
+                database,
+                jobs,
+                users,
+                claims,
+                clients: clients.max(1),
+                requests,
+                duration: Duration::from_secs(seconds),
+                server_bin,
+            })
+            .await
+        }
+        Command::Backup {
+            repos,
+            large,
+            large_commits,
+            large_mb,
+            parallel,
+        } => {
+            backup_bench::run(backup_bench::BackupBench {
+                repos,
+                large,
+                large_commits,
+                large_mb,
+                parallel: parallel.max(1),
+            })
+            .await
+        }
+    }
+}

@@ -14,7 +14,10 @@ pub struct EngineError {
 
 impl EngineError {
     pub fn new(kind: FailureKind, message: impl Into<String>) -> EngineError {
-        EngineError { kind, message: message.into() }
+        EngineError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Retrying cannot help (bad input, corrupt state, a local git failure).

@@ -33,12 +33,22 @@ const ZIP_TYPE: &str = "application/zip";
 impl Engine {
     /// Produces (or reuses) a download artifact for a snapshot; see the module docs for formats.
     /// `repo` selects one repository by full name (case-insensitive) or key.
-    pub async fn export(&self, manifest: &Manifest, format: DownloadFormat, repo: Option<&str>) -> Result<Artifact, EngineError> {
+    pub async fn export(
+        &self,
+        manifest: &Manifest,
+        format: DownloadFormat,
+        repo: Option<&str>,
+    ) -> Result<Artifact, EngineError> {
         validate_manifest(manifest)?;
         let selected: Vec<&RepoCapture> = match repo {
             Some(wanted) => {
-                let found = manifest.repos.iter().find(|r| r.full_name.eq_ignore_ascii_case(wanted) || r.key == wanted);
-                vec![found.ok_or_else(|| EngineError::not_found(format!("repository {wanted} is not in this snapshot")))?]
+                let found = manifest
+                    .repos
+                    .iter()
+                    .find(|r| r.full_name.eq_ignore_ascii_case(wanted) || r.key == wanted);
+                vec![found.ok_or_else(|| {
+                    EngineError::not_found(format!("repository {wanted} is not in this snapshot"))
+                })?]
             }
             None => manifest.repos.iter().collect(),
         };
@@ -61,7 +71,12 @@ impl Engine {
         let dir = self.artifacts_dir(&manifest.snapshot_key);
         let dest = dir.join(&cache_name);
         if let Ok(meta) = tokio::fs::metadata(&dest).await {
-            return Ok(Artifact { path: dest, size: meta.len(), file_name, content_type });
+            return Ok(Artifact {
+                path: dest,
+                size: meta.len(),
+                file_name,
+                content_type,
+            });
         }
 
         // Objects of these mirrors must stay while scratch repositories borrow them.
@@ -86,19 +101,30 @@ impl Engine {
         }
         let publish_dest = dest.clone();
         let size = blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create artifacts dir", e))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| EngineError::io("create artifacts dir", e))?;
             fsutil::publish(&out, &publish_dest)?;
-            std::fs::metadata(&publish_dest).map(|m| m.len()).map_err(|e| EngineError::io("stat artifact", e))
+            std::fs::metadata(&publish_dest)
+                .map(|m| m.len())
+                .map_err(|e| EngineError::io("stat artifact", e))
         })
         .await?;
-        Ok(Artifact { path: dest, size, file_name, content_type })
+        Ok(Artifact {
+            path: dest,
+            size,
+            file_name,
+            content_type,
+        })
     }
 
     /// A bundle of the snapshot's branches and tags, verified.
     async fn build_bundle(&self, repo: &RepoCapture, out: &Path) -> Result<()> {
         let refs = heads_and_tags(repo);
         if refs.is_empty() {
-            return Err(EngineError::not_found(format!("the snapshot of {} has no branch or tag", repo.full_name)));
+            return Err(EngineError::not_found(format!(
+                "the snapshot of {} has no branch or tag",
+                repo.full_name
+            )));
         }
         let scratch = self.scratch_repo(repo, &refs).await?;
         let result = self.bundle_from(&scratch, out).await;
@@ -107,23 +133,52 @@ impl Engine {
     }
 
     async fn bundle_from(&self, scratch: &Path, out: &Path) -> Result<()> {
-        Git::new(self.git()).dir(scratch).args(["bundle", "create", "--quiet"]).arg(out).arg("--all").run().await?;
-        Git::new(self.git()).dir(scratch).args(["bundle", "verify", "--quiet"]).arg(out).run().await?;
+        Git::new(self.git())
+            .dir(scratch)
+            .args(["bundle", "create", "--quiet"])
+            .arg(out)
+            .arg("--all")
+            .run()
+            .await?;
+        Git::new(self.git())
+            .dir(scratch)
+            .args(["bundle", "verify", "--quiet"])
+            .arg(out)
+            .run()
+            .await?;
         Ok(())
     }
 
     /// `{name}.git/` (self-contained bare repository) + metadata + `snapshot.json`.
-    async fn build_repo_tar(&self, manifest: &Manifest, repo: &RepoCapture, out: &Path) -> Result<()> {
+    async fn build_repo_tar(
+        &self,
+        manifest: &Manifest,
+        repo: &RepoCapture,
+        out: &Path,
+    ) -> Result<()> {
         let scratch = self.scratch_repo(repo, &repo.refs).await?;
         let result = async {
             if !repo.refs.is_empty() {
-                Git::new(self.git()).dir(&scratch).args(["repack", "-a", "-d", "-q"]).run().await?;
+                Git::new(self.git())
+                    .dir(&scratch)
+                    .args(["repack", "-a", "-d", "-q"])
+                    .run()
+                    .await?;
             }
             tokio::fs::remove_file(scratch.join("objects/info/alternates"))
                 .await
                 .map_err(|e| EngineError::io("detach scratch repository", e))?;
             if !repo.refs.is_empty() {
-                Git::new(self.git()).dir(&scratch).args(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"]).run().await?;
+                Git::new(self.git())
+                    .dir(&scratch)
+                    .args([
+                        "fsck",
+                        "--connectivity-only",
+                        "--no-dangling",
+                        "--no-progress",
+                    ])
+                    .run()
+                    .await?;
             }
             let name = repo_name(&repo.full_name);
             let mut entries = vec![(format!("{name}.git"), scratch.clone())];
@@ -140,9 +195,16 @@ impl Engine {
     }
 
     /// `{owner}/{name}.bundle` + `{owner}/{name}.metadata/` per repository + `snapshot.json`.
-    async fn build_multi_tar(&self, manifest: &Manifest, repos: &[&RepoCapture], out: &Path) -> Result<()> {
+    async fn build_multi_tar(
+        &self,
+        manifest: &Manifest,
+        repos: &[&RepoCapture],
+        out: &Path,
+    ) -> Result<()> {
         let work = self.scratch("multi");
-        tokio::fs::create_dir_all(&work).await.map_err(|e| EngineError::io("create scratch dir", e))?;
+        tokio::fs::create_dir_all(&work)
+            .await
+            .map_err(|e| EngineError::io("create scratch dir", e))?;
         let result = async {
             let mut entries = Vec::new();
             for (i, repo) in repos.iter().enumerate() {
@@ -171,9 +233,12 @@ impl Engine {
 
     /// `git archive --format=zip` of the default branch, straight from the mirror.
     async fn build_zip(&self, repo: &RepoCapture, out: &Path) -> Result<()> {
-        let (branch_ref, sha) = default_branch(repo)
-            .ok_or_else(|| EngineError::not_found(format!("the snapshot of {} has no branch", repo.full_name)))?;
-        let branch = branch_ref.trim_start_matches("refs/heads/").replace('/', "-");
+        let (branch_ref, sha) = default_branch(repo).ok_or_else(|| {
+            EngineError::not_found(format!("the snapshot of {} has no branch", repo.full_name))
+        })?;
+        let branch = branch_ref
+            .trim_start_matches("refs/heads/")
+            .replace('/', "-");
         let prefix = format!("{}-{branch}/", repo_name(&repo.full_name));
         let mirror = self.mirror_path(&repo.key);
         Git::new(self.git())
@@ -189,19 +254,35 @@ impl Engine {
     }
 
     /// A bare repository in `tmp/` that borrows the mirror's objects and holds `refs`.
-    async fn scratch_repo(&self, repo: &RepoCapture, refs: &BTreeMap<String, String>) -> Result<PathBuf> {
+    async fn scratch_repo(
+        &self,
+        repo: &RepoCapture,
+        refs: &BTreeMap<String, String>,
+    ) -> Result<PathBuf> {
         let mirror_objects = self.mirror_path(&repo.key).join("objects");
         if !mirror_objects.is_dir() {
-            return Err(EngineError::not_found(format!("no mirror for {} ({})", repo.full_name, repo.key)));
+            return Err(EngineError::not_found(format!(
+                "no mirror for {} ({})",
+                repo.full_name, repo.key
+            )));
         }
         let scratch = self.scratch("repo");
-        Git::new(self.git()).args(["init", "--bare", "--quiet", "--template="]).arg(&scratch).run().await?;
+        Git::new(self.git())
+            .args(["init", "--bare", "--quiet", "--template="])
+            .arg(&scratch)
+            .run()
+            .await?;
         // The refs file is written directly (no header: git sorts it on load); names and shas come
         // from a validated manifest, and the pack step fails loudly on any missing object.
         let mut packed = String::new();
         for (name, sha) in refs {
-            if !name.starts_with("refs/") || name.contains(char::is_whitespace) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(EngineError::permanent(format!("bad ref {name:?} in manifest")));
+            if !name.starts_with("refs/")
+                || name.contains(char::is_whitespace)
+                || !sha.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(EngineError::permanent(format!(
+                    "bad ref {name:?} in manifest"
+                )));
             }
             packed.push_str(&format!("{sha} {name}\n"));
         }
@@ -210,7 +291,11 @@ impl Engine {
         blocking(move || {
             let io = |e| EngineError::io("prepare scratch repository", e);
             std::fs::create_dir_all(dir.join("objects/info")).map_err(io)?;
-            std::fs::write(dir.join("objects/info/alternates"), format!("{}\n", mirror_objects.display())).map_err(io)?;
+            std::fs::write(
+                dir.join("objects/info/alternates"),
+                format!("{}\n", mirror_objects.display()),
+            )
+            .map_err(io)?;
             std::fs::write(dir.join("packed-refs"), packed).map_err(io)?;
             if let Some(head) = head {
                 std::fs::write(dir.join("HEAD"), format!("ref: {head}\n")).map_err(io)?;
@@ -225,11 +310,18 @@ impl Engine {
     fn metadata_path(&self, repo: &RepoCapture) -> Option<PathBuf> {
         let raw = repo.metadata_dir.as_deref()?;
         let path = Path::new(raw);
-        if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             tracing::warn!(repo = %repo.full_name, "ignoring metadata folder with '..' in its path");
             return None;
         }
-        let full = if path.is_absolute() { path.to_path_buf() } else { self.data_dir().join(path) };
+        let full = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.data_dir().join(path)
+        };
         if full.is_dir() {
             Some(full)
         } else {
@@ -240,15 +332,27 @@ impl Engine {
 
     /// `owner-name-2026-11-26.ext` (or `owner-2026-11-26.tar.gz` for a whole account), dated by
     /// the manifest file, which is written when the snapshot is committed.
-    async fn download_name(&self, manifest: &Manifest, single: Option<&RepoCapture>, ext: &str) -> String {
-        let written = tokio::fs::metadata(self.manifest_path(&manifest.snapshot_key)).await.and_then(|m| m.modified());
-        let when: chrono::DateTime<chrono::Utc> = written.map(Into::into).unwrap_or_else(|_| chrono::Utc::now());
+    async fn download_name(
+        &self,
+        manifest: &Manifest,
+        single: Option<&RepoCapture>,
+        ext: &str,
+    ) -> String {
+        let written = tokio::fs::metadata(self.manifest_path(&manifest.snapshot_key))
+            .await
+            .and_then(|m| m.modified());
+        let when: chrono::DateTime<chrono::Utc> = written
+            .map(Into::into)
+            .unwrap_or_else(|_| chrono::Utc::now());
         let date = when.format("%Y-%m-%d");
         let stem = match single {
             Some(repo) => safe_full_name(&repo.full_name).replace('/', "-"),
             None => {
-                let owners: std::collections::BTreeSet<&str> =
-                    manifest.repos.iter().map(|r| r.full_name.split('/').next().unwrap_or("")).collect();
+                let owners: std::collections::BTreeSet<&str> = manifest
+                    .repos
+                    .iter()
+                    .map(|r| r.full_name.split('/').next().unwrap_or(""))
+                    .collect();
                 match owners.into_iter().collect::<Vec<_>>().as_slice() {
                     [one] if !one.is_empty() => safe_component(one),
                     _ => "snapshot".to_owned(),
@@ -271,13 +375,22 @@ fn heads_and_tags(repo: &RepoCapture) -> BTreeMap<String, String> {
 /// The default branch's ref and sha: the recorded default branch, else `main`, `master`, else the
 /// first branch.
 pub(crate) fn default_branch(repo: &RepoCapture) -> Option<(&str, &str)> {
-    let lookup = |branch: &str| repo.refs.get_key_value(&format!("refs/heads/{branch}")).map(|(k, v)| (k.as_str(), v.as_str()));
+    let lookup = |branch: &str| {
+        repo.refs
+            .get_key_value(&format!("refs/heads/{branch}"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    };
     repo.default_branch
         .as_deref()
         .and_then(lookup)
         .or_else(|| lookup("main"))
         .or_else(|| lookup("master"))
-        .or_else(|| repo.refs.iter().find(|(k, _)| k.starts_with("refs/heads/")).map(|(k, v)| (k.as_str(), v.as_str())))
+        .or_else(|| {
+            repo.refs
+                .iter()
+                .find(|(k, _)| k.starts_with("refs/heads/"))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        })
 }
 
 fn repo_name(full_name: &str) -> String {
@@ -287,7 +400,11 @@ fn repo_name(full_name: &str) -> String {
 /// `owner/name` with each part restricted to `[A-Za-z0-9._-]` (GitHub's own alphabet) and never
 /// `.` or `..`, so archive entry names cannot escape the extraction folder.
 fn safe_full_name(full_name: &str) -> String {
-    let parts: Vec<String> = full_name.split('/').filter(|p| !p.is_empty()).map(safe_component).collect();
+    let parts: Vec<String> = full_name
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(safe_component)
+        .collect();
     if parts.is_empty() {
         "repository".to_owned()
     } else {
@@ -296,8 +413,16 @@ fn safe_full_name(full_name: &str) -> String {
 }
 
 fn safe_component(part: &str) -> String {
-    let clean: String =
-        part.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    let clean: String = part
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     if clean.is_empty() || clean.chars().all(|c| c == '.') {
         "repository".to_owned()
     } else {
@@ -307,8 +432,12 @@ fn safe_component(part: &str) -> String {
 
 /// `snapshot.json` inside archives: the snapshot key and what each included repository held.
 fn snapshot_summary(manifest: &Manifest, repos: &[&RepoCapture]) -> Result<Vec<u8>> {
-    let summary = Manifest { snapshot_key: manifest.snapshot_key.clone(), repos: repos.iter().map(|r| (*r).clone()).collect() };
-    serde_json::to_vec_pretty(&summary).map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))
+    let summary = Manifest {
+        snapshot_key: manifest.snapshot_key.clone(),
+        repos: repos.iter().map(|r| (*r).clone()).collect(),
+    };
+    serde_json::to_vec_pretty(&summary)
+        .map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))
 }
 
 /// Writes a gzip'd tar of `entries` (archive name, file or folder on disk) plus `snapshot.json`.
@@ -326,7 +455,8 @@ fn write_tar_gz(out: &Path, entries: &[(String, PathBuf)], summary: &[u8]) -> Re
     header.set_mode(0o644);
     header.set_entry_type(tar::EntryType::Regular);
     header.set_cksum();
-    tar.append_data(&mut header, "snapshot.json", summary).map_err(io)?;
+    tar.append_data(&mut header, "snapshot.json", summary)
+        .map_err(io)?;
     for (name, path) in entries {
         if path.is_dir() {
             tar.append_dir_all(name, path).map_err(io)?;
@@ -353,20 +483,32 @@ mod tests {
             key: "r1".into(),
             full_name: "o/n".into(),
             default_branch: default.map(Into::into),
-            refs: refs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            refs: refs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             metadata_dir: None,
         }
     }
 
     #[test]
     fn default_branch_falls_back() {
-        let r = capture(&[("refs/heads/dev", "1"), ("refs/heads/main", "2")], Some("dev"));
+        let r = capture(
+            &[("refs/heads/dev", "1"), ("refs/heads/main", "2")],
+            Some("dev"),
+        );
         assert_eq!(default_branch(&r), Some(("refs/heads/dev", "1")));
-        let r = capture(&[("refs/heads/dev", "1"), ("refs/heads/main", "2")], Some("gone"));
+        let r = capture(
+            &[("refs/heads/dev", "1"), ("refs/heads/main", "2")],
+            Some("gone"),
+        );
         assert_eq!(default_branch(&r), Some(("refs/heads/main", "2")));
         let r = capture(&[("refs/heads/dev", "1"), ("refs/tags/v1", "2")], None);
         assert_eq!(default_branch(&r), Some(("refs/heads/dev", "1")));
-        assert_eq!(default_branch(&capture(&[("refs/tags/v1", "2")], None)), None);
+        assert_eq!(
+            default_branch(&capture(&[("refs/tags/v1", "2")], None)),
+            None
+        );
     }
 
     #[test]

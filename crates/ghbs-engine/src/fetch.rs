@@ -26,7 +26,11 @@ const PULLS: &str = "+refs/pull/*:refs/pull/*";
 impl Engine {
     /// Creates the bare mirror if missing, then fetches incrementally (never a re-clone when the
     /// mirror exists). The token reaches git only through the environment of the askpass script.
-    pub async fn fetch(&self, src: &RepoSource, token: Option<&Secret>) -> Result<Fetched, EngineError> {
+    pub async fn fetch(
+        &self,
+        src: &RepoSource,
+        token: Option<&Secret>,
+    ) -> Result<Fetched, EngineError> {
         fsutil::validate_key(&src.key)?;
         check_clean_url(&src.clone_url)?;
         let locks = self.locks(&src.key);
@@ -64,18 +68,35 @@ impl Engine {
             .remote()
             .run()
             .await
-            .map_err(|e| EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message)))?;
+            .map_err(|e| {
+                EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message))
+            })?;
         let after = fsutil::pack_sizes(&mirror);
-        let bytes_fetched = after.iter().map(|(name, size)| size.saturating_sub(*before.get(name).unwrap_or(&0))).sum();
+        let bytes_fetched = after
+            .iter()
+            .map(|(name, size)| size.saturating_sub(*before.get(name).unwrap_or(&0)))
+            .sum();
 
         if !src.pull_refs {
             self.delete_refs_under(&mirror, "refs/pull/").await?;
         }
         // Housekeeping after measuring: consolidates packs once there are many (gc.autoPackLimit),
         // never prunes anything reachable, and cannot detach (gc.autoDetach=false).
-        Git::new(self.git()).dir(&mirror).args(["gc", "--auto", "--quiet"]).run().await?;
-        let refs = list_refs(self.git(), &mirror, &["refs/heads/", "refs/tags/", "refs/pull/"]).await?;
-        Ok(Fetched { refs, bytes_fetched })
+        Git::new(self.git())
+            .dir(&mirror)
+            .args(["gc", "--auto", "--quiet"])
+            .run()
+            .await?;
+        let refs = list_refs(
+            self.git(),
+            &mirror,
+            &["refs/heads/", "refs/tags/", "refs/pull/"],
+        )
+        .await?;
+        Ok(Fetched {
+            refs,
+            bytes_fetched,
+        })
     }
 
     /// The refs (`refs/heads`, `refs/tags`, `refs/pull`) the mirror holds now.
@@ -85,14 +106,27 @@ impl Engine {
         if !mirror.exists() {
             return Err(EngineError::not_found(format!("no mirror for {key}")));
         }
-        list_refs(self.git(), &mirror, &["refs/heads/", "refs/tags/", "refs/pull/"]).await
+        list_refs(
+            self.git(),
+            &mirror,
+            &["refs/heads/", "refs/tags/", "refs/pull/"],
+        )
+        .await
     }
 
     /// Initialises a bare repository in scratch space and renames it into place.
     async fn init_mirror(&self, mirror: &Path) -> Result<()> {
         let tmp = self.scratch("init");
-        Git::new(self.git()).args(["init", "--bare", "--quiet", "--template="]).arg(&tmp).run().await?;
-        Git::new(self.git()).dir(&tmp).args(["config", "core.logAllRefUpdates", "false"]).run().await?;
+        Git::new(self.git())
+            .args(["init", "--bare", "--quiet", "--template="])
+            .arg(&tmp)
+            .run()
+            .await?;
+        Git::new(self.git())
+            .dir(&tmp)
+            .args(["config", "core.logAllRefUpdates", "false"])
+            .run()
+            .await?;
         let target = mirror.to_path_buf();
         blocking(move || {
             std::fs::rename(&tmp, &target).map_err(|e| EngineError::io("install new mirror", e))?;
@@ -104,7 +138,9 @@ impl Engine {
     /// Clears leftovers of a git process that was killed while working on this mirror.
     pub(crate) async fn recover(&self, mirror: &Path, started: SystemTime) {
         let path = mirror.to_path_buf();
-        let removed = blocking(move || Ok(fsutil::clean_stale(&path, started))).await.unwrap_or_default();
+        let removed = blocking(move || Ok(fsutil::clean_stale(&path, started)))
+            .await
+            .unwrap_or_default();
         if !removed.is_empty() {
             tracing::warn!(mirror = %mirror.display(), count = removed.len(), "removed leftovers of an interrupted git run");
         }
@@ -112,11 +148,19 @@ impl Engine {
 
     /// Points `origin` at the clean clone URL (it may change when a repository is renamed).
     async fn set_origin(&self, mirror: &Path, url: &str) -> Result<()> {
-        let current = Git::new(self.git()).dir(mirror).args(["config", "--get", "remote.origin.url"]).run().await;
+        let current = Git::new(self.git())
+            .dir(mirror)
+            .args(["config", "--get", "remote.origin.url"])
+            .run()
+            .await;
         if current.map(|o| o.text().trim() == url).unwrap_or(false) {
             return Ok(());
         }
-        Git::new(self.git()).dir(mirror).args(["config", "remote.origin.url", url]).run().await?;
+        Git::new(self.git())
+            .dir(mirror)
+            .args(["config", "remote.origin.url", url])
+            .run()
+            .await?;
         Ok(())
     }
 
@@ -131,13 +175,22 @@ impl Engine {
             script.push_str(&format!("delete {name}\n"));
         }
         script.push_str("prepare\ncommit\n");
-        Git::new(self.git()).dir(mirror).args(["update-ref", "--stdin"]).stdin(script.into_bytes()).run().await?;
+        Git::new(self.git())
+            .dir(mirror)
+            .args(["update-ref", "--stdin"])
+            .stdin(script.into_bytes())
+            .run()
+            .await?;
         Ok(refs.len())
     }
 }
 
 /// `refname -> sha` for the refs under the given prefixes.
-pub(crate) async fn list_refs(env: &GitEnv, repo: &Path, prefixes: &[&str]) -> Result<BTreeMap<String, String>> {
+pub(crate) async fn list_refs(
+    env: &GitEnv,
+    repo: &Path,
+    prefixes: &[&str],
+) -> Result<BTreeMap<String, String>> {
     let out = Git::new(env)
         .dir(repo)
         .args(["for-each-ref", "--format=%(objectname) %(refname)"])
@@ -165,7 +218,9 @@ fn check_clean_url(url: &str) -> Result<()> {
     if let Some((_, rest)) = url.split_once("://") {
         let authority = rest.split('/').next().unwrap_or("");
         if authority.contains('@') {
-            return Err(EngineError::permanent("clone URL must not carry credentials"));
+            return Err(EngineError::permanent(
+                "clone URL must not carry credentials",
+            ));
         }
     }
     Ok(())

@@ -13,33 +13,48 @@ use crate::error::{EngineError, Result};
 pub(crate) fn validate_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.len() <= 100
-        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(EngineError::permanent(format!("invalid mirror key {key:?}: only [a-z0-9_-] allowed")))
+        Err(EngineError::permanent(format!(
+            "invalid mirror key {key:?}: only [a-z0-9_-] allowed"
+        )))
     }
 }
 
 /// Snapshot keys become ref path components and file names: `[A-Za-z0-9-]` (a uuid fits).
 pub(crate) fn validate_snapshot_key(key: &str) -> Result<()> {
-    let ok = !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(EngineError::permanent(format!("invalid snapshot key {key:?}")))
+        Err(EngineError::permanent(format!(
+            "invalid snapshot key {key:?}"
+        )))
     }
 }
 
 /// Flushes a directory entry change (create, rename, unlink) to disk.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| EngineError::io(format!("fsync {}", dir.display()), e))
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| EngineError::io(format!("fsync {}", dir.display()), e))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the complete new one.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| EngineError::permanent("file without parent directory"))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .ok_or_else(|| EngineError::permanent("file without parent directory"))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
@@ -56,8 +71,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Moves a finished file into place (same file system) and makes the rename durable.
 pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
-    fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| EngineError::io("fsync artifact", e))?;
-    fs::rename(tmp, dest).map_err(|e| EngineError::io(format!("rename into {}", dest.display()), e))?;
+    fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| EngineError::io("fsync artifact", e))?;
+    fs::rename(tmp, dest)
+        .map_err(|e| EngineError::io(format!("rename into {}", dest.display()), e))?;
     if let Some(dir) = dest.parent() {
         fsync_dir(dir)?;
     }
@@ -66,14 +84,18 @@ pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
 
 /// Apparent size of every regular file under `path` (0 when it does not exist).
 pub(crate) fn tree_size(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
     if meta.is_file() {
         return meta.len();
     }
     if !meta.is_dir() {
         return 0;
     }
-    let Ok(entries) = fs::read_dir(path) else { return 0 };
+    let Ok(entries) = fs::read_dir(path) else {
+        return 0;
+    };
     entries.flatten().map(|e| tree_size(&e.path())).sum()
 }
 
@@ -114,13 +136,20 @@ pub(crate) fn fsync_tree_and_parents(root: &Path, stop: &Path) -> Result<()> {
 /// git's own writes are atomic (lock file + rename), which is why removing leftovers is enough.
 pub(crate) fn clean_stale(mirror: &Path, before: SystemTime) -> Vec<PathBuf> {
     fn stale(path: &Path, before: SystemTime) -> bool {
-        fs::symlink_metadata(path).and_then(|m| m.modified()).map(|t| t <= before).unwrap_or(false)
+        fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .map(|t| t <= before)
+            .unwrap_or(false)
     }
     fn walk_locks(dir: &Path, before: SystemTime, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 walk_locks(&path, before, out);
             } else if path.extension().is_some_and(|e| e == "lock") && stale(&path, before) {
@@ -144,8 +173,11 @@ pub(crate) fn clean_stale(mirror: &Path, before: SystemTime) -> Vec<PathBuf> {
             for entry in entries.flatten() {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let leftover = name.starts_with("tmp_") || name.starts_with(".tmp-") || name.ends_with(".lock");
-                if leftover && entry.file_type().is_ok_and(|t| t.is_file()) && stale(&path, before) {
+                let leftover = name.starts_with("tmp_")
+                    || name.starts_with(".tmp-")
+                    || name.ends_with(".lock");
+                if leftover && entry.file_type().is_ok_and(|t| t.is_file()) && stale(&path, before)
+                {
                     found.push(path);
                 }
             }
@@ -177,7 +209,8 @@ pub(crate) fn remove_dir_atomic(dir: &Path, trash: &Path) -> Result<()> {
         return Ok(());
     }
     let target = trash.join(format!("trash-{}", uuid::Uuid::new_v4()));
-    fs::rename(dir, &target).map_err(|e| EngineError::io(format!("remove {}", dir.display()), e))?;
+    fs::rename(dir, &target)
+        .map_err(|e| EngineError::io(format!("remove {}", dir.display()), e))?;
     if let Some(parent) = dir.parent() {
         fsync_dir(parent)?;
     }
@@ -185,8 +218,12 @@ pub(crate) fn remove_dir_atomic(dir: &Path, trash: &Path) -> Result<()> {
 }
 
 /// Runs a blocking closure off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| EngineError::permanent(format!("background task failed: {e}")))?
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::permanent(format!("background task failed: {e}")))?
 }
 
 #[cfg(test)]
@@ -211,6 +248,10 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
     }
 }

@@ -31,7 +31,11 @@ pub(crate) struct GitEnv {
 impl GitEnv {
     /// The environment of the user's own git (restore): their config and credential helpers.
     pub fn user() -> GitEnv {
-        GitEnv { askpass: None, ca_cert: None, timeout: None }
+        GitEnv {
+            askpass: None,
+            ca_cert: None,
+            timeout: None,
+        }
     }
 
     fn isolated(&self) -> bool {
@@ -46,7 +50,8 @@ pub(crate) fn install_askpass(dir: &Path) -> Result<PathBuf> {
     let current = std::fs::read_to_string(&path).ok();
     if current.as_deref() != Some(ASKPASS_SCRIPT) {
         let tmp = dir.join(format!(".askpass.sh.{}", uuid::Uuid::new_v4()));
-        std::fs::write(&tmp, ASKPASS_SCRIPT).map_err(|e| EngineError::io("write askpass script", e))?;
+        std::fs::write(&tmp, ASKPASS_SCRIPT)
+            .map_err(|e| EngineError::io("write askpass script", e))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| EngineError::io("chmod askpass script", e))?;
         std::fs::rename(&tmp, &path).map_err(|e| EngineError::io("install askpass script", e))?;
@@ -81,7 +86,14 @@ impl GitOutput {
 
 impl<'a> Git<'a> {
     pub fn new(env: &'a GitEnv) -> Git<'a> {
-        Git { env, dir: None, args: Vec::new(), token: None, stdin: None, remote: false }
+        Git {
+            env,
+            dir: None,
+            args: Vec::new(),
+            token: None,
+            stdin: None,
+            remote: false,
+        }
     }
 
     /// Runs in `dir` (`git -C dir`).
@@ -121,7 +133,9 @@ impl<'a> Git<'a> {
         let what = self.describe();
         let mut cmd = tokio::process::Command::new("git");
         self.configure(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| EngineError::permanent(format!("cannot start git ({what}): {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| EngineError::permanent(format!("cannot start git ({what}): {e}")))?;
         let mut guard = GroupKill(child.id());
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -137,8 +151,12 @@ impl<'a> Git<'a> {
             };
             let mut out = Vec::new();
             let mut err = Vec::new();
-            let (_, o, e, status) =
-                tokio::join!(feed, stdout.read_to_end(&mut out), stderr.read_to_end(&mut err), child.wait());
+            let (_, o, e, status) = tokio::join!(
+                feed,
+                stdout.read_to_end(&mut out),
+                stderr.read_to_end(&mut err),
+                child.wait()
+            );
             o.and(e).and(status).map(|status| (status, out, err))
         };
         let outcome = match self.env.timeout {
@@ -166,7 +184,10 @@ impl<'a> Git<'a> {
         let stderr = scrub(&String::from_utf8_lossy(&err), self.token);
         let kind = classify(&stderr, self.remote);
         let tail = tail(stderr.trim(), 2000);
-        Err(EngineError::new(kind, format!("git {what} failed ({status}): {tail}")))
+        Err(EngineError::new(
+            kind,
+            format!("git {what} failed ({status}): {tail}"),
+        ))
     }
 
     /// A short name for messages: the subcommand, never the arguments (they may hold URLs).
@@ -196,7 +217,9 @@ impl<'a> Git<'a> {
         }
         cmd.env("LC_ALL", "C").env("LANGUAGE", "C");
         if isolated {
-            cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_CONFIG_NOSYSTEM", "1").env_remove("SSH_ASKPASS");
+            cmd.env("GIT_TERMINAL_PROMPT", "0")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env_remove("SSH_ASKPASS");
             if let Some(askpass) = &self.env.askpass {
                 cmd.env("GIT_ASKPASS", askpass);
             }
@@ -209,7 +232,14 @@ impl<'a> Git<'a> {
             cmd.args(["-c", "core.fsync=committed", "-c", "core.fsyncMethod=fsync"]);
             // A fetch keeps its pack (one fsync) instead of exploding it into loose objects; gc
             // never outlives the command (our timeout and locks cover it).
-            cmd.args(["-c", "fetch.unpackLimit=1", "-c", "transfer.unpackLimit=1", "-c", "gc.autoDetach=false"]);
+            cmd.args([
+                "-c",
+                "fetch.unpackLimit=1",
+                "-c",
+                "transfer.unpackLimit=1",
+                "-c",
+                "gc.autoDetach=false",
+            ]);
             if let Some(ca) = &self.env.ca_cert {
                 let mut value = OsString::from("http.sslCAInfo=");
                 value.push(ca);
@@ -222,11 +252,15 @@ impl<'a> Git<'a> {
             cmd.arg("-C").arg(dir);
         }
         cmd.args(&self.args);
-        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
     }
 }
 
@@ -360,20 +394,30 @@ mod tests {
 
     #[test]
     fn classifies_common_git_failures() {
-        let auth = "remote: Invalid username or password.\nfatal: Authentication failed for 'https://x/'";
+        let auth =
+            "remote: Invalid username or password.\nfatal: Authentication failed for 'https://x/'";
         assert!(matches!(classify(auth, true), FailureKind::Unauthorized));
         let nf = "remote: Repository not found.\nfatal: repository 'https://x/' not found";
         assert!(matches!(classify(nf, true), FailureKind::NotFound));
         let net = "error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502\nfatal: expected flush";
         assert!(matches!(classify(net, true), FailureKind::Transient));
-        assert!(matches!(classify("fatal: early EOF", true), FailureKind::Transient));
-        assert!(matches!(classify("fatal: bad object", false), FailureKind::Permanent));
+        assert!(matches!(
+            classify("fatal: early EOF", true),
+            FailureKind::Transient
+        ));
+        assert!(matches!(
+            classify("fatal: bad object", false),
+            FailureKind::Permanent
+        ));
     }
 
     #[test]
     fn scrub_removes_the_token() {
         let secret = Secret::new("ghp_abc123".to_owned());
-        assert_eq!(scrub("x ghp_abc123 y ghp_abc123", Some(&secret)), "x *** y ***");
+        assert_eq!(
+            scrub("x ghp_abc123 y ghp_abc123", Some(&secret)),
+            "x *** y ***"
+        );
     }
 
     #[test]

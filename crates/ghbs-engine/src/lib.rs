@@ -48,7 +48,11 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// A config with the default one-hour git timeout and no extra CA.
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
-        EngineConfig { data_dir: data_dir.into(), git_timeout: Duration::from_secs(3600), ca_cert: None }
+        EngineConfig {
+            data_dir: data_dir.into(),
+            git_timeout: Duration::from_secs(3600),
+            ca_cert: None,
+        }
     }
 }
 
@@ -130,21 +134,37 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
         let data_dir = &cfg.data_dir;
         for sub in ["mirrors", "manifests", "artifacts", "tmp"] {
-            std::fs::create_dir_all(data_dir.join(sub))
-                .map_err(|e| EngineError::io(format!("create {}", data_dir.join(sub).display()), e))?;
+            std::fs::create_dir_all(data_dir.join(sub)).map_err(|e| {
+                EngineError::io(format!("create {}", data_dir.join(sub).display()), e)
+            })?;
         }
-        let data_dir = std::fs::canonicalize(data_dir).map_err(|e| EngineError::io("resolve data_dir", e))?;
+        let data_dir =
+            std::fs::canonicalize(data_dir).map_err(|e| EngineError::io("resolve data_dir", e))?;
         let askpass = git::install_askpass(&data_dir)?;
         // Scratch entries belong to operations of a process that is gone (one engine per dir).
         if let Ok(entries) = std::fs::read_dir(data_dir.join("tmp")) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
             }
         }
-        let git = GitEnv { askpass: Some(askpass), ca_cert: cfg.ca_cert.clone(), timeout: Some(cfg.git_timeout) };
+        let git = GitEnv {
+            askpass: Some(askpass),
+            ca_cert: cfg.ca_cert.clone(),
+            timeout: Some(cfg.git_timeout),
+        };
         let cfg = EngineConfig { data_dir, ..cfg };
-        Ok(Engine { inner: Arc::new(Inner { cfg, git, locks: Mutex::new(HashMap::new()) }) })
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                cfg,
+                git,
+                locks: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
     /// The (canonical) data directory.
@@ -158,7 +178,9 @@ impl Engine {
     }
 
     pub(crate) fn manifest_path(&self, snapshot_key: &str) -> PathBuf {
-        self.data_dir().join("manifests").join(format!("{snapshot_key}.json"))
+        self.data_dir()
+            .join("manifests")
+            .join(format!("{snapshot_key}.json"))
     }
 
     pub(crate) fn artifacts_dir(&self, snapshot_key: &str) -> PathBuf {
@@ -171,7 +193,8 @@ impl Engine {
 
     /// A fresh scratch path under `data_dir/tmp` (not created).
     pub(crate) fn scratch(&self, prefix: &str) -> PathBuf {
-        self.tmp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()))
+        self.tmp_dir()
+            .join(format!("{prefix}-{}", uuid::Uuid::new_v4()))
     }
 
     pub(crate) fn git(&self) -> &GitEnv {
@@ -187,5 +210,7 @@ impl Engine {
 /// The ref under which a snapshot keeps an original ref: `refs/heads/main` of snapshot `S`
 /// becomes `refs/ghbs/snap/S/heads/main`.
 pub(crate) fn snapshot_ref(snapshot_key: &str, refname: &str) -> Option<String> {
-    refname.strip_prefix("refs/").map(|rest| format!("refs/ghbs/snap/{snapshot_key}/{rest}"))
+    refname
+        .strip_prefix("refs/")
+        .map(|rest| format!("refs/ghbs/snap/{snapshot_key}/{rest}"))
 }

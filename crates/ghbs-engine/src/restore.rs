@@ -20,16 +20,24 @@ pub async fn restore(source: &Path, remote: &str, force: bool) -> Result<(), Eng
     if remote.is_empty() || remote.starts_with('-') {
         return Err(EngineError::permanent(format!("invalid remote {remote:?}")));
     }
-    let source = std::path::absolute(source).map_err(|e| EngineError::io("resolve restore source", e))?;
+    let source =
+        std::path::absolute(source).map_err(|e| EngineError::io("resolve restore source", e))?;
     if !source.exists() {
-        return Err(EngineError::not_found(format!("{} does not exist", source.display())));
+        return Err(EngineError::not_found(format!(
+            "{} does not exist",
+            source.display()
+        )));
     }
     let tmp = tempfile::Builder::new()
         .prefix("ghbs-restore-")
         .tempdir()
         .map_err(|e| EngineError::io("create temporary repository", e))?;
     let work = tmp.path();
-    Git::new(&env).args(["init", "--bare", "--quiet", "--template="]).arg(work).run().await?;
+    Git::new(&env)
+        .args(["init", "--bare", "--quiet", "--template="])
+        .arg(work)
+        .run()
+        .await?;
     Git::new(&env)
         .dir(work)
         .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
@@ -37,10 +45,18 @@ pub async fn restore(source: &Path, remote: &str, force: bool) -> Result<(), Eng
         .args(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
         .run()
         .await
-        .map_err(|e| EngineError::new(e.kind, format!("reading {}: {}", source.display(), e.message)))?;
+        .map_err(|e| {
+            EngineError::new(
+                e.kind,
+                format!("reading {}: {}", source.display(), e.message),
+            )
+        })?;
     let local = list_refs(&env, work, &["refs/heads/", "refs/tags/"]).await?;
     if local.is_empty() {
-        return Err(EngineError::not_found(format!("{} holds no branch or tag to restore", source.display())));
+        return Err(EngineError::not_found(format!(
+            "{} holds no branch or tag to restore",
+            source.display()
+        )));
     }
 
     let existing = remote_refs(&env, work, remote).await?;
@@ -50,17 +66,34 @@ pub async fn restore(source: &Path, remote: &str, force: bool) -> Result<(), Eng
             existing.len()
         )));
     }
-    let mut push = Git::new(&env).dir(work).args(["push", "--quiet", "--atomic"]);
+    let mut push = Git::new(&env)
+        .dir(work)
+        .args(["push", "--quiet", "--atomic"]);
     push = if force {
-        push.args(["--force", "--prune", remote, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
+        push.args([
+            "--force",
+            "--prune",
+            remote,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ])
     } else {
-        push.args([remote, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])
+        push.args([
+            remote,
+            "refs/heads/*:refs/heads/*",
+            "refs/tags/*:refs/tags/*",
+        ])
     };
-    push.remote().run().await.map_err(|e| EngineError::new(e.kind, format!("pushing to the remote: {}", e.message)))?;
+    push.remote()
+        .run()
+        .await
+        .map_err(|e| EngineError::new(e.kind, format!("pushing to the remote: {}", e.message)))?;
 
     let after = remote_refs(&env, work, remote).await?;
-    let pushed: std::collections::BTreeMap<_, _> =
-        after.into_iter().filter(|(name, _)| name.starts_with("refs/heads/") || name.starts_with("refs/tags/")).collect();
+    let pushed: std::collections::BTreeMap<_, _> = after
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+        .collect();
     if pushed != local {
         return Err(EngineError::transient(format!(
             "the remote does not show the restored refs ({} expected, {} present)",
@@ -72,13 +105,22 @@ pub async fn restore(source: &Path, remote: &str, force: bool) -> Result<(), Eng
 }
 
 /// The remote's refs (peeled `^{}` entries and `HEAD` left out).
-async fn remote_refs(env: &GitEnv, work: &Path, remote: &str) -> Result<std::collections::BTreeMap<String, String>> {
+async fn remote_refs(
+    env: &GitEnv,
+    work: &Path,
+    remote: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
     let out = Git::new(env)
         .dir(work)
         .args(["ls-remote", "--quiet", remote])
         .remote()
         .run()
         .await
-        .map_err(|e| EngineError::new(e.kind, format!("listing the remote's refs: {}", e.message)))?;
-    Ok(parse_ref_lines(&out.text()).into_iter().filter(|(name, _)| name.starts_with("refs/") && !name.ends_with("^{}")).collect())
+        .map_err(|e| {
+            EngineError::new(e.kind, format!("listing the remote's refs: {}", e.message))
+        })?;
+    Ok(parse_ref_lines(&out.text())
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("refs/") && !name.ends_with("^{}"))
+        .collect())
 }

@@ -35,7 +35,10 @@ impl Engine {
         let _ops = locks.ops.lock().await;
         let mirror = self.mirror_path(&repo.key);
         if !mirror.exists() {
-            return Err(EngineError::not_found(format!("no mirror for {} ({})", repo.full_name, repo.key)));
+            return Err(EngineError::not_found(format!(
+                "no mirror for {} ({})",
+                repo.full_name, repo.key
+            )));
         }
         self.recover(&mirror, SystemTime::now()).await;
         if repo.refs.is_empty() {
@@ -43,10 +46,13 @@ impl Engine {
         }
         let mut script = String::from("start\n");
         for (name, sha) in &repo.refs {
-            let target = snapshot_ref(snapshot_key, name)
-                .ok_or_else(|| EngineError::permanent(format!("ref {name:?} is not under refs/")))?;
+            let target = snapshot_ref(snapshot_key, name).ok_or_else(|| {
+                EngineError::permanent(format!("ref {name:?} is not under refs/"))
+            })?;
             if !is_sha(sha) || name.contains(char::is_whitespace) {
-                return Err(EngineError::permanent(format!("bad ref {name:?} -> {sha:?} in manifest")));
+                return Err(EngineError::permanent(format!(
+                    "bad ref {name:?} -> {sha:?} in manifest"
+                )));
             }
             script.push_str(&format!("update {target} {sha}\n"));
         }
@@ -57,16 +63,30 @@ impl Engine {
             .stdin(script.into_bytes())
             .run()
             .await
-            .map_err(|e| EngineError::new(e.kind, format!("recording snapshot refs of {}: {}", repo.full_name, e.message)))?;
+            .map_err(|e| {
+                EngineError::new(
+                    e.kind,
+                    format!(
+                        "recording snapshot refs of {}: {}",
+                        repo.full_name, e.message
+                    ),
+                )
+            })?;
         // One packed-refs file (written with fsync, core.fsync=committed) instead of thousands of
         // loose files: fast ref iteration for later fetches, then make the rename durable.
-        Git::new(self.git()).dir(&mirror).args(["pack-refs", "--all"]).run().await?;
+        Git::new(self.git())
+            .dir(&mirror)
+            .args(["pack-refs", "--all"])
+            .run()
+            .await?;
         let mirror_dir = mirror.clone();
         let stop = mirror.clone();
         blocking(move || {
             let packed = mirror_dir.join("packed-refs");
             if packed.exists() {
-                std::fs::File::open(&packed).and_then(|f| f.sync_all()).map_err(|e| EngineError::io("fsync packed-refs", e))?;
+                std::fs::File::open(&packed)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| EngineError::io("fsync packed-refs", e))?;
             }
             fsutil::fsync_tree_and_parents(&mirror_dir.join("refs/ghbs"), &stop)?;
             fsutil::fsync_dir(&mirror_dir)
@@ -82,7 +102,10 @@ impl Engine {
         for manifest in manifests {
             validate_manifest(manifest)?;
         }
-        let keys: BTreeSet<&str> = manifests.iter().flat_map(|m| m.repos.iter().map(|r| r.key.as_str())).collect();
+        let keys: BTreeSet<&str> = manifests
+            .iter()
+            .flat_map(|m| m.repos.iter().map(|r| r.key.as_str()))
+            .collect();
         for key in keys {
             let snapshots: Vec<&str> = manifests
                 .iter()
@@ -119,7 +142,11 @@ impl Engine {
         let mut dropped = BTreeSet::new();
         for snapshot in snapshots {
             let prefix = format!("refs/ghbs/snap/{snapshot}/");
-            dropped.extend(list_refs(self.git(), &mirror, &[&prefix]).await?.into_values());
+            dropped.extend(
+                list_refs(self.git(), &mirror, &[&prefix])
+                    .await?
+                    .into_values(),
+            );
             self.delete_refs_under(&mirror, &prefix).await?;
         }
         if dropped.is_empty() || !self.any_unreachable(&mirror, &dropped).await? {
@@ -127,8 +154,16 @@ impl Engine {
         }
         // Exports borrow this mirror's objects through alternates: wait for them.
         let _gc = locks.gc.write().await;
-        Git::new(self.git()).dir(&mirror).args(["reflog", "expire", "--expire=now", "--all"]).run().await?;
-        Git::new(self.git()).dir(&mirror).args(["gc", "--prune=now", "--quiet"]).run().await?;
+        Git::new(self.git())
+            .dir(&mirror)
+            .args(["reflog", "expire", "--expire=now", "--all"])
+            .run()
+            .await?;
+        Git::new(self.git())
+            .dir(&mirror)
+            .args(["gc", "--prune=now", "--quiet"])
+            .run()
+            .await?;
         Ok(())
     }
 
@@ -171,20 +206,36 @@ impl Engine {
     /// orphans, whose refs would keep objects alive forever. Call it with the complete set of
     /// snapshot keys the database knows, before workers start (a snapshot being committed at
     /// that moment would look orphaned). Returns the keys it forgot.
-    pub async fn forget_unlisted(&self, keep: &BTreeSet<String>) -> Result<BTreeSet<String>, EngineError> {
+    pub async fn forget_unlisted(
+        &self,
+        keep: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>, EngineError> {
         let mut forgotten = BTreeSet::new();
         let mirrors = self.data_dir().join("mirrors");
-        let mut entries = tokio::fs::read_dir(&mirrors).await.map_err(|e| EngineError::io("list mirrors", e))?;
-        while let Some(entry) = entries.next_entry().await.map_err(|e| EngineError::io("list mirrors", e))? {
+        let mut entries = tokio::fs::read_dir(&mirrors)
+            .await
+            .map_err(|e| EngineError::io("list mirrors", e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| EngineError::io("list mirrors", e))?
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".git") else { continue };
+            let Some(key) = name.strip_suffix(".git") else {
+                continue;
+            };
             if fsutil::validate_key(key).is_err() {
                 continue;
             }
             let refs = list_refs(self.git(), &entry.path(), &["refs/ghbs/snap/"]).await?;
             let orphans: BTreeSet<String> = refs
                 .keys()
-                .filter_map(|r| r.strip_prefix("refs/ghbs/snap/")?.split('/').next().map(str::to_owned))
+                .filter_map(|r| {
+                    r.strip_prefix("refs/ghbs/snap/")?
+                        .split('/')
+                        .next()
+                        .map(str::to_owned)
+                })
                 .filter(|k| !keep.contains(k))
                 .collect();
             if !orphans.is_empty() {
@@ -194,18 +245,28 @@ impl Engine {
             }
         }
         for (dir, suffix) in [("manifests", ".json"), ("artifacts", "")] {
-            let mut entries =
-                tokio::fs::read_dir(self.data_dir().join(dir)).await.map_err(|e| EngineError::io("list snapshots", e))?;
-            while let Some(entry) = entries.next_entry().await.map_err(|e| EngineError::io("list snapshots", e))? {
+            let mut entries = tokio::fs::read_dir(self.data_dir().join(dir))
+                .await
+                .map_err(|e| EngineError::io("list snapshots", e))?;
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| EngineError::io("list snapshots", e))?
+            {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(key) = name.strip_suffix(suffix) else { continue };
+                let Some(key) = name.strip_suffix(suffix) else {
+                    continue;
+                };
                 if fsutil::validate_snapshot_key(key).is_ok() && !keep.contains(key) {
                     forgotten.insert(key.to_owned());
                 }
             }
         }
         for key in &forgotten {
-            let manifest = Manifest { snapshot_key: key.clone(), repos: Vec::new() };
+            let manifest = Manifest {
+                snapshot_key: key.clone(),
+                repos: Vec::new(),
+            };
             self.drop_snapshots(std::slice::from_ref(&manifest)).await?;
         }
         Ok(forgotten)
@@ -216,10 +277,13 @@ impl Engine {
         fsutil::validate_snapshot_key(snapshot_key)?;
         let path = self.manifest_path(snapshot_key);
         let bytes = tokio::fs::read(&path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => EngineError::not_found(format!("no manifest for snapshot {snapshot_key}")),
+            std::io::ErrorKind::NotFound => {
+                EngineError::not_found(format!("no manifest for snapshot {snapshot_key}"))
+            }
             _ => EngineError::io("read manifest", e),
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| EngineError::permanent(format!("corrupt manifest {snapshot_key}: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::permanent(format!("corrupt manifest {snapshot_key}: {e}")))
     }
 }
 

@@ -197,6 +197,11 @@ async fn claim_takes_over_expired_lease_with_fencing() {
 }
 
 #[tokio::test]
+async fn claim_takes_over_expired_manual_run() {
+    on_each_backend(scheduler::manual_takeover).await;
+}
+
+#[tokio::test]
 async fn finish_and_needs_login() {
     on_each_backend(scheduler::finish_and_needs_login).await;
 }

@@ -76,6 +76,22 @@ async fn git_clone_and_push_over_http_with_askpass() {
     )
     .await
     .is_err());
+
+    // The wiki is a separate repository that exists once it has a page.
+    let wiki = open.replace(".git", ".wiki.git");
+    assert!(git_async(t, &["clone", "-q", &wiki, "nowiki"], None)
+        .await
+        .is_err());
+    gh.commit(
+        "octo/open.wiki",
+        "master",
+        &[("Home.md", "# Home\n")],
+        "wiki",
+    );
+    git_async(t, &["clone", "-q", &wiki, "wiki"], None)
+        .await
+        .unwrap();
+    assert!(t.join("wiki/Home.md").exists());
 }
 
 #[tokio::test]

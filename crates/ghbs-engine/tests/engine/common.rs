@@ -22,16 +22,32 @@ impl World {
     pub async fn start() -> World {
         let gh = GitHubStandIn::start().await;
         let (_, token) = gh.add_user(OWNER);
-        let dir = tempfile::Builder::new().prefix("ghbs-engine-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ghbs-engine-test-")
+            .tempdir()
+            .unwrap();
         let engine = engine_with_timeout(dir.path(), Duration::from_secs(300));
-        World { gh, token: Secret::new(token), dir, engine }
+        World {
+            gh,
+            token: Secret::new(token),
+            dir,
+            engine,
+        }
     }
 
     /// Creates `octo/{name}` (private) with `main` holding one commit.
     pub fn repo(&self, name: &str) -> String {
-        self.gh.create_repo(OWNER, name, RepoOptions { private: true, ..Default::default() });
+        self.gh.create_repo(
+            OWNER,
+            name,
+            RepoOptions {
+                private: true,
+                ..Default::default()
+            },
+        );
         let full = format!("{OWNER}/{name}");
-        self.gh.commit(&full, "main", &[("README.md", "hello\n")], "Initial commit");
+        self.gh
+            .commit(&full, "main", &[("README.md", "hello\n")], "Initial commit");
         full
     }
 
@@ -45,28 +61,45 @@ impl World {
     }
 
     pub async fn fetch(&self, key: &str, full_name: &str) -> Fetched {
-        self.engine.fetch(&self.source(key, full_name), Some(&self.token)).await.expect("fetch")
+        self.engine
+            .fetch(&self.source(key, full_name), Some(&self.token))
+            .await
+            .expect("fetch")
     }
 
     /// Fetches and commits a one-repository snapshot of what was fetched.
     pub async fn snapshot(&self, key: &str, full_name: &str) -> Manifest {
         let fetched = self.fetch(key, full_name).await;
         let manifest = manifest_of(vec![capture(key, full_name, fetched.refs)]);
-        self.engine.commit_snapshot(&manifest).await.expect("commit snapshot");
+        self.engine
+            .commit_snapshot(&manifest)
+            .await
+            .expect("commit snapshot");
         manifest
     }
 
     pub fn mirror(&self, key: &str) -> PathBuf {
-        self.engine.data_dir().join("mirrors").join(format!("{key}.git"))
+        self.engine
+            .data_dir()
+            .join("mirrors")
+            .join(format!("{key}.git"))
     }
 
     pub fn scratch(&self) -> tempfile::TempDir {
-        tempfile::Builder::new().prefix("ghbs-engine-out-").tempdir().unwrap()
+        tempfile::Builder::new()
+            .prefix("ghbs-engine-out-")
+            .tempdir()
+            .unwrap()
     }
 }
 
 pub fn engine_with_timeout(dir: &Path, git_timeout: Duration) -> Engine {
-    Engine::new(EngineConfig { data_dir: dir.to_path_buf(), git_timeout, ca_cert: None }).expect("engine")
+    Engine::new(EngineConfig {
+        data_dir: dir.to_path_buf(),
+        git_timeout,
+        ca_cert: None,
+    })
+    .expect("engine")
 }
 
 pub fn capture(key: &str, full_name: &str, refs: BTreeMap<String, String>) -> RepoCapture {
@@ -80,7 +113,10 @@ pub fn capture(key: &str, full_name: &str, refs: BTreeMap<String, String>) -> Re
 }
 
 pub fn manifest_of(repos: Vec<RepoCapture>) -> Manifest {
-    Manifest { snapshot_key: uuid::Uuid::new_v4().to_string(), repos }
+    Manifest {
+        snapshot_key: uuid::Uuid::new_v4().to_string(),
+        repos,
+    }
 }
 
 /// `git` in `dir` (hermetic, panics on failure), stdout trimmed.
@@ -90,11 +126,19 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Branches and tags of a repository on disk.
 pub fn refs_of(repo: &Path) -> BTreeMap<String, String> {
-    git(repo, &["for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags"])
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(r, s)| (r.to_owned(), s.to_owned()))
-        .collect()
+    git(
+        repo,
+        &[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    )
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(r, s)| (r.to_owned(), s.to_owned()))
+    .collect()
 }
 
 /// Only the branches and tags of a ref map.
@@ -109,7 +153,16 @@ pub fn heads_and_tags(refs: &BTreeMap<String, String>) -> BTreeMap<String, Strin
 /// checks it with `git fsck`.
 pub fn clone_mirror(source: &Path, into: &Path, name: &str) -> PathBuf {
     let dest = into.join(name);
-    git(into, &["clone", "--quiet", "--mirror", source.to_str().unwrap(), dest.to_str().unwrap()]);
+    git(
+        into,
+        &[
+            "clone",
+            "--quiet",
+            "--mirror",
+            source.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
     git(&dest, &["fsck", "--no-dangling", "--no-progress"]);
     dest
 }
@@ -134,7 +187,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Extracts a .tar.gz into `into`.
 pub fn untar(archive: &Path, into: &Path) {
     let file = std::fs::File::open(archive).unwrap();
-    tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(into).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(into)
+        .unwrap();
 }
 
 /// Reads a zip archive's entries (name -> content) through its central directory; enough of the
@@ -143,8 +198,12 @@ pub fn read_zip(path: &Path) -> BTreeMap<String, Vec<u8>> {
     use std::io::Read;
     let data = std::fs::read(path).unwrap();
     let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) as usize;
-    let eocd = (0..=data.len() - 22).rev().find(|&o| u32_at(o) == 0x0605_4b50).expect("zip end record");
+    let u32_at =
+        |o: usize| u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) as usize;
+    let eocd = (0..=data.len() - 22)
+        .rev()
+        .find(|&o| u32_at(o) == 0x0605_4b50)
+        .expect("zip end record");
     let count = u16_at(eocd + 10);
     let mut at = u32_at(eocd + 16);
     let mut out = BTreeMap::new();
@@ -152,7 +211,8 @@ pub fn read_zip(path: &Path) -> BTreeMap<String, Vec<u8>> {
         assert_eq!(u32_at(at), 0x0201_4b50, "central directory entry");
         let method = u16_at(at + 10);
         let csize = u32_at(at + 20);
-        let (name_len, extra_len, comment_len) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32));
+        let (name_len, extra_len, comment_len) =
+            (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32));
         let local = u32_at(at + 42);
         let name = String::from_utf8(data[at + 46..at + 46 + name_len].to_vec()).unwrap();
         let start = local + 30 + u16_at(local + 26) + u16_at(local + 28);
@@ -161,7 +221,9 @@ pub fn read_zip(path: &Path) -> BTreeMap<String, Vec<u8>> {
             0 => raw.to_vec(),
             8 => {
                 let mut v = Vec::new();
-                flate2::read::DeflateDecoder::new(raw).read_to_end(&mut v).unwrap();
+                flate2::read::DeflateDecoder::new(raw)
+                    .read_to_end(&mut v)
+                    .unwrap();
                 v
             }
             m => panic!("unexpected zip method {m}"),

@@ -19,30 +19,74 @@ async fn zip_and_tar_gz_of_one_repository() {
     let mut snap_meta = snap.clone();
     snap_meta.repos[0].metadata_dir = Some("metadata/s1/r5".into());
 
-    let zip = w.engine.export(&snap, DownloadFormat::Zip, None).await.unwrap();
+    let zip = w
+        .engine
+        .export(&snap, DownloadFormat::Zip, None)
+        .await
+        .unwrap();
     assert!(zip.file_name.ends_with(".zip") && zip.content_type == "application/zip");
     let entries = read_zip(&zip.path);
-    assert_eq!(entries.get("site-main/README.md").map(Vec::as_slice), Some(&b"hello\n"[..]), "{:?}", entries.keys());
-    assert_eq!(entries.get("site-main/src/lib.rs").map(Vec::as_slice), Some(&b"pub fn hi() {}\n"[..]));
-    assert!(!entries.keys().any(|k| k.contains("only-on-other")), "only the default branch");
+    assert_eq!(
+        entries.get("site-main/README.md").map(Vec::as_slice),
+        Some(&b"hello\n"[..]),
+        "{:?}",
+        entries.keys()
+    );
+    assert_eq!(
+        entries.get("site-main/src/lib.rs").map(Vec::as_slice),
+        Some(&b"pub fn hi() {}\n"[..])
+    );
+    assert!(
+        !entries.keys().any(|k| k.contains("only-on-other")),
+        "only the default branch"
+    );
 
-    let tgz = w.engine.export(&snap_meta, DownloadFormat::TarGz, Some("octo/site")).await.unwrap();
+    let tgz = w
+        .engine
+        .export(&snap_meta, DownloadFormat::TarGz, Some("octo/site"))
+        .await
+        .unwrap();
     assert_eq!(tgz.content_type, "application/gzip");
     let out = w.scratch();
     untar(&tgz.path, out.path());
     assert!(out.path().join("snapshot.json").is_file());
-    assert_eq!(std::fs::read_to_string(out.path().join("site.metadata/issues.json")).unwrap(), "[]");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("site.metadata/issues.json")).unwrap(),
+        "[]"
+    );
     let bare = out.path().join("site.git");
-    assert!(!bare.join("objects/info/alternates").exists(), "self-contained");
+    assert!(
+        !bare.join("objects/info/alternates").exists(),
+        "self-contained"
+    );
     let clone = out.path().join("clone");
-    git(out.path(), &["clone", "--quiet", bare.to_str().unwrap(), clone.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(clone.join("src/lib.rs")).unwrap(), "pub fn hi() {}\n");
+    git(
+        out.path(),
+        &[
+            "clone",
+            "--quiet",
+            bare.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(clone.join("src/lib.rs")).unwrap(),
+        "pub fn hi() {}\n"
+    );
     assert_eq!(refs_of(&bare), w.gh.refs(&full));
 
     // Cached: the same file comes back (stable for Range requests).
-    let again = w.engine.export(&snap_meta, DownloadFormat::TarGz, Some("octo/site")).await.unwrap();
+    let again = w
+        .engine
+        .export(&snap_meta, DownloadFormat::TarGz, Some("octo/site"))
+        .await
+        .unwrap();
     assert_eq!(again, tgz);
-    let missing = w.engine.export(&snap, DownloadFormat::Bundle, Some("octo/nope")).await.unwrap_err();
+    let missing = w
+        .engine
+        .export(&snap, DownloadFormat::Bundle, Some("octo/nope"))
+        .await
+        .unwrap_err();
     assert!(matches!(missing.kind, FailureKind::NotFound));
 }
 
@@ -57,10 +101,22 @@ async fn account_snapshot_downloads_as_one_archive() {
     let snap = manifest_of(vec![capture("ra", &a, fa.refs), capture("rb", &b, fb.refs)]);
     w.engine.commit_snapshot(&snap).await.unwrap();
 
-    let err = w.engine.export(&snap, DownloadFormat::Zip, None).await.unwrap_err();
+    let err = w
+        .engine
+        .export(&snap, DownloadFormat::Zip, None)
+        .await
+        .unwrap_err();
     assert!(err.message.contains("one repository"), "{err}");
-    let all = w.engine.export(&snap, DownloadFormat::Bundle, None).await.unwrap();
-    assert!(all.file_name.starts_with("octo-") && all.file_name.ends_with(".tar.gz"), "{}", all.file_name);
+    let all = w
+        .engine
+        .export(&snap, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
+    assert!(
+        all.file_name.starts_with("octo-") && all.file_name.ends_with(".tar.gz"),
+        "{}",
+        all.file_name
+    );
     let out = w.scratch();
     untar(&all.path, out.path());
     for (full, name) in [(&a, "a.git"), (&b, "b.git")] {
@@ -69,7 +125,11 @@ async fn account_snapshot_downloads_as_one_archive() {
         assert_eq!(refs_of(&clone), w.gh.refs(full));
     }
     // One repository of the account snapshot on its own.
-    let zip = w.engine.export(&snap, DownloadFormat::Zip, Some("octo/beta")).await.unwrap();
+    let zip = w
+        .engine
+        .export(&snap, DownloadFormat::Zip, Some("octo/beta"))
+        .await
+        .unwrap();
     assert!(zip.file_name.starts_with("octo-beta-"));
     assert!(read_zip(&zip.path).contains_key("beta-main/README.md"));
 }
@@ -81,29 +141,80 @@ async fn restore_pushes_a_snapshot_to_an_empty_remote_only() {
     w.gh.commit(&full, "dev", &[("dev.txt", "dev\n")], "Dev");
     w.gh.create_annotated_tag(&full, "v1", "dev", "v1");
     let snap = w.snapshot("r9", &full).await;
-    let bundle = w.engine.export(&snap, DownloadFormat::Bundle, None).await.unwrap();
+    let bundle = w
+        .engine
+        .export(&snap, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
     let out = w.scratch();
     let remote = out.path().join("remote.git");
-    git(out.path(), &["init", "--quiet", "--bare", remote.to_str().unwrap()]);
+    git(
+        out.path(),
+        &["init", "--quiet", "--bare", remote.to_str().unwrap()],
+    );
 
-    ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), false).await.unwrap();
+    ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), false)
+        .await
+        .unwrap();
     assert_eq!(refs_of(&remote), w.gh.refs(&full));
     git(&remote, &["fsck", "--no-dangling", "--no-progress"]);
 
     // Not empty any more: refused unless forced.
-    let err = ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), false).await.unwrap_err();
-    assert!(matches!(err.kind, FailureKind::Permanent) && err.message.contains("empty"), "{err}");
+    let err = ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind, FailureKind::Permanent) && err.message.contains("empty"),
+        "{err}"
+    );
     // Forced: the remote's branches and tags become exactly the snapshot's.
-    git(&remote, &["update-ref", "refs/heads/stray", &w.gh.refs(&full)["refs/heads/main"]]);
-    ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), true).await.unwrap();
+    git(
+        &remote,
+        &[
+            "update-ref",
+            "refs/heads/stray",
+            &w.gh.refs(&full)["refs/heads/main"],
+        ],
+    );
+    ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), true)
+        .await
+        .unwrap();
     assert_eq!(refs_of(&remote), w.gh.refs(&full));
 
     // The bare repository inside a tar.gz export restores the same way.
-    let tgz = w.engine.export(&snap, DownloadFormat::TarGz, None).await.unwrap();
+    let tgz = w
+        .engine
+        .export(&snap, DownloadFormat::TarGz, None)
+        .await
+        .unwrap();
     let x = out.path().join("x");
     untar(&tgz.path, &x);
     let remote2 = out.path().join("remote2.git");
-    git(out.path(), &["init", "--quiet", "--bare", remote2.to_str().unwrap()]);
-    ghbs_engine::restore(&x.join("lost.git"), remote2.to_str().unwrap(), false).await.unwrap();
+    git(
+        out.path(),
+        &["init", "--quiet", "--bare", remote2.to_str().unwrap()],
+    );
+    ghbs_engine::restore(&x.join("lost.git"), remote2.to_str().unwrap(), false)
+        .await
+        .unwrap();
     assert_eq!(refs_of(&remote2), w.gh.refs(&full));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_repository_snapshots_and_exports_sensibly() {
+    let w = World::start().await;
+    w.gh.create_repo(OWNER, "void", ghbs_testkit::RepoOptions::default());
+    let full = "octo/void";
+    let fetched = w.fetch("r0", full).await;
+    assert!(fetched.refs.is_empty());
+    let snap = manifest_of(vec![capture("r0", full, fetched.refs)]);
+    w.engine.commit_snapshot(&snap).await.unwrap();
+    let err = w.engine.export(&snap, DownloadFormat::Bundle, None).await.unwrap_err();
+    assert!(matches!(err.kind, FailureKind::NotFound), "{err:?}");
+    let err = w.engine.export(&snap, DownloadFormat::Zip, None).await.unwrap_err();
+    assert!(matches!(err.kind, FailureKind::NotFound), "{err:?}");
+    let tgz = w.engine.export(&snap, DownloadFormat::TarGz, None).await.unwrap();
+    let out = w.scratch();
+    untar(&tgz.path, out.path());
+    assert!(refs_of(&out.path().join("void.git")).is_empty());
 }

@@ -17,7 +17,10 @@ async fn private_fetch_keeps_the_token_out_of_every_file() {
     assert!(fetched.bytes_fetched > 0);
     let snap = manifest_of(vec![capture("r1", &full, fetched.refs)]);
     w.engine.commit_snapshot(&snap).await.unwrap();
-    w.engine.export(&snap, ghbs_wire::DownloadFormat::Bundle, None).await.unwrap();
+    w.engine
+        .export(&snap, ghbs_wire::DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
 
     let config = std::fs::read_to_string(w.mirror("r1").join("config")).unwrap();
     assert!(config.contains(&w.gh.clone_url(&full)), "{config}");
@@ -26,11 +29,18 @@ async fn private_fetch_keeps_the_token_out_of_every_file() {
     assert!(files.len() > 5);
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!bytes.windows(token.len()).any(|win| win == token), "token found in {}", file.display());
+        assert!(
+            !bytes.windows(token.len()).any(|win| win == token),
+            "token found in {}",
+            file.display()
+        );
     }
     let askpass = w.engine.data_dir().join("askpass.sh");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&askpass).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&askpass).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +56,10 @@ async fn failures_are_classified() {
 
     let missing = w.source("r3", "octo/does-not-exist");
     let err = w.engine.fetch(&missing, Some(&w.token)).await.unwrap_err();
-    assert!(matches!(err.kind, FailureKind::NotFound | FailureKind::Unauthorized), "{err:?}");
+    assert!(
+        matches!(err.kind, FailureKind::NotFound | FailureKind::Unauthorized),
+        "{err:?}"
+    );
 
     w.gh.inject(Fault::new("/git/octo/guarded", FaultKind::Status(502), 1));
     let err = w.engine.fetch(&src, Some(&w.token)).await.unwrap_err();
@@ -92,7 +105,11 @@ async fn an_interrupted_fetch_leaves_a_usable_mirror() {
     assert!(interrupted >= 1);
     // Leftovers a SIGKILLed git can leave: a ref lock and a half-written pack.
     std::fs::write(w.mirror("r8").join("packed-refs.lock"), "").unwrap();
-    std::fs::write(w.mirror("r8").join("objects/pack/tmp_pack_abc123"), "partial").unwrap();
+    std::fs::write(
+        w.mirror("r8").join("objects/pack/tmp_pack_abc123"),
+        "partial",
+    )
+    .unwrap();
 
     let fetched = w.fetch("r8", &full).await;
     assert_eq!(heads_and_tags(&fetched.refs), w.gh.refs(&full));
@@ -107,7 +124,10 @@ async fn pull_refs_and_renamed_urls() {
     let w = World::start().await;
     let full = w.repo("prs");
     let head = w.gh.commit(&full, "topic", &[("t.txt", "t\n")], "Topic");
-    git(&w.gh.bare_path(&full), &["update-ref", "refs/pull/1/head", &head]);
+    git(
+        &w.gh.bare_path(&full),
+        &["update-ref", "refs/pull/1/head", &head],
+    );
 
     let mut src = w.source("r6", &full);
     src.pull_refs = true;
@@ -117,7 +137,13 @@ async fn pull_refs_and_renamed_urls() {
     src.pull_refs = false;
     let fetched = w.engine.fetch(&src, Some(&w.token)).await.unwrap();
     assert!(!fetched.refs.keys().any(|k| k.starts_with("refs/pull/")));
-    assert!(!w.engine.mirror_refs("r6").await.unwrap().keys().any(|k| k.starts_with("refs/pull/")));
+    assert!(!w
+        .engine
+        .mirror_refs("r6")
+        .await
+        .unwrap()
+        .keys()
+        .any(|k| k.starts_with("refs/pull/")));
 
     // A renamed repository: the new URL is used and stored (clean) in the mirror config.
     w.gh.rename_repo(&full, "prs-renamed");
@@ -131,5 +157,8 @@ async fn pull_refs_and_renamed_urls() {
 
     w.engine.remove_mirror("r6").await.unwrap();
     assert!(!w.mirror("r6").exists());
-    assert!(matches!(w.engine.mirror_refs("r6").await.unwrap_err().kind, FailureKind::NotFound));
+    assert!(matches!(
+        w.engine.mirror_refs("r6").await.unwrap_err().kind,
+        FailureKind::NotFound
+    ));
 }

@@ -21,7 +21,11 @@ async fn force_push_and_deletes_never_reach_an_older_snapshot() {
     assert_eq!(refs1.len(), 5);
 
     let snap1 = w.snapshot("r1", &full).await;
-    assert_eq!(heads_and_tags(&snap1.repos[0].refs), refs1, "snapshot 1 holds exactly upstream's refs");
+    assert_eq!(
+        heads_and_tags(&snap1.repos[0].refs),
+        refs1,
+        "snapshot 1 holds exactly upstream's refs"
+    );
 
     let old_feature = refs1["refs/heads/feature"].clone();
     let new_feature = w.gh.force_push_rewrite(&full, "feature");
@@ -33,43 +37,88 @@ async fn force_push_and_deletes_never_reach_an_older_snapshot() {
 
     let snap2 = w.snapshot("r1", &full).await;
     assert_eq!(heads_and_tags(&snap2.repos[0].refs), refs2);
-    assert_eq!(heads_and_tags(&w.engine.mirror_refs("r1").await.unwrap()), refs2, "live refs follow upstream");
+    assert_eq!(
+        heads_and_tags(&w.engine.mirror_refs("r1").await.unwrap()),
+        refs2,
+        "live refs follow upstream"
+    );
 
     // Git's own garbage collection must not touch what snapshot 1 holds.
     git(&w.mirror("r1"), &["gc", "--prune=now", "--quiet"]);
 
     let out = w.scratch();
-    let b1 = w.engine.export(&snap1, DownloadFormat::Bundle, None).await.unwrap();
-    assert!(b1.file_name.starts_with("octo-app-") && b1.file_name.ends_with(".bundle"), "{}", b1.file_name);
+    let b1 = w
+        .engine
+        .export(&snap1, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
+    assert!(
+        b1.file_name.starts_with("octo-app-") && b1.file_name.ends_with(".bundle"),
+        "{}",
+        b1.file_name
+    );
     assert_eq!(b1.size, std::fs::metadata(&b1.path).unwrap().len());
     let c1 = clone_mirror(&b1.path, out.path(), "one.git");
-    assert_eq!(refs_of(&c1), refs1, "snapshot 1's bundle restores the original refs");
-    git(&c1, &["cat-file", "-e", &format!("{old_feature}^{{commit}}")]);
+    assert_eq!(
+        refs_of(&c1),
+        refs1,
+        "snapshot 1's bundle restores the original refs"
+    );
+    git(
+        &c1,
+        &["cat-file", "-e", &format!("{old_feature}^{{commit}}")],
+    );
 
-    let b2 = w.engine.export(&snap2, DownloadFormat::Bundle, None).await.unwrap();
+    let b2 = w
+        .engine
+        .export(&snap2, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
     let c2 = clone_mirror(&b2.path, out.path(), "two.git");
     assert_eq!(refs_of(&c2), refs2);
 
     // A plain clone of the bundle checks out the default branch.
     let work = out.path().join("work");
-    git(out.path(), &["clone", "--quiet", b1.path.to_str().unwrap(), work.to_str().unwrap()]);
+    git(
+        out.path(),
+        &[
+            "clone",
+            "--quiet",
+            b1.path.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
     assert_eq!(git(&work, &["rev-parse", "HEAD"]), refs1["refs/heads/main"]);
 
     // Dropping snapshot 1 releases the objects only it kept (doomed's data).
     let before = w.engine.disk_usage(&["r1".to_owned()]).await.unwrap();
-    w.engine.drop_snapshots(std::slice::from_ref(&snap1)).await.unwrap();
+    w.engine
+        .drop_snapshots(std::slice::from_ref(&snap1))
+        .await
+        .unwrap();
     let after = w.engine.disk_usage(&["r1".to_owned()]).await.unwrap();
     assert!(after + 250_000 < before, "disk {before} -> {after}");
     assert!(!b1.path.exists(), "dropped snapshot's artifacts are gone");
     let manifests = w.engine.data_dir().join("manifests");
-    assert!(!manifests.join(format!("{}.json", snap1.snapshot_key)).exists());
-    assert!(manifests.join(format!("{}.json", snap2.snapshot_key)).exists());
-    let left = git(&w.mirror("r1"), &["for-each-ref", "--format=%(refname)", "refs/ghbs/"]);
+    assert!(!manifests
+        .join(format!("{}.json", snap1.snapshot_key))
+        .exists());
+    assert!(manifests
+        .join(format!("{}.json", snap2.snapshot_key))
+        .exists());
+    let left = git(
+        &w.mirror("r1"),
+        &["for-each-ref", "--format=%(refname)", "refs/ghbs/"],
+    );
     assert!(!left.contains(&snap1.snapshot_key) && left.contains(&snap2.snapshot_key));
     git(&w.mirror("r1"), &["fsck", "--no-dangling", "--no-progress"]);
 
     // Snapshot 2 is still whole: a fresh self-contained export of it clones.
-    let tgz = w.engine.export(&snap2, DownloadFormat::TarGz, None).await.unwrap();
+    let tgz = w
+        .engine
+        .export(&snap2, DownloadFormat::TarGz, None)
+        .await
+        .unwrap();
     let x = out.path().join("x");
     untar(&tgz.path, &x);
     let c3 = clone_mirror(&x.join("app.git"), out.path(), "three.git");
@@ -92,24 +141,46 @@ async fn an_unchanged_repository_costs_almost_nothing() {
     let second = manifest_of(vec![capture("r7", &full, fetched.refs)]);
     w.engine.commit_snapshot(&second).await.unwrap();
     let usage2 = w.engine.disk_usage(&["r7".to_owned()]).await.unwrap();
-    assert!(usage2 - usage1 < 4096, "identical snapshot cost {} bytes", usage2 - usage1);
+    assert!(
+        usage2 - usage1 < 4096,
+        "identical snapshot cost {} bytes",
+        usage2 - usage1
+    );
     assert_eq!(first.repos[0].refs, second.repos[0].refs);
     use std::os::unix::fs::MetadataExt;
     let same = std::fs::metadata(w.mirror("r7").join("objects")).unwrap();
-    assert_eq!(inode.ino(), same.ino(), "the mirror was updated in place, not re-cloned");
+    assert_eq!(
+        inode.ino(),
+        same.ino(),
+        "the mirror was updated in place, not re-cloned"
+    );
 
     // Forgetting one of two identical snapshots keeps the data (the other still needs it).
-    w.engine.drop_snapshots(std::slice::from_ref(&first)).await.unwrap();
+    w.engine
+        .drop_snapshots(std::slice::from_ref(&first))
+        .await
+        .unwrap();
     let usage3 = w.engine.disk_usage(&["r7".to_owned()]).await.unwrap();
     assert!(usage3 > 200_000);
-    let b = w.engine.export(&second, DownloadFormat::Bundle, None).await.unwrap();
+    let b = w
+        .engine
+        .export(&second, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
     let out = w.scratch();
-    assert_eq!(refs_of(&clone_mirror(&b.path, out.path(), "c.git")), w.gh.refs(&full));
+    assert_eq!(
+        refs_of(&clone_mirror(&b.path, out.path(), "c.git")),
+        w.gh.refs(&full)
+    );
 
     // New commits upstream: the next fetch transfers only them.
     w.gh.commit(&full, "main", &[("new.txt", "new\n")], "More");
     let fetched = w.fetch("r7", &full).await;
-    assert!(fetched.bytes_fetched > 0 && fetched.bytes_fetched < 10_000, "fetched {}", fetched.bytes_fetched);
+    assert!(
+        fetched.bytes_fetched > 0 && fetched.bytes_fetched < 10_000,
+        "fetched {}",
+        fetched.bytes_fetched
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,13 +190,21 @@ async fn a_failed_commit_leaves_nothing_behind() {
     let fetched = w.fetch("r3", &full).await;
     let mut refs = fetched.refs.clone();
     // One good ref and one pointing at an object the mirror does not have.
-    refs.insert("refs/heads/ghost".into(), "1234567890123456789012345678901234567890".into());
+    refs.insert(
+        "refs/heads/ghost".into(),
+        "1234567890123456789012345678901234567890".into(),
+    );
     let bad = manifest_of(vec![capture("r3", &full, refs)]);
     let err = w.engine.commit_snapshot(&bad).await.unwrap_err();
     assert!(matches!(err.kind, FailureKind::Permanent), "{err:?}");
     let snap_refs = git(&w.mirror("r3"), &["for-each-ref", "refs/ghbs/"]);
     assert_eq!(snap_refs, "", "the ref transaction is all or nothing");
-    assert!(!w.engine.data_dir().join("manifests").join(format!("{}.json", bad.snapshot_key)).exists());
+    assert!(!w
+        .engine
+        .data_dir()
+        .join("manifests")
+        .join(format!("{}.json", bad.snapshot_key))
+        .exists());
 
     // Keys that could name paths are refused before anything touches the disk.
     let mut evil = manifest_of(vec![capture("../r3", &full, fetched.refs.clone())]);
@@ -156,10 +235,20 @@ async fn orphaned_snapshots_are_forgotten() {
 
     let keep = std::collections::BTreeSet::from([kept.snapshot_key.clone()]);
     let forgotten = w.engine.forget_unlisted(&keep).await.unwrap();
-    assert_eq!(forgotten, std::collections::BTreeSet::from([orphan.snapshot_key.clone()]));
+    assert_eq!(
+        forgotten,
+        std::collections::BTreeSet::from([orphan.snapshot_key.clone()])
+    );
     let after = w.engine.disk_usage(&["r4".to_owned()]).await.unwrap();
     assert!(after + 150_000 < before, "disk {before} -> {after}");
-    let b = w.engine.export(&kept, DownloadFormat::Bundle, None).await.unwrap();
+    let b = w
+        .engine
+        .export(&kept, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
     let out = w.scratch();
-    assert_eq!(refs_of(&clone_mirror(&b.path, out.path(), "k.git")), heads_and_tags(&kept.repos[0].refs));
+    assert_eq!(
+        refs_of(&clone_mirror(&b.path, out.path(), "k.git")),
+        heads_and_tags(&kept.repos[0].refs)
+    );
 }

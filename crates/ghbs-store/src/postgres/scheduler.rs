@@ -9,6 +9,36 @@ use super::db_err;
 use crate::codec::{self, finished_status, TAKEOVER_ERROR};
 use crate::{Claim, RunOutcome, RunRow, StoreResult};
 
+/// Claim jobs whose schedule is due. `FOR UPDATE SKIP LOCKED`: a job another node is claiming
+/// right now is passed over, never waited for, and never claimed twice. A range scan on
+/// `next_run_at` that stops at `now`, so an idle poll costs nothing however many jobs exist.
+const CLAIM_BY_SCHEDULE: &str = "
+    WITH due AS (
+        SELECT id FROM jobs
+        WHERE next_run_at <= $1 AND NOT paused AND NOT needs_login
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+        ORDER BY next_run_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    UPDATE jobs SET lease_owner = $3, lease_expires_at = $4, lease_token = jobs.lease_token + 1
+    FROM due WHERE jobs.id = due.id
+    RETURNING jobs.*";
+
+/// Claim jobs not due by schedule that have a queued run, or a running run whose lease expired
+/// (a node died during a manual run). Driven by the partial index on active runs, which holds
+/// only as many rows as runs in flight; asked only when the first set left room in the batch.
+const CLAIM_BY_RUN: &str = "
+    WITH due AS (
+        SELECT id FROM jobs
+        WHERE id IN (SELECT job_id FROM runs WHERE status IN ('queued', 'running'))
+          AND next_run_at > $1 AND NOT paused AND NOT needs_login
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    UPDATE jobs SET lease_owner = $3, lease_expires_at = $4, lease_token = jobs.lease_token + 1
+    FROM due WHERE jobs.id = due.id
+    RETURNING jobs.*";
+
 pub(super) async fn claim_due(
     pool: &PgPool,
     node: &str,
@@ -20,43 +50,26 @@ pub(super) async fn claim_due(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin().await.map_err(db_err)?;
-    // SKIP LOCKED: a job another node is claiming right now is passed over, never waited for,
-    // and never claimed twice. Two index-driven candidate sets, so that neither a busy nor an
-    // idle poll scans the whole table: jobs whose schedule is due (range on next_run_at), and
-    // jobs not due by schedule that have a queued run, or a running run whose lease expired
-    // (the partial index on active runs). The second set only ever sorts after the first.
-    let rows = sqlx::query(
-        "WITH by_time AS (
-             SELECT id, next_run_at FROM jobs
-             WHERE next_run_at <= $1 AND NOT paused AND NOT needs_login
-               AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
-             ORDER BY next_run_at, id
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED),
-         by_run AS (
-             SELECT id, next_run_at FROM jobs
-             WHERE next_run_at > $1 AND NOT paused AND NOT needs_login
-               AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
-               AND id IN (SELECT job_id FROM runs WHERE status IN ('queued', 'running'))
-             ORDER BY next_run_at, id
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED),
-         due AS (
-             SELECT id FROM (SELECT * FROM by_time UNION ALL SELECT * FROM by_run) AS candidates
-             ORDER BY next_run_at, id
-             LIMIT $2)
-         UPDATE jobs
-         SET lease_owner = $3, lease_expires_at = $4, lease_token = jobs.lease_token + 1
-         FROM due WHERE jobs.id = due.id
-         RETURNING jobs.*",
-    )
-    .bind(now)
-    .bind(limit)
-    .bind(node)
-    .bind(lease_until)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    let mut rows = sqlx::query(CLAIM_BY_SCHEDULE)
+        .bind(now)
+        .bind(limit)
+        .bind(node)
+        .bind(lease_until)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let left = limit - rows.len() as i64;
+    if left > 0 {
+        let more = sqlx::query(CLAIM_BY_RUN)
+            .bind(now)
+            .bind(left)
+            .bind(node)
+            .bind(lease_until)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        rows.extend(more);
+    }
     if rows.is_empty() {
         return Ok(Vec::new());
     }

@@ -12,6 +12,32 @@ use super::{db_err, id_list, us};
 use crate::codec::{self, finished_status, TAKEOVER_ERROR};
 use crate::{Claim, RunOutcome, RunRow, StoreResult};
 
+/// Claim jobs whose schedule is due: a range scan on `next_run_at` that stops at `now`, so an
+/// idle poll costs nothing however many jobs exist.
+const CLAIM_BY_SCHEDULE: &str = "
+    UPDATE jobs SET lease_owner = ?1, lease_expires_at = ?2, lease_token = lease_token + 1
+    WHERE id IN (
+        SELECT id FROM jobs
+        WHERE next_run_at <= ?3 AND paused = 0 AND needs_login = 0
+          AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
+        ORDER BY next_run_at, id
+        LIMIT ?4)
+    RETURNING *";
+
+/// Claim jobs not due by schedule that have a queued run, or a running run whose lease expired
+/// (a node died during a manual run). Driven by the partial index on active runs, which holds
+/// only as many rows as runs in flight; asked only when the first set left room in the batch.
+/// `CROSS JOIN` pins SQLite's join order to runs-then-jobs whatever its statistics say.
+const CLAIM_BY_RUN: &str = "
+    UPDATE jobs SET lease_owner = ?1, lease_expires_at = ?2, lease_token = lease_token + 1
+    WHERE id IN (
+        SELECT j.id FROM runs r CROSS JOIN jobs j ON j.id = r.job_id
+        WHERE r.status IN ('queued', 'running')
+          AND j.next_run_at > ?3 AND j.paused = 0 AND j.needs_login = 0
+          AND (j.lease_expires_at IS NULL OR j.lease_expires_at <= ?3)
+        LIMIT ?4)
+    RETURNING *";
+
 pub(super) async fn claim_due(
     pool: &SqlitePool,
     node: &str,
@@ -23,27 +49,26 @@ pub(super) async fn claim_due(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-    // A job with a queued run is due now; one with a running run and an expired lease needs
-    // taking over even when its schedule is not due (a manual run whose node died).
-    let rows = sqlx::query(
-        "UPDATE jobs SET lease_owner = ?1, lease_expires_at = ?2, lease_token = lease_token + 1
-         WHERE id IN (
-             SELECT id FROM jobs
-             WHERE paused = 0 AND needs_login = 0
-               AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
-               AND (next_run_at <= ?3
-                    OR id IN (SELECT job_id FROM runs WHERE status IN ('queued', 'running')))
-             ORDER BY next_run_at, id
-             LIMIT ?4)
-         RETURNING *",
-    )
-    .bind(node)
-    .bind(us(lease_until))
-    .bind(us(now))
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    let mut rows = sqlx::query(CLAIM_BY_SCHEDULE)
+        .bind(node)
+        .bind(us(lease_until))
+        .bind(us(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let left = limit - rows.len() as i64;
+    if left > 0 {
+        let more = sqlx::query(CLAIM_BY_RUN)
+            .bind(node)
+            .bind(us(lease_until))
+            .bind(us(now))
+            .bind(left)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        rows.extend(more);
+    }
     if rows.is_empty() {
         return Ok(Vec::new());
     }

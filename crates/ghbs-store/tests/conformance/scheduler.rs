@@ -214,3 +214,21 @@ pub async fn concurrent_claimers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(runs.len(), 200);
     assert!(a.claim_due("n3", t(100), t(1000), 500).await.unwrap().is_empty());
 }
+
+/// A node dies during a manual run of a job whose schedule is not due: the run is still taken
+/// over when the lease expires, as a manual run again.
+pub async fn manual_takeover(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    let job = store.create_job(new_job(alice.id, "octo/hello", t(99_999))).await.unwrap();
+    let queued = store.request_run(alice.id, job.id, t(5)).await.unwrap();
+    let first = store.claim_due("n1", t(10), t(70), 10).await.unwrap().pop().unwrap();
+    assert_eq!(first.run.id, queued.id);
+    assert!(store.claim_due("n2", t(69), t(130), 10).await.unwrap().is_empty());
+    let second = store.claim_due("n2", t(70), t(130), 10).await.unwrap().pop().unwrap();
+    assert_eq!(second.job.id, job.id);
+    assert_eq!((second.run.trigger, second.run.status), (RunTrigger::Manual, RunStatus::Running));
+    let old = store.get_run(alice.id, queued.id).await.unwrap();
+    assert_eq!((old.status, old.error.as_deref()), (RunStatus::Failed, Some(TAKEOVER)));
+    // The run taking over is a manual run too, and is counted as one.
+    assert_eq!(store.count_manual_runs_since(job.id, t(0)).await.unwrap(), 2);
+}
