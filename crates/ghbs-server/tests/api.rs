@@ -463,3 +463,31 @@ async fn registration_allow_list() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "registration_closed");
 }
+
+#[tokio::test]
+async fn registration_by_organization() {
+    let app = TestApp::with(|c| c.allow_orgs = vec!["acme".into()]).await;
+    let (_, member_token) = app.gh.add_user("gina");
+    let (_, outsider_token) = app.gh.add_user("hank");
+    app.gh.add_org("acme", &["gina"]);
+    let body_of = |t: &str| json!({"github_token": t}).to_string();
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(&body_of(&member_token)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(&body_of(&outsider_token)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["message"].as_str().unwrap().contains("hank"), "{body}");
+}

@@ -187,7 +187,10 @@ pub(crate) fn db_error(e: sqlx::Error, transient: fn(&str) -> bool) -> StoreErro
 }
 
 /// Name a bare conflict from [`db_error`] after what the call site was writing.
-pub(crate) fn conflict(what: &str, existing_id: Option<i64>) -> impl Fn(StoreError) -> StoreError + '_ {
+pub(crate) fn conflict(
+    what: &str,
+    existing_id: Option<i64>,
+) -> impl Fn(StoreError) -> StoreError + '_ {
     move |e| match e {
         StoreError::Conflict { .. } => StoreError::Conflict {
             what: what.to_string(),

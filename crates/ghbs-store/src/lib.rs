@@ -72,7 +72,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue a manual run unless the job already has a queued or running one, in which case that
     /// run is returned (idempotent "run now"). `NotFound` if the job is not the user's.
-    async fn request_run(&self, user_id: i64, job_id: i64, now: DateTime<Utc>) -> StoreResult<RunRow>;
+    async fn request_run(
+        &self,
+        user_id: i64,
+        job_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunRow>;
     /// Manual runs of the job queued at or after `since` (rate limit of "run now").
     async fn count_manual_runs_since(&self, job_id: i64, since: DateTime<Utc>) -> StoreResult<i64>;
 
@@ -149,7 +154,11 @@ pub trait Store: Send + Sync + 'static {
         github_id: Option<i64>,
     ) -> StoreResult<JobRepoRow>;
     async fn list_job_repos(&self, job_id: i64) -> StoreResult<Vec<JobRepoRow>>;
-    async fn set_job_repo_state(&self, job_repo_id: i64, state: &serde_json::Value) -> StoreResult<()>;
+    async fn set_job_repo_state(
+        &self,
+        job_repo_id: i64,
+        state: &serde_json::Value,
+    ) -> StoreResult<()>;
 
     // --- remembered validators for conditional GitHub requests ---------------------------------
 

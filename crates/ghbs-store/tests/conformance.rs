@@ -235,3 +235,32 @@ async fn job_repos() {
 async fn http_cache() {
     on_each_backend(repos::http_cache).await;
 }
+
+/// Errors say whether retrying can help: an unreachable server is `Unavailable`, an unknown
+/// scheme is not.
+#[tokio::test]
+async fn connect_errors_are_classified() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    match ghbs_store::connect("postgres://u:p@127.0.0.1:1/db").await {
+        Err(ghbs_store::StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
+    }
+    match ghbs_store::connect("mysql://localhost/db").await {
+        Err(ghbs_store::StoreError::Other(msg)) => assert!(msg.contains("unsupported")),
+        other => panic!("expected Other, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// Reopening a store runs no migration twice and keeps the data.
+#[tokio::test]
+async fn reopen_keeps_data() {
+    for db in databases().await {
+        let first = db.open().await;
+        let alice = user(&first, 1).await;
+        drop(first);
+        let again = db.open().await;
+        assert_eq!(again.get_user(alice.id).await.unwrap(), alice);
+        again.ping().await.unwrap();
+        db.cleanup().await;
+    }
+}

@@ -156,6 +156,20 @@ fn route(w: &World, login: Option<&str>, segs: &[&str], list: &ListReq<'_>) -> O
             Some(a) => Out::ok(user_json(w, a.login.as_str())),
             None => Out::message(StatusCode::UNAUTHORIZED, "Requires authentication"),
         },
+        ["user", "orgs"] => match login {
+            Some(l) => {
+                let mut orgs: Vec<&str> = w
+                    .accounts
+                    .values()
+                    .filter(|a| a.is_org && a.members.iter().any(|m| m == l))
+                    .map(|a| a.login.as_str())
+                    .collect();
+                orgs.sort_unstable();
+                let items = orgs.into_iter().map(|o| user_json(w, o)).collect();
+                list.page(w, items)
+            }
+            None => Out::message(StatusCode::UNAUTHORIZED, "Requires authentication"),
+        },
         ["users", u] | ["orgs", u] => match w.account(u) {
             Some(a) if segs[0] == "users" || a.is_org => Out::ok(user_json(w, &a.login)),
             _ => Out::not_found(),

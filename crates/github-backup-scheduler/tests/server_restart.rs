@@ -344,11 +344,20 @@ async fn sigkill_during_a_fetch_leaves_no_partial_snapshot() {
         &["init", "-q", "--bare", verify_in.to_str().unwrap()],
     );
     ghbs_testkit::git(&verify_in, &["bundle", "verify", bundle.to_str().unwrap()]);
-    let runs = wait_for(&carol, &format!("/api/v1/jobs/{id}/runs"), |v| runs_done(v) == 3).await;
+    let runs = wait_for(&carol, &format!("/api/v1/jobs/{id}/runs"), |v| {
+        runs_done(v) == 3
+    })
+    .await;
     let runs = runs["runs"].as_array().unwrap();
-    assert_eq!(runs[0]["status"], "succeeded", "the run taking over succeeds: {runs:?}");
+    assert_eq!(
+        runs[0]["status"], "succeeded",
+        "the run taking over succeeds: {runs:?}"
+    );
     assert_eq!(runs[1]["status"], "failed");
-    assert!(runs[1]["error"].as_str().unwrap().contains("taken over"), "{runs:?}");
+    assert!(
+        runs[1]["error"].as_str().unwrap().contains("taken over"),
+        "{runs:?}"
+    );
     let snaps = carol.get(&format!("/api/v1/jobs/{id}/snapshots")).await.1;
     assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
     assert_eq!(snaps["snapshots"][0]["repos"][0]["refs"], 1);

@@ -209,11 +209,23 @@ async fn an_empty_repository_snapshots_and_exports_sensibly() {
     assert!(fetched.refs.is_empty());
     let snap = manifest_of(vec![capture("r0", full, fetched.refs)]);
     w.engine.commit_snapshot(&snap).await.unwrap();
-    let err = w.engine.export(&snap, DownloadFormat::Bundle, None).await.unwrap_err();
+    let err = w
+        .engine
+        .export(&snap, DownloadFormat::Bundle, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err.kind, FailureKind::NotFound), "{err:?}");
-    let err = w.engine.export(&snap, DownloadFormat::Zip, None).await.unwrap_err();
+    let err = w
+        .engine
+        .export(&snap, DownloadFormat::Zip, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err.kind, FailureKind::NotFound), "{err:?}");
-    let tgz = w.engine.export(&snap, DownloadFormat::TarGz, None).await.unwrap();
+    let tgz = w
+        .engine
+        .export(&snap, DownloadFormat::TarGz, None)
+        .await
+        .unwrap();
     let out = w.scratch();
     untar(&tgz.path, out.path());
     assert!(refs_of(&out.path().join("void.git")).is_empty());

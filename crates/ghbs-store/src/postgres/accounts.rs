@@ -89,13 +89,12 @@ pub(super) async fn authenticate_key(
 }
 
 pub(super) async fn list_api_keys(pool: &PgPool, user_id: i64) -> StoreResult<Vec<ApiKeyRow>> {
-    let rows = sqlx::query(
-        "SELECT * FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
-    )
-    .bind(user_id)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
+    let rows =
+        sqlx::query("SELECT * FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id")
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
     rows.iter().map(codec::api_key).collect()
 }
 

@@ -179,7 +179,12 @@ impl Store for PgStore {
         jobs::count_jobs(&self.pool).await
     }
 
-    async fn request_run(&self, user_id: i64, job_id: i64, now: DateTime<Utc>) -> StoreResult<RunRow> {
+    async fn request_run(
+        &self,
+        user_id: i64,
+        job_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunRow> {
         jobs::request_run(&self.pool, user_id, job_id, now).await
     }
     async fn count_manual_runs_since(&self, job_id: i64, since: DateTime<Utc>) -> StoreResult<i64> {
@@ -261,7 +266,11 @@ impl Store for PgStore {
     async fn list_job_repos(&self, job_id: i64) -> StoreResult<Vec<JobRepoRow>> {
         repos::list_job_repos(&self.pool, job_id).await
     }
-    async fn set_job_repo_state(&self, job_repo_id: i64, state: &serde_json::Value) -> StoreResult<()> {
+    async fn set_job_repo_state(
+        &self,
+        job_repo_id: i64,
+        state: &serde_json::Value,
+    ) -> StoreResult<()> {
         repos::set_job_repo_state(&self.pool, job_repo_id, state).await
     }
 

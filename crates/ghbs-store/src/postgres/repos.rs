@@ -34,14 +34,13 @@ pub(super) async fn list_snapshots(
     user_id: i64,
     job_id: i64,
 ) -> StoreResult<Vec<SnapshotRow>> {
-    let rows = sqlx::query(
-        "SELECT * FROM snapshots WHERE user_id = $1 AND job_id = $2 ORDER BY id DESC",
-    )
-    .bind(user_id)
-    .bind(job_id)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
+    let rows =
+        sqlx::query("SELECT * FROM snapshots WHERE user_id = $1 AND job_id = $2 ORDER BY id DESC")
+            .bind(user_id)
+            .bind(job_id)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
     if rows.is_empty() {
         // Kept snapshots of a deleted job are listed above; an empty list needs a live job.
         owns_job(pool, user_id, job_id).await?;
@@ -168,7 +167,10 @@ pub(super) async fn job_repo(
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)
-    .map_err(conflict("a repository row with this name already exists", None))?;
+    .map_err(conflict(
+        "a repository row with this name already exists",
+        None,
+    ))?;
     let repo = codec::job_repo(&row)?;
     tx.commit().await.map_err(db_err)?;
     Ok(repo)

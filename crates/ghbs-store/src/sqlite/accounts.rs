@@ -89,15 +89,20 @@ pub(super) async fn authenticate_key(
 }
 
 pub(super) async fn list_api_keys(pool: &SqlitePool, user_id: i64) -> StoreResult<Vec<ApiKeyRow>> {
-    let rows = sqlx::query("SELECT * FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY id")
-        .bind(user_id)
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
+    let rows =
+        sqlx::query("SELECT * FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY id")
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
     rows.iter().map(codec::api_key).collect()
 }
 
-pub(super) async fn revoke_api_key(pool: &SqlitePool, user_id: i64, key_id: i64) -> StoreResult<()> {
+pub(super) async fn revoke_api_key(
+    pool: &SqlitePool,
+    user_id: i64,
+    key_id: i64,
+) -> StoreResult<()> {
     let done = sqlx::query(
         "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
     )

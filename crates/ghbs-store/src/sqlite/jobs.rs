@@ -26,7 +26,11 @@ pub(super) async fn owns_job(
 }
 
 /// The id of the user's job on `target` (case-insensitive, as the unique index is).
-async fn job_with_target(pool: &SqlitePool, user_id: i64, target: &str) -> StoreResult<Option<i64>> {
+async fn job_with_target(
+    pool: &SqlitePool,
+    user_id: i64,
+    target: &str,
+) -> StoreResult<Option<i64>> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM jobs WHERE user_id = ? AND lower(target) = lower(?)")
             .bind(user_id)
@@ -38,7 +42,12 @@ async fn job_with_target(pool: &SqlitePool, user_id: i64, target: &str) -> Store
 }
 
 /// Turn a unique violation on the target into a `Conflict` naming the job that holds it.
-async fn target_conflict(pool: &SqlitePool, e: StoreError, user_id: i64, target: &str) -> StoreError {
+async fn target_conflict(
+    pool: &SqlitePool,
+    e: StoreError,
+    user_id: i64,
+    target: &str,
+) -> StoreError {
     match e {
         StoreError::Conflict { .. } => match job_with_target(pool, user_id, target).await {
             Ok(existing) => conflict(JOB_EXISTS, existing)(e),
@@ -175,11 +184,12 @@ pub(super) async fn request_run(
     // refuse a second one anyway.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     owns_job(&mut *tx, user_id, job_id).await?;
-    let active = sqlx::query("SELECT * FROM runs WHERE job_id = ? AND status IN ('queued', 'running')")
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
+    let active =
+        sqlx::query("SELECT * FROM runs WHERE job_id = ? AND status IN ('queued', 'running')")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
     if let Some(row) = active {
         return codec::run(&row);
     }

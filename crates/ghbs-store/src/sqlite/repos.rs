@@ -34,12 +34,13 @@ pub(super) async fn list_snapshots(
     user_id: i64,
     job_id: i64,
 ) -> StoreResult<Vec<SnapshotRow>> {
-    let rows = sqlx::query("SELECT * FROM snapshots WHERE user_id = ? AND job_id = ? ORDER BY id DESC")
-        .bind(user_id)
-        .bind(job_id)
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
+    let rows =
+        sqlx::query("SELECT * FROM snapshots WHERE user_id = ? AND job_id = ? ORDER BY id DESC")
+            .bind(user_id)
+            .bind(job_id)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
     if rows.is_empty() {
         // Kept snapshots of a deleted job are listed above; an empty list needs a live job.
         owns_job(pool, user_id, job_id).await?;
@@ -160,7 +161,10 @@ pub(super) async fn job_repo(
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)
-    .map_err(conflict("a repository row with this name already exists", None))?;
+    .map_err(conflict(
+        "a repository row with this name already exists",
+        None,
+    ))?;
     let repo = codec::job_repo(&row)?;
     tx.commit().await.map_err(db_err)?;
     Ok(repo)

@@ -72,7 +72,10 @@ pub(super) async fn claim_due(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let jobs = rows.iter().map(codec::job).collect::<StoreResult<Vec<_>>>()?;
+    let jobs = rows
+        .iter()
+        .map(codec::job)
+        .collect::<StoreResult<Vec<_>>>()?;
     let ids = id_list(&jobs.iter().map(|j| j.id).collect::<Vec<_>>());
 
     // Runs left running by a node whose lease expired: fail them, and remember their trigger

@@ -34,7 +34,13 @@ pub async fn users_upsert(store: Arc<dyn Store>) {
         .finish_run(claim.job.id, claim.lease_token, claim.run.id, end, t(2))
         .await
         .unwrap());
-    assert!(store.get_job(first.id, claim.job.id).await.unwrap().needs_login);
+    assert!(
+        store
+            .get_job(first.id, claim.job.id)
+            .await
+            .unwrap()
+            .needs_login
+    );
 
     // Same GitHub id again: same user, new login and token, creation time kept, flag cleared.
     let again = store
@@ -46,7 +52,13 @@ pub async fn users_upsert(store: Arc<dyn Store>) {
     assert_eq!(again.token_sealed, b"token-two");
     assert_eq!(again.created_at, t(0));
     assert_eq!(store.get_user(first.id).await.unwrap(), again);
-    assert!(!store.get_job(first.id, claim.job.id).await.unwrap().needs_login);
+    assert!(
+        !store
+            .get_job(first.id, claim.job.id)
+            .await
+            .unwrap()
+            .needs_login
+    );
 
     let other = store.upsert_user(43, "hubot", b"x", t(0)).await.unwrap();
     assert_ne!(other.id, first.id);
@@ -108,6 +120,9 @@ pub async fn api_keys(store: Arc<dyn Store>) {
         Err(StoreError::NotFound)
     ));
     let listed = store.list_api_keys(alice.id).await.unwrap();
-    assert_eq!(listed.iter().map(|k| k.id).collect::<Vec<_>>(), vec![second.id]);
+    assert_eq!(
+        listed.iter().map(|k| k.id).collect::<Vec<_>>(),
+        vec![second.id]
+    );
     assert!(store.authenticate_key("hash-c", t(30)).await.is_ok());
 }

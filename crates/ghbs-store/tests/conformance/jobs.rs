@@ -25,10 +25,20 @@ pub async fn crud(store: Arc<dyn Store>) {
     assert!(!job.paused && !job.needs_login);
     assert_eq!(job.next_run_at, t(3600));
     assert_eq!(job.created_at, t(0));
-    assert_eq!((job.lease_owner.as_deref(), job.lease_expires_at, job.lease_token), (None, None, 0));
+    assert_eq!(
+        (
+            job.lease_owner.as_deref(),
+            job.lease_expires_at,
+            job.lease_token
+        ),
+        (None, None, 0)
+    );
     assert_eq!(store.get_job(alice.id, job.id).await.unwrap(), job);
 
-    let account = store.create_job(new_job(alice.id, "octo", t(7200))).await.unwrap();
+    let account = store
+        .create_job(new_job(alice.id, "octo", t(7200)))
+        .await
+        .unwrap();
     assert_eq!(account.target_kind, TargetKind::Account);
     let listed = store.list_jobs(alice.id).await.unwrap();
     assert_eq!(listed, vec![job.clone(), account.clone()]);
@@ -41,8 +51,14 @@ pub async fn crud(store: Arc<dyn Store>) {
             JobPatch {
                 schedule: Some("weekly on mon".into()),
                 timezone: Some("Europe/Paris".into()),
-                retention: Some(Retention { keep_last: 3, ..Retention::default() }),
-                options: Some(JobOptions { wiki: true, ..JobOptions::default() }),
+                retention: Some(Retention {
+                    keep_last: 3,
+                    ..Retention::default()
+                }),
+                options: Some(JobOptions {
+                    wiki: true,
+                    ..JobOptions::default()
+                }),
                 paused: Some(true),
                 next_run_at: Some(t(99)),
                 ..JobPatch::default()
@@ -58,10 +74,20 @@ pub async fn crud(store: Arc<dyn Store>) {
     assert_eq!(patched.next_run_at, t(99));
     assert_eq!(patched.target, "octo/hello");
     // An empty patch changes nothing.
-    let same = store.update_job(alice.id, job.id, JobPatch::default()).await.unwrap();
+    let same = store
+        .update_job(alice.id, job.id, JobPatch::default())
+        .await
+        .unwrap();
     assert_eq!(same, patched);
     let resumed = store
-        .update_job(alice.id, job.id, JobPatch { paused: Some(false), ..JobPatch::default() })
+        .update_job(
+            alice.id,
+            job.id,
+            JobPatch {
+                paused: Some(false),
+                ..JobPatch::default()
+            },
+        )
         .await
         .unwrap();
     assert!(!resumed.paused);
@@ -79,7 +105,10 @@ pub async fn crud(store: Arc<dyn Store>) {
 pub async fn isolation(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
     let bob = user(&store, 2).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(0))).await.unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
     let run = store.request_run(alice.id, job.id, t(1)).await.unwrap();
     let snap = store
         .insert_snapshot(NewSnapshot {
@@ -95,7 +124,9 @@ pub async fn isolation(store: Arc<dyn Store>) {
         .unwrap();
 
     assert!(not_found(store.get_job(bob.id, job.id).await));
-    assert!(not_found(store.update_job(bob.id, job.id, JobPatch::default()).await));
+    assert!(not_found(
+        store.update_job(bob.id, job.id, JobPatch::default()).await
+    ));
     assert!(not_found(store.delete_job(bob.id, job.id, true).await));
     assert!(not_found(store.list_runs(bob.id, job.id, 10).await));
     assert!(not_found(store.list_snapshots(bob.id, job.id).await));
@@ -106,56 +137,107 @@ pub async fn isolation(store: Arc<dyn Store>) {
 
     // Exactly like rows that do not exist at all.
     assert!(not_found(store.get_job(alice.id, job.id + 1000).await));
-    assert!(not_found(store.list_runs(alice.id, job.id + 1000, 10).await));
-    assert!(not_found(store.list_snapshots(alice.id, job.id + 1000).await));
+    assert!(not_found(
+        store.list_runs(alice.id, job.id + 1000, 10).await
+    ));
+    assert!(not_found(
+        store.list_snapshots(alice.id, job.id + 1000).await
+    ));
 
     // Bob's attempts changed nothing for Alice.
     assert_eq!(store.get_job(alice.id, job.id).await.unwrap(), job);
-    assert_eq!(store.list_runs(alice.id, job.id, 10).await.unwrap(), vec![run.clone()]);
-    assert_eq!(store.get_snapshot(alice.id, snap.id).await.unwrap().id, snap.id);
+    assert_eq!(
+        store.list_runs(alice.id, job.id, 10).await.unwrap(),
+        vec![run.clone()]
+    );
+    assert_eq!(
+        store.get_snapshot(alice.id, snap.id).await.unwrap().id,
+        snap.id
+    );
     assert_eq!(store.get_run(alice.id, run.id).await.unwrap(), run);
 }
 
 pub async fn duplicate_target(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
     let bob = user(&store, 2).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(0))).await.unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
     // GitHub names are case-insensitive: this is the same repository.
-    match store.create_job(new_job(alice.id, "Octo/Hello", t(0))).await {
+    match store
+        .create_job(new_job(alice.id, "Octo/Hello", t(0)))
+        .await
+    {
         Err(StoreError::Conflict { existing_id, .. }) => assert_eq!(existing_id, Some(job.id)),
         other => panic!("expected a conflict, got {other:?}"),
     }
     // Another user may back up the same repository.
-    store.create_job(new_job(bob.id, "octo/hello", t(0))).await.unwrap();
+    store
+        .create_job(new_job(bob.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
     // Renaming a job onto another job's target conflicts too.
-    let other = store.create_job(new_job(alice.id, "octo/world", t(0))).await.unwrap();
-    let rename = JobPatch { target: Some("octo/hello".into()), ..JobPatch::default() };
+    let other = store
+        .create_job(new_job(alice.id, "octo/world", t(0)))
+        .await
+        .unwrap();
+    let rename = JobPatch {
+        target: Some("octo/hello".into()),
+        ..JobPatch::default()
+    };
     match store.update_job(alice.id, other.id, rename).await {
         Err(StoreError::Conflict { existing_id, .. }) => assert_eq!(existing_id, Some(job.id)),
         other => panic!("expected a conflict, got {other:?}"),
     }
     // A case-only rename of a job onto its own target is fine (a repository renamed on GitHub).
-    let recased = JobPatch { target: Some("Octo/World".into()), ..JobPatch::default() };
+    let recased = JobPatch {
+        target: Some("Octo/World".into()),
+        ..JobPatch::default()
+    };
     let renamed = store.update_job(alice.id, other.id, recased).await.unwrap();
     assert_eq!(renamed.target, "Octo/World");
 }
 
 pub async fn run_now(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(86_400))).await.unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(86_400)))
+        .await
+        .unwrap();
     let run = store.request_run(alice.id, job.id, t(10)).await.unwrap();
-    assert_eq!((run.trigger, run.status), (RunTrigger::Manual, RunStatus::Queued));
+    assert_eq!(
+        (run.trigger, run.status),
+        (RunTrigger::Manual, RunStatus::Queued)
+    );
     assert_eq!(run.queued_at, t(10));
     assert_eq!(run.started_at, None);
     // Idempotent while queued, and while running.
-    assert_eq!(store.request_run(alice.id, job.id, t(11)).await.unwrap(), run);
-    assert_eq!(store.count_manual_runs_since(job.id, t(10)).await.unwrap(), 1);
-    assert_eq!(store.count_manual_runs_since(job.id, t(11)).await.unwrap(), 0);
-    let claim = store.claim_due("node", t(12), t(72), 10).await.unwrap().pop().unwrap();
+    assert_eq!(
+        store.request_run(alice.id, job.id, t(11)).await.unwrap(),
+        run
+    );
+    assert_eq!(
+        store.count_manual_runs_since(job.id, t(10)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_manual_runs_since(job.id, t(11)).await.unwrap(),
+        0
+    );
+    let claim = store
+        .claim_due("node", t(12), t(72), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(claim.run.id, run.id);
     let running = store.request_run(alice.id, job.id, t(13)).await.unwrap();
     assert_eq!((running.id, running.status), (run.id, RunStatus::Running));
-    assert_eq!(store.count_manual_runs_since(job.id, t(0)).await.unwrap(), 1);
+    assert_eq!(
+        store.count_manual_runs_since(job.id, t(0)).await.unwrap(),
+        1
+    );
     assert_eq!(store.last_runs(&[job.id]).await.unwrap(), vec![running]);
     assert!(store.last_runs(&[]).await.unwrap().is_empty());
 }

@@ -27,30 +27,57 @@ fn snapshot(job_id: i64, run_id: i64, at: i64) -> NewSnapshot {
 
 pub async fn snapshots(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(0))).await.unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
     let run = store.request_run(alice.id, job.id, t(1)).await.unwrap();
-    assert!(store.list_snapshots(alice.id, job.id).await.unwrap().is_empty());
-    let s1 = store.insert_snapshot(snapshot(job.id, run.id, 10)).await.unwrap();
-    let s2 = store.insert_snapshot(snapshot(job.id, run.id, 20)).await.unwrap();
-    assert_eq!((s1.job_id, s1.run_id, s1.created_at), (job.id, run.id, t(10)));
+    assert!(store
+        .list_snapshots(alice.id, job.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let s1 = store
+        .insert_snapshot(snapshot(job.id, run.id, 10))
+        .await
+        .unwrap();
+    let s2 = store
+        .insert_snapshot(snapshot(job.id, run.id, 20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s1.job_id, s1.run_id, s1.created_at),
+        (job.id, run.id, t(10))
+    );
     assert_eq!((s1.refs, s1.size_bytes), (12, 4096));
     assert_eq!(s1.repos, snapshot(job.id, run.id, 10).repos);
     assert_eq!(s1.manifest, snapshot(job.id, run.id, 10).manifest);
 
     let listed = store.list_snapshots(alice.id, job.id).await.unwrap();
-    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s2.id, s1.id]);
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![s2.id, s1.id]
+    );
     let all = store.job_snapshots(job.id).await.unwrap();
-    assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s2.id, s1.id]);
+    assert_eq!(
+        all.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![s2.id, s1.id]
+    );
     let got = store.get_snapshot(alice.id, s2.id).await.unwrap();
     assert_eq!((got.id, got.manifest), (s2.id, s2.manifest.clone()));
 
     store.delete_snapshots(&[s2.id]).await.unwrap();
     store.delete_snapshots(&[]).await.unwrap();
-    assert!(matches!(store.get_snapshot(alice.id, s2.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_snapshot(alice.id, s2.id).await,
+        Err(StoreError::NotFound)
+    ));
     let listed = store.list_snapshots(alice.id, job.id).await.unwrap();
     assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s1.id]);
     assert!(matches!(
-        store.insert_snapshot(snapshot(job.id + 1000, run.id, 30)).await,
+        store
+            .insert_snapshot(snapshot(job.id + 1000, run.id, 30))
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -58,41 +85,80 @@ pub async fn snapshots(store: Arc<dyn Store>) {
 pub async fn purge(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
     let bob = user(&store, 2).await;
-    let kept = store.create_job(new_job(alice.id, "octo/kept", t(0))).await.unwrap();
-    let purged = store.create_job(new_job(alice.id, "octo/purged", t(0))).await.unwrap();
+    let kept = store
+        .create_job(new_job(alice.id, "octo/kept", t(0)))
+        .await
+        .unwrap();
+    let purged = store
+        .create_job(new_job(alice.id, "octo/purged", t(0)))
+        .await
+        .unwrap();
     let run = store.request_run(alice.id, kept.id, t(1)).await.unwrap();
-    let k = store.insert_snapshot(snapshot(kept.id, run.id, 10)).await.unwrap();
-    let p = store.insert_snapshot(snapshot(purged.id, run.id, 10)).await.unwrap();
+    let k = store
+        .insert_snapshot(snapshot(kept.id, run.id, 10))
+        .await
+        .unwrap();
+    let p = store
+        .insert_snapshot(snapshot(purged.id, run.id, 10))
+        .await
+        .unwrap();
 
     // Without purge the snapshots stay, still Alice's alone.
     store.delete_job(alice.id, kept.id, false).await.unwrap();
-    assert_eq!(store.get_snapshot(alice.id, k.id).await.unwrap().job_id, kept.id);
-    assert!(matches!(store.get_snapshot(bob.id, k.id).await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store.get_snapshot(alice.id, k.id).await.unwrap().job_id,
+        kept.id
+    );
+    assert!(matches!(
+        store.get_snapshot(bob.id, k.id).await,
+        Err(StoreError::NotFound)
+    ));
     let listed = store.list_snapshots(alice.id, kept.id).await.unwrap();
     assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![k.id]);
-    assert!(matches!(store.list_snapshots(bob.id, kept.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.list_snapshots(bob.id, kept.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(store.job_snapshots(kept.id).await.unwrap().len(), 1);
 
     // With purge they go.
     store.delete_job(alice.id, purged.id, true).await.unwrap();
-    assert!(matches!(store.get_snapshot(alice.id, p.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_snapshot(alice.id, p.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(store.job_snapshots(purged.id).await.unwrap().is_empty());
-    assert!(matches!(store.list_snapshots(alice.id, purged.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.list_snapshots(alice.id, purged.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn job_repos(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
-    let job = store.create_job(new_job(alice.id, "octo", t(0))).await.unwrap();
-    let other = store.create_job(new_job(alice.id, "hubot", t(0))).await.unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo", t(0)))
+        .await
+        .unwrap();
+    let other = store
+        .create_job(new_job(alice.id, "hubot", t(0)))
+        .await
+        .unwrap();
 
     let a = store.job_repo(job.id, "octo/a", None).await.unwrap();
-    assert_eq!((a.job_id, a.full_name.as_str(), a.github_id), (job.id, "octo/a", None));
+    assert_eq!(
+        (a.job_id, a.full_name.as_str(), a.github_id),
+        (job.id, "octo/a", None)
+    );
     assert_eq!(a.state, serde_json::json!({}));
     assert_eq!(store.job_repo(job.id, "octo/a", None).await.unwrap(), a);
     // Learning the GitHub id later keeps the row.
     let a = store.job_repo(job.id, "octo/a", Some(100)).await.unwrap();
     assert_eq!(a.github_id, Some(100));
-    assert_eq!(store.job_repo(job.id, "octo/a", Some(100)).await.unwrap(), a);
+    assert_eq!(
+        store.job_repo(job.id, "octo/a", Some(100)).await.unwrap(),
+        a
+    );
     // Same name in another job is another row.
     let elsewhere = store.job_repo(other.id, "octo/a", Some(100)).await.unwrap();
     assert_ne!(elsewhere.id, a.id);
@@ -102,10 +168,16 @@ pub async fn job_repos(store: Arc<dyn Store>) {
         .await
         .unwrap();
     // Renamed on GitHub: matched by id, row (and mirror) kept, name and state carried.
-    let renamed = store.job_repo(job.id, "octo/a-renamed", Some(100)).await.unwrap();
+    let renamed = store
+        .job_repo(job.id, "octo/a-renamed", Some(100))
+        .await
+        .unwrap();
     assert_eq!(renamed.id, a.id);
     assert_eq!(renamed.full_name, "octo/a-renamed");
-    assert_eq!(renamed.state, serde_json::json!({"etag": "W/\"1\"", "runs": 3}));
+    assert_eq!(
+        renamed.state,
+        serde_json::json!({"etag": "W/\"1\"", "runs": 3})
+    );
 
     // A new repository takes the old name: it gets its own row.
     let b = store.job_repo(job.id, "octo/a", Some(200)).await.unwrap();
@@ -116,13 +188,22 @@ pub async fn job_repos(store: Arc<dyn Store>) {
     assert_eq!((moved.id, moved.full_name.as_str()), (c.id, "octo/a"));
 
     let listed = store.list_job_repos(job.id).await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a.id, b.id, c.id]);
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a.id, b.id, c.id]
+    );
     let names: Vec<&str> = listed.iter().map(|r| r.full_name.as_str()).collect();
     assert_eq!(names[0], "octo/a-renamed");
-    assert!(names[1].starts_with("octo/a ("), "displaced row keeps a marked name: {}", names[1]);
+    assert!(
+        names[1].starts_with("octo/a ("),
+        "displaced row keeps a marked name: {}",
+        names[1]
+    );
     assert_eq!(names[2], "octo/a");
     assert!(matches!(
-        store.set_job_repo_state(c.id + 1000, &serde_json::json!({})).await,
+        store
+            .set_job_repo_state(c.id + 1000, &serde_json::json!({}))
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -144,7 +225,10 @@ pub async fn http_cache(store: Arc<dyn Store>) {
         body: Some(b"{\"id\":1}".to_vec()),
     };
     store.put_http_cache(&row).await.unwrap();
-    assert_eq!(store.get_http_cache(alice.id, url).await.unwrap(), Some(row.clone()));
+    assert_eq!(
+        store.get_http_cache(alice.id, url).await.unwrap(),
+        Some(row.clone())
+    );
     assert_eq!(store.get_http_cache(bob.id, url).await.unwrap(), None);
     let newer = HttpCacheRow {
         etag: None,
@@ -153,5 +237,8 @@ pub async fn http_cache(store: Arc<dyn Store>) {
         ..row
     };
     store.put_http_cache(&newer).await.unwrap();
-    assert_eq!(store.get_http_cache(alice.id, url).await.unwrap(), Some(newer));
+    assert_eq!(
+        store.get_http_cache(alice.id, url).await.unwrap(),
+        Some(newer)
+    );
 }

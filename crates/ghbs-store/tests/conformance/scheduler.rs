@@ -14,70 +14,166 @@ pub async fn claimable(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
     let carol = user(&store, 3).await;
     // Carol's token was rejected: her other job is due but waits for a new login.
-    let rejected = store.create_job(new_job(carol.id, "c/one", t(0))).await.unwrap();
-    let flagged = store.create_job(new_job(carol.id, "c/two", t(10_000))).await.unwrap();
+    let rejected = store
+        .create_job(new_job(carol.id, "c/one", t(0)))
+        .await
+        .unwrap();
+    let flagged = store
+        .create_job(new_job(carol.id, "c/two", t(10_000)))
+        .await
+        .unwrap();
     let c = store.claim_due("n1", t(1), t(61), 10).await.unwrap();
     assert_eq!(c.len(), 1);
     let mut end = outcome(RunStatus::Failed, t(5));
     end.needs_login = true;
-    assert!(store.finish_run(rejected.id, c[0].lease_token, c[0].run.id, end, t(2)).await.unwrap());
+    assert!(store
+        .finish_run(rejected.id, c[0].lease_token, c[0].run.id, end, t(2))
+        .await
+        .unwrap());
     store
-        .update_job(carol.id, flagged.id, JobPatch { next_run_at: Some(t(0)), ..JobPatch::default() })
+        .update_job(
+            carol.id,
+            flagged.id,
+            JobPatch {
+                next_run_at: Some(t(0)),
+                ..JobPatch::default()
+            },
+        )
         .await
         .unwrap();
 
-    let due = store.create_job(new_job(alice.id, "a/due", t(100))).await.unwrap();
-    let later = store.create_job(new_job(alice.id, "a/later", t(10_000))).await.unwrap();
-    let paused = store.create_job(new_job(alice.id, "a/paused", t(50))).await.unwrap();
+    let due = store
+        .create_job(new_job(alice.id, "a/due", t(100)))
+        .await
+        .unwrap();
+    let later = store
+        .create_job(new_job(alice.id, "a/later", t(10_000)))
+        .await
+        .unwrap();
+    let paused = store
+        .create_job(new_job(alice.id, "a/paused", t(50)))
+        .await
+        .unwrap();
     store
-        .update_job(alice.id, paused.id, JobPatch { paused: Some(true), ..JobPatch::default() })
+        .update_job(
+            alice.id,
+            paused.id,
+            JobPatch {
+                paused: Some(true),
+                ..JobPatch::default()
+            },
+        )
         .await
         .unwrap();
     // A queued manual run makes a job due whatever its schedule says.
-    let manual = store.create_job(new_job(alice.id, "a/manual", t(20_000))).await.unwrap();
-    let queued = store.request_run(alice.id, manual.id, t(150)).await.unwrap();
+    let manual = store
+        .create_job(new_job(alice.id, "a/manual", t(20_000)))
+        .await
+        .unwrap();
+    let queued = store
+        .request_run(alice.id, manual.id, t(150))
+        .await
+        .unwrap();
     // Due by schedule, or by a queued run; never paused, flagged or not-yet-due jobs.
     let claims = store.claim_due("n1", t(200), t(260), 10).await.unwrap();
     let ids: Vec<i64> = claims.iter().map(|c| c.job.id).collect();
-    assert_eq!(ids, vec![due.id, manual.id], "claims are ordered by next_run_at");
+    assert_eq!(
+        ids,
+        vec![due.id, manual.id],
+        "claims are ordered by next_run_at"
+    );
     let d = &claims[0];
-    assert_eq!((d.run.trigger, d.run.status), (RunTrigger::Schedule, RunStatus::Running));
+    assert_eq!(
+        (d.run.trigger, d.run.status),
+        (RunTrigger::Schedule, RunStatus::Running)
+    );
     assert_eq!((d.run.queued_at, d.run.started_at), (t(200), Some(t(200))));
     assert_eq!(d.job.lease_owner.as_deref(), Some("n1"));
     assert_eq!(d.job.lease_expires_at, Some(t(260)));
     assert_eq!((d.lease_token, d.job.lease_token), (1, 1));
     let m = &claims[1];
     assert_eq!(m.run.id, queued.id);
-    assert_eq!((m.run.trigger, m.run.status), (RunTrigger::Manual, RunStatus::Running));
+    assert_eq!(
+        (m.run.trigger, m.run.status),
+        (RunTrigger::Manual, RunStatus::Running)
+    );
     assert_eq!((m.run.queued_at, m.run.started_at), (t(150), Some(t(200))));
 
     // Leased jobs are not claimed again while the lease holds, by any node.
-    assert!(store.claim_due("n2", t(259), t(300), 10).await.unwrap().is_empty());
+    assert!(store
+        .claim_due("n2", t(259), t(300), 10)
+        .await
+        .unwrap()
+        .is_empty());
     let stored = store.get_job(alice.id, due.id).await.unwrap();
     assert_eq!(stored.lease_owner.as_deref(), Some("n1"));
     let _ = later;
     // A limit is a limit.
     for i in 0..5 {
-        store.create_job(new_job(alice.id, &format!("b/{i}"), t(i))).await.unwrap();
+        store
+            .create_job(new_job(alice.id, &format!("b/{i}"), t(i)))
+            .await
+            .unwrap();
     }
-    assert_eq!(store.claim_due("n1", t(200), t(260), 3).await.unwrap().len(), 3);
-    assert_eq!(store.claim_due("n1", t(200), t(260), 0).await.unwrap().len(), 0);
-    assert_eq!(store.claim_due("n1", t(200), t(260), 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .claim_due("n1", t(200), t(260), 3)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .claim_due("n1", t(200), t(260), 0)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        store
+            .claim_due("n1", t(200), t(260), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 pub async fn takeover_and_fencing(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(0))).await.unwrap();
-    let first = store.claim_due("n1", t(10), t(70), 10).await.unwrap().pop().unwrap();
-    assert!(store.claim_due("n2", t(69), t(130), 10).await.unwrap().is_empty());
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
+    let first = store
+        .claim_due("n1", t(10), t(70), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(store
+        .claim_due("n2", t(69), t(130), 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // n1 went silent; its lease expires and n2 takes the job over.
-    let second = store.claim_due("n2", t(70), t(130), 10).await.unwrap().pop().unwrap();
+    let second = store
+        .claim_due("n2", t(70), t(130), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(second.job.id, job.id);
     assert_eq!(second.lease_token, first.lease_token + 1);
     assert_eq!(second.job.lease_owner.as_deref(), Some("n2"));
     assert_ne!(second.run.id, first.run.id);
-    assert_eq!((second.run.trigger, second.run.status), (RunTrigger::Schedule, RunStatus::Running));
+    assert_eq!(
+        (second.run.trigger, second.run.status),
+        (RunTrigger::Schedule, RunStatus::Running)
+    );
     let old = store.get_run(alice.id, first.run.id).await.unwrap();
     assert_eq!(old.status, RunStatus::Failed);
     assert_eq!(old.error.as_deref(), Some(TAKEOVER));
@@ -86,37 +182,88 @@ pub async fn takeover_and_fencing(store: Arc<dyn Store>) {
     // n1 wakes up: every write with its stale token is refused and changes nothing.
     let (stale, run1) = (first.lease_token, first.run.id);
     assert!(!store.heartbeat(job.id, stale, t(500)).await.unwrap());
-    assert!(!store.set_run_progress(job.id, stale, run1, Some("late")).await.unwrap());
+    assert!(!store
+        .set_run_progress(job.id, stale, run1, Some("late"))
+        .await
+        .unwrap());
     let mut late = outcome(RunStatus::Succeeded, t(9_999));
     late.needs_login = true;
-    assert!(!store.finish_run(job.id, stale, run1, late, t(80)).await.unwrap());
+    assert!(!store
+        .finish_run(job.id, stale, run1, late, t(80))
+        .await
+        .unwrap());
     assert!(!store.release(job.id, stale, run1).await.unwrap());
     let unchanged = store.get_job(alice.id, job.id).await.unwrap();
     assert_eq!(unchanged, second.job);
     assert_eq!(store.get_run(alice.id, run1).await.unwrap(), old);
-    assert_eq!(store.get_run(alice.id, second.run.id).await.unwrap(), second.run);
+    assert_eq!(
+        store.get_run(alice.id, second.run.id).await.unwrap(),
+        second.run
+    );
 
     // The current holder can write.
     let (token, run2) = (second.lease_token, second.run.id);
     assert!(store.heartbeat(job.id, token, t(200)).await.unwrap());
-    assert_eq!(store.get_job(alice.id, job.id).await.unwrap().lease_expires_at, Some(t(200)));
-    assert!(store.set_run_progress(job.id, token, run2, Some("fetching")).await.unwrap());
-    assert_eq!(store.get_run(alice.id, run2).await.unwrap().progress.as_deref(), Some("fetching"));
+    assert_eq!(
+        store
+            .get_job(alice.id, job.id)
+            .await
+            .unwrap()
+            .lease_expires_at,
+        Some(t(200))
+    );
+    assert!(store
+        .set_run_progress(job.id, token, run2, Some("fetching"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_run(alice.id, run2)
+            .await
+            .unwrap()
+            .progress
+            .as_deref(),
+        Some("fetching")
+    );
     // A token is bound to its job and run.
-    assert!(!store.set_run_progress(job.id, token, run1, Some("x")).await.unwrap());
-    assert!(!store.finish_run(job.id, token, run1, outcome(RunStatus::Failed, t(1)), t(90)).await.unwrap());
+    assert!(!store
+        .set_run_progress(job.id, token, run1, Some("x"))
+        .await
+        .unwrap());
+    assert!(!store
+        .finish_run(job.id, token, run1, outcome(RunStatus::Failed, t(1)), t(90))
+        .await
+        .unwrap());
     let runs = store.list_runs(alice.id, job.id, 10).await.unwrap();
-    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![run2, run1], "newest first");
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![run2, run1],
+        "newest first"
+    );
     assert_eq!(store.list_runs(alice.id, job.id, 1).await.unwrap().len(), 1);
 }
 
 pub async fn finish_and_needs_login(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
     let bob = user(&store, 2).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(0))).await.unwrap();
-    let sibling = store.create_job(new_job(alice.id, "octo/world", t(150_000))).await.unwrap();
-    let bobs = store.create_job(new_job(bob.id, "octo/hello", t(150_000))).await.unwrap();
-    let c = store.claim_due("n1", t(10), t(70), 1).await.unwrap().pop().unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
+    let sibling = store
+        .create_job(new_job(alice.id, "octo/world", t(150_000)))
+        .await
+        .unwrap();
+    let bobs = store
+        .create_job(new_job(bob.id, "octo/hello", t(150_000)))
+        .await
+        .unwrap();
+    let c = store
+        .claim_due("n1", t(10), t(70), 1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(c.job.id, job.id);
 
     let mut end = outcome(RunStatus::Succeeded, t(86_400));
@@ -124,65 +271,175 @@ pub async fn finish_and_needs_login(store: Arc<dyn Store>) {
     end.api_requests = 7;
     end.api_requests_conditional = 3;
     end.snapshot_id = Some(77);
-    assert!(store.set_run_progress(job.id, c.lease_token, c.run.id, Some("x")).await.unwrap());
-    assert!(store.finish_run(job.id, c.lease_token, c.run.id, end, t(40)).await.unwrap());
+    assert!(store
+        .set_run_progress(job.id, c.lease_token, c.run.id, Some("x"))
+        .await
+        .unwrap());
+    assert!(store
+        .finish_run(job.id, c.lease_token, c.run.id, end, t(40))
+        .await
+        .unwrap());
     let run = store.get_run(alice.id, c.run.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.finished_at, Some(t(40)));
-    assert_eq!((run.bytes_fetched, run.api_requests, run.api_requests_conditional), (1234, 7, 3));
+    assert_eq!(
+        (
+            run.bytes_fetched,
+            run.api_requests,
+            run.api_requests_conditional
+        ),
+        (1234, 7, 3)
+    );
     assert_eq!(run.snapshot_id, Some(77));
     assert_eq!((run.error, run.progress), (None, None));
     let after = store.get_job(alice.id, job.id).await.unwrap();
     assert_eq!(after.next_run_at, t(86_400));
     assert_eq!((after.lease_owner, after.lease_expires_at), (None, None));
     // Finishing twice, or heartbeating a released lease, is refused.
-    assert!(!store.finish_run(job.id, c.lease_token, c.run.id, outcome(RunStatus::Failed, t(1)), t(41)).await.unwrap());
-    assert!(!store.heartbeat(job.id, c.lease_token, t(500)).await.unwrap());
-    assert!(store.claim_due("n1", t(100), t(160), 10).await.unwrap().is_empty());
+    assert!(!store
+        .finish_run(
+            job.id,
+            c.lease_token,
+            c.run.id,
+            outcome(RunStatus::Failed, t(1)),
+            t(41)
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .heartbeat(job.id, c.lease_token, t(500))
+        .await
+        .unwrap());
+    assert!(store
+        .claim_due("n1", t(100), t(160), 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // Next slot: GitHub rejects the token. All of Alice's jobs, and only hers, are flagged.
-    let c = store.claim_due("n1", t(86_400), t(86_460), 10).await.unwrap().pop().unwrap();
+    let c = store
+        .claim_due("n1", t(86_400), t(86_460), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     let mut end = outcome(RunStatus::Failed, t(172_800));
     end.error = Some("GitHub rejected the token".into());
     end.needs_login = true;
-    assert!(store.finish_run(job.id, c.lease_token, c.run.id, end, t(86_401)).await.unwrap());
-    assert_eq!(store.get_run(alice.id, c.run.id).await.unwrap().error.as_deref(), Some("GitHub rejected the token"));
+    assert!(store
+        .finish_run(job.id, c.lease_token, c.run.id, end, t(86_401))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_run(alice.id, c.run.id)
+            .await
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("GitHub rejected the token")
+    );
     assert!(store.get_job(alice.id, job.id).await.unwrap().needs_login);
-    assert!(store.get_job(alice.id, sibling.id).await.unwrap().needs_login);
+    assert!(
+        store
+            .get_job(alice.id, sibling.id)
+            .await
+            .unwrap()
+            .needs_login
+    );
     assert!(!store.get_job(bob.id, bobs.id).await.unwrap().needs_login);
     // Flagged jobs are not claimed, even with a queued manual run; Bob's due job is.
-    store.request_run(alice.id, sibling.id, t(200_000)).await.unwrap();
-    let claims = store.claim_due("n1", t(200_000), t(200_060), 10).await.unwrap();
-    assert_eq!(claims.iter().map(|c| c.job.id).collect::<Vec<_>>(), vec![bobs.id]);
+    store
+        .request_run(alice.id, sibling.id, t(200_000))
+        .await
+        .unwrap();
+    let claims = store
+        .claim_due("n1", t(200_000), t(200_060), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        vec![bobs.id]
+    );
     // A new login clears the flag.
-    store.upsert_user(1, "user1", b"new", t(200_001)).await.unwrap();
-    let claims = store.claim_due("n1", t(200_002), t(200_060), 10).await.unwrap();
-    assert_eq!(claims.iter().map(|c| c.job.id).collect::<Vec<_>>(), vec![sibling.id, job.id]);
+    store
+        .upsert_user(1, "user1", b"new", t(200_001))
+        .await
+        .unwrap();
+    let claims = store
+        .claim_due("n1", t(200_002), t(200_060), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        vec![sibling.id, job.id]
+    );
 }
 
 pub async fn release_requeues(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(0))).await.unwrap();
-    let c = store.claim_due("n1", t(10), t(70), 10).await.unwrap().pop().unwrap();
-    assert!(store.set_run_progress(job.id, c.lease_token, c.run.id, Some("half")).await.unwrap());
-    assert!(store.release(job.id, c.lease_token, c.run.id).await.unwrap());
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
+    let c = store
+        .claim_due("n1", t(10), t(70), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(store
+        .set_run_progress(job.id, c.lease_token, c.run.id, Some("half"))
+        .await
+        .unwrap());
+    assert!(store
+        .release(job.id, c.lease_token, c.run.id)
+        .await
+        .unwrap());
     let run = store.get_run(alice.id, c.run.id).await.unwrap();
-    assert_eq!((run.status, run.started_at, run.progress), (RunStatus::Queued, None, None));
+    assert_eq!(
+        (run.status, run.started_at, run.progress),
+        (RunStatus::Queued, None, None)
+    );
     let released = store.get_job(alice.id, job.id).await.unwrap();
-    assert_eq!((released.lease_owner, released.lease_expires_at), (None, None));
-    assert!(!store.release(job.id, c.lease_token, c.run.id).await.unwrap());
+    assert_eq!(
+        (released.lease_owner, released.lease_expires_at),
+        (None, None)
+    );
+    assert!(!store
+        .release(job.id, c.lease_token, c.run.id)
+        .await
+        .unwrap());
 
     // Even with its schedule moved to the future, the queued run is claimed again, elsewhere.
     store
-        .update_job(alice.id, job.id, JobPatch { next_run_at: Some(t(99_999)), ..JobPatch::default() })
+        .update_job(
+            alice.id,
+            job.id,
+            JobPatch {
+                next_run_at: Some(t(99_999)),
+                ..JobPatch::default()
+            },
+        )
         .await
         .unwrap();
-    let again = store.claim_due("n2", t(20), t(80), 10).await.unwrap().pop().unwrap();
+    let again = store
+        .claim_due("n2", t(20), t(80), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(again.run.id, c.run.id);
-    assert_eq!((again.run.status, again.run.started_at), (RunStatus::Running, Some(t(20))));
+    assert_eq!(
+        (again.run.status, again.run.started_at),
+        (RunStatus::Running, Some(t(20)))
+    );
     assert_eq!(again.run.trigger, RunTrigger::Schedule);
     assert_eq!(again.lease_token, c.lease_token + 1);
-    assert_eq!(store.list_runs(alice.id, job.id, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_runs(alice.id, job.id, 10).await.unwrap().len(),
+        1
+    );
 }
 
 /// Two nodes on one database claim 200 due jobs in small batches at the same time: every job
@@ -190,7 +447,9 @@ pub async fn release_requeues(store: Arc<dyn Store>) {
 pub async fn concurrent_claimers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let alice = user(&a, 1).await;
     for i in 0..200 {
-        a.create_job(new_job(alice.id, &format!("octo/r{i}"), t(i % 17))).await.unwrap();
+        a.create_job(new_job(alice.id, &format!("octo/r{i}"), t(i % 17)))
+            .await
+            .unwrap();
     }
     let claimer = |store: Arc<dyn Store>, node: &'static str| {
         tokio::spawn(async move {
@@ -212,23 +471,53 @@ pub async fn concurrent_claimers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(all.len(), 200, "n1 got {}, n2 got {}", x.len(), y.len());
     assert_eq!(jobs.len(), 200);
     assert_eq!(runs.len(), 200);
-    assert!(a.claim_due("n3", t(100), t(1000), 500).await.unwrap().is_empty());
+    assert!(a
+        .claim_due("n3", t(100), t(1000), 500)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A node dies during a manual run of a job whose schedule is not due: the run is still taken
 /// over when the lease expires, as a manual run again.
 pub async fn manual_takeover(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
-    let job = store.create_job(new_job(alice.id, "octo/hello", t(99_999))).await.unwrap();
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(99_999)))
+        .await
+        .unwrap();
     let queued = store.request_run(alice.id, job.id, t(5)).await.unwrap();
-    let first = store.claim_due("n1", t(10), t(70), 10).await.unwrap().pop().unwrap();
+    let first = store
+        .claim_due("n1", t(10), t(70), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(first.run.id, queued.id);
-    assert!(store.claim_due("n2", t(69), t(130), 10).await.unwrap().is_empty());
-    let second = store.claim_due("n2", t(70), t(130), 10).await.unwrap().pop().unwrap();
+    assert!(store
+        .claim_due("n2", t(69), t(130), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let second = store
+        .claim_due("n2", t(70), t(130), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(second.job.id, job.id);
-    assert_eq!((second.run.trigger, second.run.status), (RunTrigger::Manual, RunStatus::Running));
+    assert_eq!(
+        (second.run.trigger, second.run.status),
+        (RunTrigger::Manual, RunStatus::Running)
+    );
     let old = store.get_run(alice.id, queued.id).await.unwrap();
-    assert_eq!((old.status, old.error.as_deref()), (RunStatus::Failed, Some(TAKEOVER)));
+    assert_eq!(
+        (old.status, old.error.as_deref()),
+        (RunStatus::Failed, Some(TAKEOVER))
+    );
     // The run taking over is a manual run too, and is counted as one.
-    assert_eq!(store.count_manual_runs_since(job.id, t(0)).await.unwrap(), 2);
+    assert_eq!(
+        store.count_manual_runs_since(job.id, t(0)).await.unwrap(),
+        2
+    );
 }
