@@ -90,7 +90,10 @@ pub async fn run(opts: BackupBench) -> anyhow::Result<()> {
 
     let (state, user, job) = app(&gh, &opts, dir.path(), gh_id, &token).await?;
     let scheduler = Scheduler::new(state.clone(), Arc::new(BackupExecutor));
-    let plain = Arc::new(PlainGit::new(&dir.path().join("plain"), Secret::new(&token))?);
+    let plain = Arc::new(PlainGit::new(
+        &dir.path().join("plain"),
+        Secret::new(&token),
+    )?);
     let mirrors: Vec<PathBuf> = (0..opts.repos)
         .map(|i| dir.path().join(format!("plain/repo-{i:04}.git")))
         .collect();
@@ -100,11 +103,16 @@ pub async fn run(opts: BackupBench) -> anyhow::Result<()> {
 
     // (1) First backup against a plain mirror clone of everything.
     let r1 = run_job(&gh, &state, &scheduler, &user, &job).await?;
-    figure("1. first backup", format!("{} — {}", secs(r1.wall), r1.summary()));
+    figure(
+        "1. first backup",
+        format!("{} — {}", secs(r1.wall), r1.summary()),
+    );
+    gh.clear_requests();
     let clone = plain.clone_all(&pairs, opts.parallel).await?;
+    let clone_git = gh.requests().iter().filter(|r| r.git).count();
     figure(
         &format!("1. plain git clone --mirror, {} at a time", opts.parallel),
-        secs(clone),
+        format!("{} — {clone_git} git requests", secs(clone)),
     );
     ratio("1. first backup / plain clone", r1.wall, clone, 1.2);
 
@@ -161,7 +169,10 @@ pub async fn run(opts: BackupBench) -> anyhow::Result<()> {
         .map(|i| (gh.clone_url(&name(i)), serial_dir.join(format!("{i}.git"))))
         .collect();
     let clone_serial = plain.clone_all(&serial_pairs, 1).await?;
-    figure("   plain git clone --mirror, 1 at a time", secs(clone_serial));
+    figure(
+        "   plain git clone --mirror, 1 at a time",
+        secs(clone_serial),
+    );
     figure(
         "   per repository: first backup / serial clone",
         format!(
@@ -170,12 +181,17 @@ pub async fn run(opts: BackupBench) -> anyhow::Result<()> {
             clone_serial.as_secs_f64() * 1000.0 / opts.repos as f64
         ),
     );
-    Ok(())
+    crate::breakdown::unchanged_run(&state, &job).await
 }
 
 fn ratio(label: &str, ours: Duration, plain: Duration, target: f64) {
     let r = ours.as_secs_f64() / plain.as_secs_f64().max(1e-9);
-    against(label, format!("{r:.2}×"), &format!("<= {target}×"), r <= target);
+    against(
+        label,
+        format!("{r:.2}×"),
+        &format!("<= {target}×"),
+        r <= target,
+    );
 }
 
 /// Private repositories (so git really asks for the token), `parallel` builders at a time: the
@@ -198,12 +214,7 @@ fn build_world(gh: &GitHubStandIn, opts: &BackupBench, large: usize) {
                         },
                     );
                     if i >= first_large {
-                        gh.generate_history(
-                            &full,
-                            "main",
-                            opts.large_commits,
-                            opts.large_mb << 20,
-                        );
+                        gh.generate_history(&full, "main", opts.large_commits, opts.large_mb << 20);
                     } else {
                         gh.commits(&full, "main", 2 + i % 4);
                     }

@@ -3,6 +3,7 @@
 //! Run in release mode: `cargo run --release -p ghbs-bench -- server|backup`.
 
 mod backup_bench;
+mod breakdown;
 mod db;
 mod plain_git;
 mod real_server;

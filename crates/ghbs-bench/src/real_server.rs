@@ -178,9 +178,8 @@ pub async fn list_jobs_latency(
             let mut warm = false;
             loop {
                 if warm {
-                    let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                        b.checked_sub(1)
-                    });
+                    let taken = budget
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
                     if taken.is_err() || Instant::now() >= deadline {
                         break;
                     }

@@ -36,7 +36,10 @@ pub struct ServerBench {
 const LOADERS: usize = 8;
 
 pub async fn run(opts: ServerBench) -> anyhow::Result<()> {
-    anyhow::ensure!(opts.users > 0 && opts.jobs >= opts.users, "need --jobs >= --users >= 1");
+    anyhow::ensure!(
+        opts.users > 0 && opts.jobs >= opts.users,
+        "need --jobs >= --users >= 1"
+    );
     let dir = tempfile::Builder::new().prefix("ghbs-bench-").tempdir()?;
     let db = BenchDb::prepare(opts.database.as_deref(), dir.path()).await?;
     report::header(
@@ -92,6 +95,9 @@ async fn run_on(opts: &ServerBench, db: &BenchDb, dir: &std::path::Path) -> anyh
         "< 1 s",
         server.ready_after < Duration::from_secs(1),
     );
+    // One client first: the latency of a request that does not queue behind others.
+    let alone =
+        real_server::list_jobs_latency(server.addr, &keys, 1, 1000, Duration::from_secs(5)).await;
     let lat = real_server::list_jobs_latency(
         server.addr,
         &keys,
@@ -102,6 +108,16 @@ async fn run_on(opts: &ServerBench, db: &BenchDb, dir: &std::path::Path) -> anyh
     .await;
     let rss = server.pid().and_then(report::vm_rss_kb);
     server.stop().await?;
+    let alone = alone?;
+    figure(
+        "3. GET /api/v1/jobs, 1 client: p50 / p99",
+        format!(
+            "{} / {} ({} requests)",
+            ms(report::percentile(&alone.samples, 50.0)),
+            ms(report::percentile(&alone.samples, 99.0)),
+            alone.samples.len()
+        ),
+    );
     let lat = lat?;
     let p50 = report::percentile(&lat.samples, 50.0);
     let p99 = report::percentile(&lat.samples, 99.0);
@@ -118,7 +134,12 @@ async fn run_on(opts: &ServerBench, db: &BenchDb, dir: &std::path::Path) -> anyh
         ),
     );
     figure("3. GET /api/v1/jobs p50", ms(p50));
-    against("3. GET /api/v1/jobs p99", ms(p99), "< 20 ms", p99 < Duration::from_millis(20));
+    against(
+        "3. GET /api/v1/jobs p99",
+        ms(p99),
+        "< 20 ms",
+        p99 < Duration::from_millis(20),
+    );
     figure(
         "3. GET /api/v1/jobs max",
         ms(lat.samples.last().copied().unwrap_or_default()),
@@ -265,8 +286,8 @@ async fn claims(
     let offset = started.duration_since(exec.started);
     let n = scheduler.run_due_once().await;
     let total = started.elapsed();
-    let claimed_by = Duration::from_nanos(exec.last_start_ns.load(Ordering::Relaxed))
-        .saturating_sub(offset);
+    let claimed_by =
+        Duration::from_nanos(exec.last_start_ns.load(Ordering::Relaxed)).saturating_sub(offset);
     let succeeded = state.metrics.runs_succeeded.load(Ordering::Relaxed) as usize;
     let claimed_rate = rate(n, claimed_by);
     figure(

@@ -7,6 +7,8 @@
 //! - `mirrors/{key}.git` — one bare mirror per repository (`key` is an internal id, `[a-z0-9_-]`).
 //! - `manifests/{snapshot}.json` — what a snapshot holds, written atomically at commit.
 //! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete.
+//! - `metadata/` — issues, pull requests, ... as JSON and wiki bundles, shared between
+//!   snapshots through hard links (see the `metadata` module).
 //! - `tmp/` — scratch repositories and half-built artifacts; never read as results.
 //! - `askpass.sh` — answers git's credential prompts from `$GHBS_GIT_TOKEN`.
 //!
@@ -19,6 +21,7 @@ mod export;
 mod fetch;
 mod fsutil;
 mod git;
+mod metadata;
 mod restore;
 mod snapshot;
 
@@ -30,6 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use error::EngineError;
+pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
 pub use restore::restore;
 
 use error::Result;

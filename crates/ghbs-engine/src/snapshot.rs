@@ -94,8 +94,9 @@ impl Engine {
         .await
     }
 
-    /// Forgets snapshots: deletes their refs, artifacts and manifest files, then lets git drop the
-    /// objects that no remaining snapshot or live ref needs. The (costly) garbage collection runs
+    /// Forgets snapshots: deletes their refs, artifacts, manifest files and metadata folders, then
+    /// lets git drop the objects that no remaining snapshot or live ref needs (and removes the
+    /// metadata objects no remaining folder links). The (costly) garbage collection runs
     /// only when some dropped object is actually unreachable now, so pruning identical daily
     /// snapshots costs almost nothing.
     pub async fn drop_snapshots(&self, manifests: &[Manifest]) -> Result<(), EngineError> {
@@ -127,6 +128,7 @@ impl Engine {
                 }
             })
             .await?;
+            self.drop_metadata(&manifest.snapshot_key).await?;
         }
         Ok(())
     }
@@ -201,10 +203,11 @@ impl Engine {
         blocking(move || Ok(paths.iter().map(|p| fsutil::tree_size(p)).sum())).await
     }
 
-    /// Forgets every snapshot whose key is not in `keep`: refs in every mirror, manifest files and
-    /// artifacts. A crash between [`Engine::commit_snapshot`] and the database insert leaves such
-    /// orphans, whose refs would keep objects alive forever. Call it with the complete set of
-    /// snapshot keys the database knows, before workers start (a snapshot being committed at
+    /// Forgets every snapshot whose key is not in `keep`: refs in every mirror, manifest files,
+    /// artifacts and metadata folders (then unlinked metadata objects). A crash between
+    /// [`Engine::commit_snapshot`] and the database insert leaves such orphans, whose refs would
+    /// keep objects alive forever. Call it with the complete set of snapshot keys the database
+    /// knows, before workers start (a snapshot being committed at
     /// that moment would look orphaned). Returns the keys it forgot.
     pub async fn forget_unlisted(
         &self,
@@ -262,6 +265,11 @@ impl Engine {
                 }
             }
         }
+        for key in self.metadata_snapshots().await? {
+            if !keep.contains(&key) {
+                forgotten.insert(key);
+            }
+        }
         for key in &forgotten {
             let manifest = Manifest {
                 snapshot_key: key.clone(),
@@ -269,6 +277,8 @@ impl Engine {
             };
             self.drop_snapshots(std::slice::from_ref(&manifest)).await?;
         }
+        // Objects of runs that died before their metadata folder was finished.
+        self.gc_metadata().await?;
         Ok(forgotten)
     }
 

@@ -94,10 +94,15 @@ impl AppState {
             .await
             .map_err(|e| ApiError::internal(e.message))?;
         for repo in self.store.list_job_repos(job.id).await? {
-            self.engine
-                .remove_mirror(&crate::backup::mirror_key(repo.id))
-                .await
-                .map_err(|e| ApiError::internal(e.message))?;
+            for key in [
+                crate::backup::mirror_key(repo.id),
+                crate::backup::wiki_mirror_key(repo.id),
+            ] {
+                self.engine
+                    .remove_mirror(&key)
+                    .await
+                    .map_err(|e| ApiError::internal(e.message))?;
+            }
         }
         Ok(())
     }

@@ -22,6 +22,8 @@ pub(crate) struct Meta {
     issue_comments: BTreeMap<u64, Vec<Value>>,
     reviews: BTreeMap<u64, Vec<Value>>,
     review_comments: BTreeMap<u64, Vec<Value>>,
+    /// The commits of each pull request (`base..head` when it was opened), as GitHub lists them.
+    pull_commits: BTreeMap<u64, Vec<Value>>,
     labels: Vec<Value>,
     milestones: BTreeMap<u64, Value>,
     releases: Vec<Value>,
@@ -110,6 +112,10 @@ pub(crate) fn route(w: &World, repo: &Repo, rest: &[&str], list: &ListReq<'_>) -
             None,
             false,
         ),
+        ["pulls", n, "commits"] => match num(n).and_then(|n| m.pull_commits.get(&n)) {
+            Some(commits) => commits.clone(),
+            None => return Out::not_found(),
+        },
         ["pulls", n, "comments"] => filter(
             num(n)
                 .and_then(|n| m.review_comments.get(&n))
@@ -172,6 +178,24 @@ impl GitHubStandIn {
 
     /// Opens a pull request from `head` into `base`; it also appears in the issue list.
     pub fn create_pull(&self, full_name: &str, title: &str, head: &str, base: &str) -> u64 {
+        let refs = self.refs(full_name);
+        let both = [head, base]
+            .iter()
+            .all(|b| refs.contains_key(&format!("refs/heads/{b}")));
+        let log = if both {
+            let range = format!("refs/heads/{base}..refs/heads/{head}");
+            crate::git(
+                &self.bare_path(full_name),
+                &["log", "--reverse", "--format=%H%x09%s", &range, "--"],
+            )
+        } else {
+            String::new()
+        };
+        let commits: Vec<Value> = log
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(sha, msg)| json!({ "sha": sha, "commit": { "message": msg } }))
+            .collect();
         with_meta(self, full_name, |m, c| {
             m.next_number += 1;
             let n = m.next_number;
@@ -183,6 +207,7 @@ impl GitHubStandIn {
             pull["merged_at"] = Value::Null;
             m.issues.insert(n, issue);
             m.pulls.insert(n, pull);
+            m.pull_commits.insert(n, commits);
             n
         })
     }

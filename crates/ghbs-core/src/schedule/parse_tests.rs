@@ -278,21 +278,27 @@ fn spread_offset_is_stable_and_spread() {
 }
 
 #[test]
+#[ignore]
 fn tmp_fuzz() {
     let atoms = ["*", "*/0", "0-", "-1", "5-1", "1#9", "L", "5L", "15W", "0/", "/5", "1,", ",", "99999999999", "?", "#", "1-2/0", "jan-dec", "sun-sat", "7", "8", "0#1", "LW", "l", "w", "1-7/2", "32", "-", "1--2"];
-    let mut n = 0;
     for a in atoms { for b in atoms { for pos in 0..5 {
         let mut f = vec!["0", "3", "*", "*", "*"];
         f[pos] = a;
         if pos < 4 { f[pos + 1] = b; }
         let input = format!("cron {}", f.join(" "));
+        let t0 = std::time::Instant::now();
         let r = std::panic::catch_unwind(|| {
             if let Ok(s) = Schedule::parse(&input) {
+                let t1 = std::time::Instant::now();
                 let _ = s.validate_interval(Tz::UTC, DAY);
+                let t2 = std::time::Instant::now();
                 let _ = s.next_after(chrono::Utc::now(), Tz::UTC, chrono::Utc::now(), DAY);
-            }
+                (t1 - t0, t2 - t1, t2.elapsed())
+            } else { (t0.elapsed(), Duration::ZERO, Duration::ZERO) }
         });
-        if r.is_err() { println!("PANIC {input}"); n += 1; }
+        match r {
+            Err(_) => println!("PANIC {input}"),
+            Ok((a, b, c)) => if a + b + c > Duration::from_millis(20) { println!("SLOW {input} parse={a:?} validate={b:?} next={c:?}"); }
+        }
     }}}
-    assert_eq!(n, 0);
 }

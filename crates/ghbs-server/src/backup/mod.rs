@@ -1,6 +1,12 @@
 //! The product's executor: one run of a job = resolve its repositories on GitHub, fetch each
-//! mirror incrementally (or skip git when GitHub says nothing was pushed), commit a snapshot,
-//! make it visible, then apply retention.
+//! mirror incrementally (or skip git when GitHub says nothing was pushed), capture metadata and
+//! the wiki when the job asks for them ([`metadata`]), commit a snapshot, make it visible, then
+//! apply retention.
+
+mod github;
+mod metadata;
+
+pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
 
 use std::sync::Arc;
 
@@ -8,11 +14,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ghbs_core::{parse_timezone, select_kept, FailureKind, Secret, Target};
 use ghbs_engine::{Manifest, RepoCapture, RepoSource};
-use ghbs_github::{CachedResponse, GhRepo, GitHubError, Session, ValidatorCache};
-use ghbs_store::{Claim, HttpCacheRow, JobPatch, JobRow, NewSnapshot, Store};
+use ghbs_github::{GhRepo, GitHubError, Session};
+use ghbs_store::{Claim, JobPatch, JobRow, NewSnapshot};
 use ghbs_wire::{SnapshotRepo, TargetKind};
 use serde::{Deserialize, Serialize};
 
+use self::github::{ProgressBridge, StoreCache};
+use self::metadata::MetaState;
 use crate::app::AppState;
 use crate::metrics::Metrics;
 use crate::scheduler::{ExecOutcome, Executor, RunProgress};
@@ -26,12 +34,19 @@ pub fn mirror_key(job_repo_id: i64) -> String {
     format!("r{job_repo_id}")
 }
 
+/// The mirror of a repository's wiki (what a purge removes besides [`mirror_key`]).
+pub fn wiki_mirror_key(job_repo_id: i64) -> String {
+    wiki_key(&mirror_key(job_repo_id))
+}
+
 /// What the engine remembers per repository between runs (stored as JSON in `job_repos.state`).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 struct RepoState {
     pushed_at: Option<String>,
     runs_since_fetch: u32,
     pull_refs: bool,
+    meta: MetaState,
 }
 
 pub struct BackupExecutor;
@@ -120,22 +135,28 @@ async fn run(
             progress: progress.clone(),
         }),
     );
-    let result = resolve_and_fetch(state, job, &session, &token).await;
+    let snapshot_key = uuid::Uuid::new_v4().to_string();
+    let result = resolve_and_fetch(state, job, &session, &token, &snapshot_key).await;
     let c = session.counters();
     spent.counted = c.counted;
     spent.conditional = c.conditional_hits;
-    let fetched = result?;
+    let fetched = match result {
+        Ok(f) => f,
+        Err(e) => {
+            discard_metadata(state, &snapshot_key).await;
+            return Err(e);
+        }
+    };
     progress.set(Some("recording snapshot")).await;
 
     let manifest = Manifest {
-        snapshot_key: uuid::Uuid::new_v4().to_string(),
+        snapshot_key,
         repos: fetched.captures,
     };
-    state
-        .engine
-        .commit_snapshot(&manifest)
-        .await
-        .map_err(|e| internal(&e.message))?;
+    if let Err(e) = state.engine.commit_snapshot(&manifest).await {
+        discard_metadata(state, &manifest.snapshot_key).await;
+        return Err(internal(&e.message));
+    }
     let keys: Vec<String> = manifest.repos.iter().map(|r| r.key.clone()).collect();
     let size = state.engine.disk_usage(&keys).await.unwrap_or(0);
     let snapshot = store
@@ -163,14 +184,23 @@ async fn run(
         tracing::warn!(error = %e, "retention failed; it will be applied after the next run");
     }
     progress.set(None).await;
-    let error = (!fetched.failures.is_empty()).then(|| {
-        format!(
+    let mut errors = Vec::new();
+    if !fetched.failures.is_empty() {
+        errors.push(format!(
             "{} of {} repositories failed: {}",
             fetched.failures.len(),
             fetched.failures.len() + manifest.repos.len(),
             fetched.failures.join("; ")
-        )
-    });
+        ));
+    }
+    if !fetched.incomplete.is_empty() {
+        errors.push(format!(
+            "metadata incomplete (kept from the previous snapshot; the next run fetches what was \
+             missed): {}",
+            fetched.incomplete.join("; ")
+        ));
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
     Ok(ExecOutcome {
         error,
         bytes_fetched: fetched.bytes as i64,
@@ -179,11 +209,24 @@ async fn run(
     })
 }
 
+/// Removes the metadata folders a run wrote for a snapshot that will not be recorded.
+async fn discard_metadata(state: &AppState, snapshot_key: &str) {
+    let manifest = Manifest {
+        snapshot_key: snapshot_key.to_owned(),
+        repos: Vec::new(),
+    };
+    if let Err(e) = state.engine.drop_snapshots(&[manifest]).await {
+        tracing::warn!(error = %e, "could not discard the metadata of a failed run");
+    }
+}
+
 struct FetchResult {
     captures: Vec<RepoCapture>,
     summary: Vec<SnapshotRepo>,
     states: Vec<(i64, RepoState)>,
     failures: Vec<String>,
+    /// Repositories whose metadata could only partly be fetched (the snapshot is kept).
+    incomplete: Vec<String>,
     bytes: u64,
 }
 
@@ -192,6 +235,7 @@ async fn resolve_and_fetch(
     job: &JobRow,
     session: &Session,
     token: &Secret,
+    snapshot_key: &str,
 ) -> Result<FetchResult, ExecOutcome> {
     let target = Target::parse(&job.target).map_err(|e| ExecOutcome::failed(e.to_string()))?;
     let repos: Vec<GhRepo> = match &target {
@@ -234,6 +278,7 @@ async fn resolve_and_fetch(
         summary: vec![],
         states: vec![],
         failures: vec![],
+        incomplete: vec![],
         bytes: 0,
     };
     for gh in repos {
@@ -273,6 +318,7 @@ async fn resolve_and_fetch(
                             pushed_at: gh.pushed_at.clone(),
                             runs_since_fetch: 0,
                             pull_refs: job.options.pull_refs,
+                            meta: st.meta,
                         };
                         f.refs
                     }
@@ -292,14 +338,39 @@ async fn resolve_and_fetch(
                 }
             }
         };
-        out.summary
-            .push(summary(&gh, refs.len() as u64, "ok".into()));
+        let mut repo_summary = summary(&gh, refs.len() as u64, "ok".into());
+        let mut metadata_dir = None;
+        if job.options.metadata || job.options.wiki {
+            let want = metadata::Job {
+                engine: &state.engine,
+                session,
+                token,
+                gh: &gh,
+                key: &key,
+                snapshot_key,
+                metadata: job.options.metadata,
+                wiki: job.options.wiki,
+            };
+            // Also when git was skipped: issues change without pushes.
+            let captured = metadata::capture(&want, &st.meta).await?;
+            out.bytes += captured.bytes;
+            if !captured.problems.is_empty() {
+                let text = format!("{}: {}", gh.full_name, captured.problems.join(", "));
+                repo_summary.status =
+                    format!("metadata incomplete: {}", captured.problems.join(", "));
+                out.incomplete.push(text);
+            }
+            repo_summary.metadata = captured.counts;
+            metadata_dir = Some(captured.dir);
+            st.meta = captured.state;
+        }
+        out.summary.push(repo_summary);
         out.captures.push(RepoCapture {
             key,
             full_name: gh.full_name.clone(),
             default_branch: gh.default_branch.clone(),
             refs,
-            metadata_dir: None,
+            metadata_dir,
         });
         out.states.push((row.id, st));
     }
@@ -376,55 +447,4 @@ pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<(
         "retention applied"
     );
     Ok(())
-}
-
-/// Conditional-request validators persisted in the store, so ETags survive restarts.
-struct StoreCache {
-    store: Arc<dyn Store>,
-    user_id: i64,
-}
-
-#[async_trait]
-impl ValidatorCache for StoreCache {
-    async fn get(&self, url: &str) -> Option<CachedResponse> {
-        match self.store.get_http_cache(self.user_id, url).await {
-            Ok(Some(row)) => Some(CachedResponse {
-                etag: row.etag,
-                last_modified: row.last_modified,
-                body: row.body.unwrap_or_default(),
-            }),
-            _ => None,
-        }
-    }
-
-    async fn put(&self, url: &str, entry: CachedResponse) {
-        let row = HttpCacheRow {
-            user_id: self.user_id,
-            url: url.to_string(),
-            etag: entry.etag,
-            last_modified: entry.last_modified,
-            body: Some(entry.body),
-        };
-        if let Err(e) = self.store.put_http_cache(&row).await {
-            tracing::warn!(error = %e, "could not remember a GitHub validator");
-        }
-    }
-}
-
-/// Shows GitHub waits (rate limits) on the run, e.g. "waiting for GitHub rate limit until 14:05 UTC".
-struct ProgressBridge {
-    progress: RunProgress,
-}
-
-impl ghbs_github::Progress for ProgressBridge {
-    fn waiting(&self, reason: &str, until: DateTime<Utc>) {
-        let p = self.progress.clone();
-        let text = format!("{reason} until {}", until.format("%H:%M UTC"));
-        tokio::spawn(async move { p.set(Some(&text)).await });
-    }
-
-    fn resumed(&self) {
-        let p = self.progress.clone();
-        tokio::spawn(async move { p.set(Some("running")).await });
-    }
 }

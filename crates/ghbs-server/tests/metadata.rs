@@ -1,0 +1,378 @@
+//! Metadata backup end to end against the stand-in: issues, pull requests, reviews, labels,
+//! milestones, releases and the wiki land in the snapshot and its `.tar.gz`; unchanged
+//! repositories cost only 304s; a failed part does not move the checkpoint; every 7th run syncs
+//! in full.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use axum::http::StatusCode;
+use chrono::Duration;
+use common::TestApp;
+use ghbs_server::scheduler::Scheduler;
+use ghbs_testkit::{Fault, FaultKind, RepoOptions};
+use serde_json::{json, Value};
+
+struct Job {
+    key: String,
+    id: i64,
+    sched: Scheduler,
+}
+
+/// A logged-in user `login`, a repository `login/proj` with one commit and a daily job on it.
+async fn job(app: &TestApp, login: &str, options: Value) -> Job {
+    let (key, _) = app.login(login).await;
+    let full = format!("{login}/proj");
+    app.gh.create_repo(login, "proj", RepoOptions::default());
+    app.gh
+        .commit(&full, "main", &[("README.md", "hello\n")], "first");
+    let (status, body) = app
+        .post(
+            "/api/v1/jobs",
+            &key,
+            json!({"target": full, "schedule": "daily at 09:00", "timezone": "UTC", "options": options}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Job {
+        key,
+        id: body["id"].as_i64().unwrap(),
+        sched: app.backup_scheduler(),
+    }
+}
+
+/// Moves the clock a day forward, runs the due slot, returns the run record.
+async fn next_run(app: &TestApp, job: &Job) -> Value {
+    app.clock.advance(Duration::days(1));
+    assert_eq!(job.sched.run_due_once().await, 1);
+    let (_, runs) = app
+        .get(&format!("/api/v1/jobs/{}/runs", job.id), &job.key)
+        .await;
+    runs["runs"][0].clone()
+}
+
+/// Snapshots, newest first.
+async fn snapshots(app: &TestApp, job: &Job) -> Vec<Value> {
+    let (_, snaps) = app
+        .get(&format!("/api/v1/jobs/{}/snapshots", job.id), &job.key)
+        .await;
+    snaps["snapshots"].as_array().unwrap().clone()
+}
+
+async fn download(app: &TestApp, key: &str, snapshot: &Value, format: &str) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .uri(format!(
+            "/api/v1/snapshots/{}/download?format={format}",
+            snapshot["id"]
+        ))
+        .header("authorization", format!("Bearer {key}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = ghbs_server::router(app.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}
+
+/// The regular files of a `.tar.gz`, by path.
+async fn tar_files(app: &TestApp, key: &str, snapshot: &Value) -> BTreeMap<String, Vec<u8>> {
+    let bytes = download(app, key, snapshot, "tar.gz").await;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.insert(path, data);
+        }
+    }
+    out
+}
+
+fn json_file(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Value {
+    let bytes = files
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} not in archive: {:?}", files.keys()));
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// Counted (rate-limited) REST requests the stand-in served whose path contains `part`.
+fn counted_rest(app: &TestApp, part: &str) -> Vec<String> {
+    app.gh
+        .requests()
+        .into_iter()
+        .filter(|r| !r.git && r.counted && r.path.contains(part))
+        .map(|r| r.path)
+        .collect()
+}
+
+#[tokio::test]
+async fn metadata_round_trip_and_edits_keep_old_snapshots() {
+    let app = TestApp::new().await;
+    let job = job(&app, "meta", json!({"metadata": true})).await;
+    let repo = "meta/proj";
+    app.gh.create_label(repo, "bug", "d73a4a");
+    app.gh.create_milestone(repo, "v1 planning");
+    app.gh.create_tag(repo, "v1.0", "main");
+    app.gh.create_release(repo, "v1.0", "First release");
+    let issue = app.gh.create_issue(repo, "Broken thing", "original text");
+    app.gh
+        .add_issue_comment(repo, issue, "a comment on the issue");
+    app.gh
+        .commit(repo, "feature", &[("f.txt", "feature\n")], "feature work");
+    let pull = app.gh.create_pull(repo, "Add feature", "feature", "main");
+    app.gh.add_issue_comment(repo, pull, "pr conversation");
+    app.gh.add_review(repo, pull, "APPROVED", "looks good");
+    app.gh
+        .add_review_comment(repo, pull, "f.txt", "nit: newline");
+
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    app.gh
+        .edit_issue(repo, issue, json!({"body": "edited text"}));
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(snaps.len(), 2);
+    let (new, old) = (&snaps[0], &snaps[1]);
+    let want: BTreeMap<String, u64> = [
+        ("issues", 1),
+        ("pulls", 1),
+        ("comments", 2),
+        ("reviews", 1),
+        ("review_comments", 1),
+        ("labels", 1),
+        ("milestones", 1),
+        ("releases", 1),
+        ("pull_commits", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for snap in [old, new] {
+        let counts: BTreeMap<String, u64> =
+            serde_json::from_value(snap["repos"][0]["metadata"].clone()).unwrap();
+        for (kind, n) in &want {
+            assert_eq!(counts.get(kind), Some(n), "{kind} in {counts:?}");
+        }
+    }
+
+    let files = tar_files(&app, &job.key, old).await;
+    let i = json_file(&files, &format!("proj.metadata/issues/{issue}.json"));
+    assert_eq!(i["issue"]["body"], "original text");
+    assert_eq!(i["comments"][0]["body"], "a comment on the issue");
+    let p = json_file(&files, &format!("proj.metadata/pulls/{pull}.json"));
+    assert_eq!(p["pull"]["head"]["ref"], "feature");
+    assert_eq!(p["comments"][0]["body"], "pr conversation");
+    assert_eq!(p["reviews"][0]["body"], "looks good");
+    assert_eq!(p["reviews"][0]["state"], "APPROVED");
+    assert_eq!(p["review_comments"][0]["body"], "nit: newline");
+    assert_eq!(p["commits"][0]["commit"]["message"], "feature work");
+    assert_eq!(
+        json_file(&files, "proj.metadata/labels.json")[0]["name"],
+        "bug"
+    );
+    assert_eq!(
+        json_file(&files, "proj.metadata/milestones.json")[0]["title"],
+        "v1 planning"
+    );
+    assert_eq!(
+        json_file(&files, "proj.metadata/releases.json")[0]["tag_name"],
+        "v1.0"
+    );
+    let index = json_file(&files, "proj.metadata/index.json");
+    assert_eq!(index["counts"]["issues"], 1);
+    assert!(files.keys().any(|k| k.starts_with("proj.git/")));
+
+    let files = tar_files(&app, &job.key, new).await;
+    let i = json_file(&files, &format!("proj.metadata/issues/{issue}.json"));
+    assert_eq!(i["issue"]["body"], "edited text");
+    assert_eq!(i["comments"][0]["body"], "a comment on the issue");
+}
+
+#[tokio::test]
+async fn unchanged_repository_costs_only_conditional_requests() {
+    let app = TestApp::new().await;
+    let job = job(&app, "quiet", json!({"metadata": true, "wiki": true})).await;
+    let repo = "quiet/proj";
+    app.gh.create_label(repo, "bug", "d73a4a");
+    app.gh.create_release(repo, "v1", "one");
+    let issue = app.gh.create_issue(repo, "Question", "why?");
+    app.gh.add_issue_comment(repo, issue, "because");
+    let pull = app.gh.create_pull(repo, "Change", "main", "main");
+    app.gh.add_review(repo, pull, "COMMENTED", "hm");
+
+    let first = next_run(&app, &job).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert!(first["api_requests"].as_i64().unwrap() > 0);
+    app.gh.clear_requests();
+    let second = next_run(&app, &job).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(counted_rest(&app, repo), Vec::<String>::new());
+    assert_eq!(second["api_requests"], 0, "{second}");
+    assert!(second["api_requests_conditional"].as_i64().unwrap() >= 5);
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(
+        snaps[0]["repos"][0]["metadata"],
+        snaps[1]["repos"][0]["metadata"]
+    );
+}
+
+#[tokio::test]
+async fn failed_part_does_not_advance_the_checkpoint() {
+    let app = TestApp::new().await;
+    let job = job(&app, "flaky", json!({"metadata": true})).await;
+    let repo = "flaky/proj";
+    app.gh.create_issue(repo, "First", "one");
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let state_after = |app: &TestApp| {
+        let store = app.state.store.clone();
+        let id = job.id;
+        async move { store.list_job_repos(id).await.unwrap()[0].state["meta"].clone() }
+    };
+    let checkpoint = state_after(&app).await;
+    assert!(checkpoint["since"].is_string(), "{checkpoint}");
+
+    let second = app.gh.create_issue(repo, "Second", "two");
+    app.gh
+        .add_issue_comment(repo, second, "the comment that failed");
+    // One attempt plus every retry of the client: the comments of #2 cannot be fetched.
+    let path = format!("/issues/{second}/comments");
+    app.gh.inject(Fault::new(&path, FaultKind::Status(502), 6));
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("metadata incomplete"), "{error}");
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(
+        snaps.len(),
+        2,
+        "git data and the rest of the metadata are kept"
+    );
+    assert_eq!(snaps[0]["repos"][0]["metadata"]["issues"], 1);
+    let partial = state_after(&app).await;
+    assert_eq!(partial["since"], checkpoint["since"]);
+    assert_eq!(partial["runs_since_full"], checkpoint["runs_since_full"]);
+
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(
+        counted_rest(&app, repo).iter().any(|p| p.contains(&path)),
+        "the missed item is fetched"
+    );
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(snaps[0]["repos"][0]["metadata"]["issues"], 2);
+    let files = tar_files(&app, &job.key, &snaps[0]).await;
+    let i = json_file(&files, &format!("proj.metadata/issues/{second}.json"));
+    assert_eq!(i["comments"][0]["body"], "the comment that failed");
+}
+
+#[tokio::test]
+async fn full_sync_every_seventh_run_catches_what_since_misses() {
+    let app = TestApp::new().await;
+    let job = job(&app, "slow", json!({"metadata": true})).await;
+    let repo = "slow/proj";
+    let issue = app.gh.create_issue(repo, "Old", "body");
+    next_run(&app, &job).await;
+    // The stand-in, like GitHub for some edits, adds this without touching the issue's listing.
+    app.gh.add_issue_comment(repo, issue, "late comment");
+    for n in 2..=7 {
+        app.gh.clear_requests();
+        let run = next_run(&app, &job).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        // The repository itself changed (GitHub bumps its `updated_at`); its metadata lists did not.
+        let metadata = counted_rest(&app, &format!("{repo}/"));
+        assert_eq!(metadata, Vec::<String>::new(), "run {n}");
+        assert_eq!(
+            snapshots(&app, &job).await[0]["repos"][0]["metadata"]["comments"],
+            0
+        );
+    }
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let counted = counted_rest(&app, &format!("{repo}/"));
+    assert_eq!(
+        counted.len(),
+        1,
+        "only the changed comment list: {counted:?}"
+    );
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(snaps[0]["repos"][0]["metadata"]["comments"], 1);
+}
+
+#[tokio::test]
+async fn wiki_is_mirrored_into_the_archive_and_kept_out_of_the_bundle() {
+    let app = TestApp::new().await;
+    let job = job(&app, "wik", json!({"wiki": true})).await;
+    app.gh.commit(
+        "wik/proj.wiki",
+        "master",
+        &[("Home.md", "# Wiki home\n")],
+        "wiki page",
+    );
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    app.gh.commit(
+        "wik/proj.wiki",
+        "master",
+        &[("Home.md", "# Wiki home, edited\n")],
+        "edit wiki page",
+    );
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    let snaps = snapshots(&app, &job).await;
+    let work = tempfile::tempdir().unwrap();
+    for (snap, want) in [
+        (&snaps[1], "# Wiki home\n"),
+        (&snaps[0], "# Wiki home, edited\n"),
+    ] {
+        assert_eq!(snap["repos"][0]["metadata"], json!({"wiki": 1}));
+        let files = tar_files(&app, &job.key, snap).await;
+        let bundle = work.path().join(format!("{}.bundle", snap["id"]));
+        std::fs::write(&bundle, &files["proj.metadata/wiki.bundle"]).unwrap();
+        let clone = work.path().join(format!("wiki-{}", snap["id"]));
+        ghbs_testkit::git(
+            work.path(),
+            &[
+                "clone",
+                "--mirror",
+                bundle.to_str().unwrap(),
+                clone.to_str().unwrap(),
+            ],
+        );
+        let page = ghbs_testkit::git(&clone, &["show", "refs/heads/master:Home.md"]);
+        assert_eq!(page.trim_end(), want.trim_end());
+
+        // The repository's own bundle holds exactly its refs, no wiki.
+        let main = work.path().join(format!("main-{}.bundle", snap["id"]));
+        std::fs::write(&main, download(&app, &job.key, snap, "bundle").await).unwrap();
+        let heads = ghbs_testkit::git(
+            work.path(),
+            &["bundle", "list-heads", main.to_str().unwrap()],
+        );
+        let names: Vec<&str> = heads
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|n| n.starts_with("refs/"))
+            .collect();
+        assert_eq!(names, ["refs/heads/main"], "{heads}");
+    }
+}
