@@ -262,3 +262,164 @@ async fn rejected_token_marks_jobs_needs_login_until_login() {
     assert_eq!(job["state"], "active");
     assert_eq!(sched.run_due_once().await, 1);
 }
+
+/// Never finishes on its own; tests only.
+struct Stuck;
+
+#[async_trait]
+impl Executor for Stuck {
+    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn shutdown_releases_a_run_that_does_not_finish_within_the_grace() {
+    let app = TestApp::with(|c| c.shutdown_grace = std::time::Duration::from_millis(200)).await;
+    let (key, _) = app.login("ivan").await;
+    let id = app.create_job(&key, "ivan/r", "daily").await["id"]
+        .as_i64()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ghbs_server::launch(
+        app.state.clone(),
+        Arc::new(Stuck),
+        listener,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let (_, run) = app
+        .post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    let run_path = format!("/api/v1/runs/{}", run["id"]);
+    // The scheduler is woken by the request and claims the run.
+    loop {
+        if app.get(&run_path, &key).await.1["status"] == "running" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    // Handed back, not lost: queued again, and the job's lease is free for any node.
+    let (_, run) = app.get(&run_path, &key).await;
+    assert_eq!(run["status"], "queued", "{run}");
+    let counting = Arc::new(Counting::default());
+    assert_eq!(app.scheduler(counting.clone()).run_due_once().await, 1);
+    let (_, run) = app.get(&run_path, &key).await;
+    assert_eq!(run["status"], "succeeded", "the same run resumed: {run}");
+}
+
+#[tokio::test]
+async fn retention_keeps_what_the_policy_says_and_storage_shrinks() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("judy").await;
+    app.gh.create_repo("judy", "r", Default::default());
+    app.gh.commit("judy/r", "main", &[("a", "1")], "one");
+    let (status, job) = app
+        .post("/api/v1/jobs", &key, json!({"target": "judy/r", "schedule": "daily at 09:00", "retention": {"keep_last": 2}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let sched = app.backup_scheduler();
+    let mut ids = Vec::new();
+    let mut seed: u64 = 42;
+    for day in 0..4 {
+        // Each day upstream replaces yesterday's branch with a new one whose commit holds a
+        // 200 kB file of random hex (about 100 kB packed): only that day's snapshot keeps it.
+        let big: String = (0..200_000)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from(b"0123456789abcdef"[(seed >> 60) as usize])
+            })
+            .collect();
+        if day > 0 {
+            app.gh
+                .delete_ref("judy/r", &format!("refs/heads/day{}", day - 1));
+        }
+        app.gh.commit(
+            "judy/r",
+            &format!("day{day}"),
+            &[("big.txt", &big)],
+            "daily data",
+        );
+        app.clock.advance(Duration::days(1));
+        assert_eq!(sched.run_due_once().await, 1);
+        let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+        let snaps = snaps["snapshots"].as_array().unwrap().clone();
+        ids.push(snaps[0]["id"].as_i64().unwrap());
+        assert!(snaps.len() <= 2, "day {day}: {} snapshots", snaps.len());
+    }
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    let kept: Vec<i64> = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![ids[3], ids[2]], "the two newest are kept");
+    assert_eq!(
+        app.get(&format!("/api/v1/snapshots/{}", ids[0]), &key)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Four distinct ~100 kB blobs were fetched; after pruning only the two kept ones remain.
+    let repo = app.state.store.list_job_repos(id).await.unwrap()[0].id;
+    let on_disk = app
+        .state
+        .engine
+        .disk_usage(&[ghbs_server::backup::mirror_key(repo)])
+        .await
+        .unwrap();
+    assert!(
+        on_disk > 180_000,
+        "the kept snapshots' data is there: {on_disk}"
+    );
+    assert!(
+        on_disk < 300_000,
+        "pruned objects were released: {on_disk} bytes for two ~100 kB blobs"
+    );
+}
+
+#[tokio::test]
+async fn renamed_repository_is_followed_and_the_job_updated() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("kim").await;
+    app.gh.create_repo("kim", "old-name", Default::default());
+    app.gh.commit("kim/old-name", "main", &[("a", "1")], "one");
+    let id = app.create_job(&key, "kim/old-name", "daily at 09:00").await["id"]
+        .as_i64()
+        .unwrap();
+    let sched = app.backup_scheduler();
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    app.gh.rename_repo("kim/old-name", "new-name");
+    app.gh.commit("kim/new-name", "main", &[("b", "2")], "two");
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    assert_eq!(job["target"], "kim/new-name", "{job}");
+    assert_eq!(job["last_run"]["status"], "succeeded", "{job}");
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    assert_eq!(
+        snaps["snapshots"][0]["repos"][0]["full_name"],
+        "kim/new-name"
+    );
+    // Deleted upstream: a clear failure, and every backup is kept.
+    app.gh.delete_repo("kim/new-name");
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    assert_eq!(job["last_run"]["status"], "failed");
+    assert!(
+        job["last_run"]["error"].as_str().unwrap().contains("404"),
+        "{job}"
+    );
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2);
+}
