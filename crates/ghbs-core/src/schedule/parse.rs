@@ -288,14 +288,33 @@ fn parse_cron(fields: &[&str]) -> Result<Schedule, ScheduleError> {
             quote(&expr)
         ))
     })?;
-    // A pattern such as `0 0 30 2 *` parses but never fires; a job with it would never run.
-    let probe = chrono::DateTime::<chrono::Utc>::from_timestamp(946_684_800, 0) // 2000-01-01
-        .unwrap_or_default();
-    if cron.find_next_occurrence(&probe, false).is_err() {
+    // A pattern such as `0 0 30 2 *` (or `L` in the minute field) parses but never fires; croner
+    // would then search until the year 5000, so this is checked here, cheaply, instead.
+    if !fires_at_all(&cron) {
         return Err(ScheduleError::Invalid(format!(
-            "cron expression `{}` never fires (no date matches it)",
+            "cron expression `{}` never fires (no time of day or no date matches it)",
             quote(&expr)
         )));
     }
     Ok(Schedule::Cron(expr))
+}
+
+/// Whether some minute, hour and date match. Dates are scanned over eight years, which covers the
+/// leap-year cycle and every weekday/day-of-month alignment that matters for five-field cron.
+fn fires_at_all(cron: &croner::Cron) -> bool {
+    let p = &cron.pattern;
+    let any = |range: std::ops::Range<u32>, f: &dyn Fn(u32) -> bool| range.into_iter().any(f);
+    let minute = any(0..60, &|m| p.minute_match(m).unwrap_or(false));
+    let hour = any(0..24, &|h| p.hour_match(h).unwrap_or(false));
+    if !(minute && hour) {
+        return false;
+    }
+    let Some(start) = chrono::NaiveDate::from_ymd_opt(2024, 1, 1) else {
+        return false;
+    };
+    start.iter_days().take(8 * 366).any(|d| {
+        use chrono::Datelike;
+        p.month_match(d.month()).unwrap_or(false)
+            && p.day_match(d.year(), d.month(), d.day()).unwrap_or(false)
+    })
 }
