@@ -107,7 +107,7 @@ impl Scheduler {
                 _ = stop.changed() => {}
                 _ = self.state.wake.notified() => {}
                 _ = tokio::time::sleep(self.state.cfg.poll_interval) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => reap_finished(&mut tasks),
             }
         }
         self.drain(tasks).await;
@@ -123,6 +123,7 @@ impl Scheduler {
             if tasks.join_next().await.is_none() {
                 return n;
             }
+            reap_finished(&mut tasks);
         }
     }
 
@@ -193,6 +194,12 @@ impl Scheduler {
         self.cancel.cancel();
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// Collect every task that already finished, so the next claim asks for all the free workers
+/// at once instead of one claim per finished run.
+fn reap_finished(tasks: &mut JoinSet<()>) {
+    while tasks.try_join_next().is_some() {}
 }
 
 async fn work(

@@ -14,6 +14,9 @@ pub use model::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// `last_used_at` of an API key is precise to this many seconds (see `authenticate_key`).
+pub const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
 /// Everything the server and the scheduler persist.
 ///
 /// Methods that take a `user_id` scope the lookup to that user: another user's row answers
@@ -44,7 +47,8 @@ pub trait Store: Send + Sync + 'static {
         label: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<ApiKeyRow>;
-    /// The live (not revoked) key with this hash and its user; records `last_used_at = now`.
+    /// The live (not revoked) key with this hash and its user; records `last_used_at = now`
+    /// unless it was recorded less than [`LAST_USED_GRANULARITY_SECS`] ago.
     async fn authenticate_key(
         &self,
         key_hash: &str,

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::LAST_USED_GRANULARITY_SECS;
+
 use super::db_err;
 use crate::codec::{self, conflict};
 use crate::{ApiKeyRow, StoreError, StoreResult, UserRow};
@@ -74,16 +76,27 @@ pub(super) async fn authenticate_key(
     key_hash: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<(ApiKeyRow, UserRow)> {
-    let row = sqlx::query(
-        "UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2 AND revoked_at IS NULL
-         RETURNING *",
-    )
-    .bind(now)
-    .bind(key_hash)
-    .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
-    let key = codec::api_key(&row)?;
+    let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        .bind(key_hash)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+    let mut key = codec::api_key(&row)?;
+    // Authentication is a read on every request: `last_used_at` is refreshed at most once a
+    // minute so that reads do not queue behind a write each (SQLite has one writer).
+    let stale_before = now - chrono::Duration::seconds(LAST_USED_GRANULARITY_SECS);
+    if key.last_used_at.is_none_or(|t| t < stale_before) {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(now)
+        .bind(key.id)
+        .bind(stale_before)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+        key.last_used_at = Some(now);
+    }
     let user = get_user(pool, key.user_id).await?;
     Ok((key, user))
 }

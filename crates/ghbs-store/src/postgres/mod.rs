@@ -42,7 +42,7 @@ impl PgStore {
     /// `?options=-csearch_path%3Dschema` allowed) and run pending migrations.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
