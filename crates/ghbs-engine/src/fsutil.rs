@@ -99,22 +99,20 @@ pub(crate) fn tree_size(path: &Path) -> u64 {
     entries.flatten().map(|e| tree_size(&e.path())).sum()
 }
 
-/// fsyncs every file and directory under `root`, then the directories from `root` up to `stop`
-/// (inclusive): what makes freshly written loose refs survive a power cut.
-pub(crate) fn fsync_tree_and_parents(root: &Path, stop: &Path) -> Result<()> {
-    fn walk(path: &Path) -> std::io::Result<()> {
-        let meta = fs::symlink_metadata(path)?;
-        if meta.is_dir() {
-            for entry in fs::read_dir(path)? {
-                walk(&entry?.path())?;
+/// fsyncs every directory under `root` (inclusive), then the directories above it up to `stop`
+/// (inclusive): what makes renames into, and the creation of, those directories survive a power
+/// cut. File contents are not flushed here (git already fsynced the files it wrote).
+pub(crate) fn fsync_dirs_and_parents(root: &Path, stop: &Path) -> Result<()> {
+    fn walk(dir: &Path) -> std::io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path())?;
             }
         }
-        if meta.is_dir() || meta.is_file() {
-            fs::File::open(path)?.sync_all()?;
-        }
-        Ok(())
+        fs::File::open(dir)?.sync_all()
     }
-    if root.exists() {
+    if root.is_dir() {
         walk(root).map_err(|e| EngineError::io(format!("fsync {}", root.display()), e))?;
     }
     let mut dir: Option<&Path> = root.parent();

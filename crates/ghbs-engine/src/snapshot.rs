@@ -9,21 +9,35 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
+use futures_util::stream::{self, StreamExt};
+
 use crate::error::{EngineError, Result};
 use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
 use crate::git::Git;
 use crate::{snapshot_ref, Engine, Manifest, RepoCapture};
 
+/// Mirrors whose snapshot refs are recorded at the same time (each is one short git process
+/// and a few directory fsyncs).
+const COMMIT_CONCURRENCY: usize = 4;
+
+/// Snapshots whose refs may stay loose in a mirror before they are packed (see `commit_repo`).
+const PACK_REFS_AFTER: usize = 8;
+
 impl Engine {
-    /// Makes a snapshot durable: one `git update-ref --stdin` transaction per mirror, refs packed
-    /// and fsynced, then the manifest written atomically. Idempotent: committing the same manifest
-    /// again is harmless.
+    /// Makes a snapshot durable: one `git update-ref --stdin` transaction per mirror (a few
+    /// mirrors at a time: they are independent), its refs and directories fsynced, then the
+    /// manifest written atomically. Idempotent: committing the same manifest again is harmless.
     pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
         validate_manifest(manifest)?;
-        for repo in &manifest.repos {
-            self.commit_repo(&manifest.snapshot_key, repo).await?;
-        }
+        let results: Vec<Result<()>> = stream::iter(&manifest.repos)
+            .map(|repo| self.commit_repo(&manifest.snapshot_key, repo))
+            .buffer_unordered(COMMIT_CONCURRENCY)
+            .collect()
+            .await;
+        // Every mirror was attempted (none left half-way by a cancelled future); the first
+        // failure decides, and the manifest is written only when all succeeded.
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         let bytes = serde_json::to_vec_pretty(manifest)
             .map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))?;
         let path = self.manifest_path(&manifest.snapshot_key);
@@ -72,23 +86,46 @@ impl Engine {
                     ),
                 )
             })?;
-        // One packed-refs file (written with fsync, core.fsync=committed) instead of thousands of
-        // loose files: fast ref iteration for later fetches, then make the rename durable.
+        // Durability without `pack-refs` at every commit: git wrote each new ref as a loose file
+        // and fsynced it before renaming it into place (core.fsync includes `reference`, see
+        // git.rs). Git does not flush directories, so the renames and the directories this
+        // snapshot created (`refs/ghbs/snap/{snapshot}/…`, and `refs/ghbs/snap` the first time)
+        // are flushed here, up to `refs/`. After that the refs survive a power cut, exactly as
+        // the packed-refs file did before, and the manifest (the visible part) comes later.
+        let snap_dir = mirror.join("refs/ghbs/snap").join(snapshot_key);
+        let refs_dir = mirror.join("refs");
+        let loose_snapshots = blocking(move || {
+            fsutil::fsync_dirs_and_parents(&snap_dir, &refs_dir)?;
+            Ok(std::fs::read_dir(refs_dir.join("ghbs/snap"))
+                .map(|entries| entries.count())
+                .unwrap_or(0))
+        })
+        .await?;
+        // Loose refs cost a file each when git lists refs (every fetch advertises them as
+        // "haves"): fold them into one packed-refs file once a few snapshots have accumulated.
+        if loose_snapshots > PACK_REFS_AFTER {
+            self.pack_refs(&mirror).await?;
+        }
+        Ok(())
+    }
+
+    /// `git pack-refs --all`, then the new packed-refs file and its rename made durable.
+    async fn pack_refs(&self, mirror: &Path) -> Result<()> {
         Git::new(self.git())
-            .dir(&mirror)
+            .dir(mirror)
             .args(["pack-refs", "--all"])
             .run()
             .await?;
-        let mirror_dir = mirror.clone();
-        let stop = mirror.clone();
+        let mirror_dir = mirror.to_path_buf();
         blocking(move || {
             let packed = mirror_dir.join("packed-refs");
             if packed.exists() {
+                // Git already fsynced it (reference component); this costs nothing then and
+                // covers a git that does not know `core.fsync`.
                 std::fs::File::open(&packed)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| EngineError::io("fsync packed-refs", e))?;
             }
-            fsutil::fsync_tree_and_parents(&mirror_dir.join("refs/ghbs"), &stop)?;
             fsutil::fsync_dir(&mirror_dir)
         })
         .await
@@ -141,16 +178,16 @@ impl Engine {
             return Ok(());
         }
         self.recover(&mirror, SystemTime::now()).await;
-        let mut dropped = BTreeSet::new();
-        for snapshot in snapshots {
-            let prefix = format!("refs/ghbs/snap/{snapshot}/");
-            dropped.extend(
-                list_refs(self.git(), &mirror, &[&prefix])
-                    .await?
-                    .into_values(),
-            );
-            self.delete_refs_under(&mirror, &prefix).await?;
-        }
+        // One listing and one transaction for all the snapshots forgotten in this mirror.
+        let prefixes: Vec<String> = snapshots
+            .iter()
+            .map(|snapshot| format!("refs/ghbs/snap/{snapshot}/"))
+            .collect();
+        let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+        let refs = list_refs(self.git(), &mirror, &prefixes).await?;
+        let names: Vec<String> = refs.keys().cloned().collect();
+        self.delete_refs(&mirror, &names).await?;
+        let dropped: BTreeSet<String> = refs.into_values().collect();
         if dropped.is_empty() || !self.any_unreachable(&mirror, &dropped).await? {
             return Ok(());
         }

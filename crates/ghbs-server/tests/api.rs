@@ -491,3 +491,41 @@ async fn registration_by_organization() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["message"].as_str().unwrap().contains("hank"), "{body}");
 }
+
+#[tokio::test]
+async fn the_github_token_is_never_in_an_api_response() {
+    let app = TestApp::new().await;
+    let (key, token) = app.login("lena").await;
+    app.gh.create_repo("lena", "r", Default::default());
+    app.gh.commit("lena/r", "main", &[("a", "b")], "c");
+    let id = app.create_job(&key, "lena/r", "daily").await["id"]
+        .as_i64()
+        .unwrap();
+    app.post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    app.backup_scheduler().run_due_once().await;
+    let mut bodies = Vec::new();
+    for path in [
+        "/api/v1/me".to_string(),
+        "/api/v1/keys".into(),
+        "/api/v1/jobs".into(),
+        format!("/api/v1/jobs/{id}"),
+        format!("/api/v1/jobs/{id}/runs"),
+        format!("/api/v1/jobs/{id}/snapshots"),
+        "/metrics".into(),
+    ] {
+        let (status, body) = app.get(&path, &key).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        bodies.push(body.to_string());
+    }
+    assert!(
+        bodies.iter().all(|b| !b.contains(&token)),
+        "the token leaked into a response"
+    );
+    // The stored form is sealed: not even the database file holds it in clear text.
+    let db = std::fs::read(app.dir.path().join("state.db")).unwrap_or_default();
+    let wal = std::fs::read(app.dir.path().join("state.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
+}
