@@ -179,14 +179,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes every ref under `prefix` in one transaction (no-op when there is none).
-    pub(crate) async fn delete_refs_under(&self, mirror: &Path, prefix: &str) -> Result<usize> {
-        let refs = list_refs(self.git(), mirror, &[prefix]).await?;
-        let names: Vec<String> = refs.into_keys().collect();
-        self.delete_refs(mirror, &names).await?;
-        Ok(names.len())
-    }
-
     /// Deletes the named refs in one transaction (no-op for an empty list).
     pub(crate) async fn delete_refs(&self, mirror: &Path, names: &[String]) -> Result<()> {
         if names.is_empty() {

@@ -9,8 +9,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
-use futures_util::stream::{self, StreamExt};
-
 use crate::error::{EngineError, Result};
 use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
@@ -30,14 +28,35 @@ impl Engine {
     /// manifest written atomically. Idempotent: committing the same manifest again is harmless.
     pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
         validate_manifest(manifest)?;
-        let results: Vec<Result<()>> = stream::iter(&manifest.repos)
-            .map(|repo| self.commit_repo(&manifest.snapshot_key, repo))
-            .buffer_unordered(COMMIT_CONCURRENCY)
-            .collect()
-            .await;
-        // Every mirror was attempted (none left half-way by a cancelled future); the first
-        // failure decides, and the manifest is written only when all succeeded.
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        // Tasks own what they use (no borrow of `manifest` crosses a spawn). Every mirror is
+        // attempted and every task awaited (none is left half-way by a cancelled future); the
+        // first failure decides, and the manifest is written only when all succeeded.
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut first_error = None;
+        let mut note = |joined: std::result::Result<Result<()>, tokio::task::JoinError>| {
+            let failed = match joined {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e,
+                Err(e) => EngineError::permanent(format!("recording snapshot refs: {e}")),
+            };
+            first_error.get_or_insert(failed);
+        };
+        for repo in manifest.repos.clone() {
+            if tasks.len() >= COMMIT_CONCURRENCY {
+                if let Some(joined) = tasks.join_next().await {
+                    note(joined);
+                }
+            }
+            let engine = self.clone();
+            let snapshot_key = manifest.snapshot_key.clone();
+            tasks.spawn(async move { engine.commit_repo(&snapshot_key, &repo).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            note(joined);
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         let bytes = serde_json::to_vec_pretty(manifest)
             .map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))?;
         let path = self.manifest_path(&manifest.snapshot_key);

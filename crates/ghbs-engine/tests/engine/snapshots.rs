@@ -252,3 +252,34 @@ async fn orphaned_snapshots_are_forgotten() {
         heads_and_tags(&kept.repos[0].refs)
     );
 }
+
+/// Snapshot refs stay loose (no `pack-refs` per commit) but are packed before many accumulate,
+/// and every snapshot keeps its refs either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loose_snapshot_refs_are_packed_before_they_pile_up() {
+    let w = World::start().await;
+    let full = w.repo("many");
+    w.gh.commits(&full, "main", 2);
+    w.gh.create_tag(&full, "v1", "main");
+    let mut snaps = Vec::new();
+    for _ in 0..12 {
+        snaps.push(w.snapshot("r9", &full).await);
+        let loose = std::fs::read_dir(w.mirror("r9").join("refs/ghbs/snap"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(loose <= 9, "{loose} snapshots with loose refs");
+    }
+    assert!(w.mirror("r9").join("packed-refs").exists());
+    let listed = git(
+        &w.mirror("r9"),
+        &["for-each-ref", "--format=%(refname)", "refs/ghbs/"],
+    );
+    for snap in &snaps {
+        let prefix = format!("refs/ghbs/snap/{}/", snap.snapshot_key);
+        assert_eq!(
+            listed.lines().filter(|l| l.starts_with(&prefix)).count(),
+            snap.repos[0].refs.len(),
+            "{prefix}"
+        );
+    }
+}

@@ -8,10 +8,12 @@ mod metadata;
 
 pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 use ghbs_core::{parse_timezone, select_kept, FailureKind, Secret, Target};
 use ghbs_engine::{Manifest, RepoCapture, RepoSource};
 use ghbs_github::{GhRepo, GitHubError, Session};
@@ -273,6 +275,31 @@ async fn resolve_and_fetch(
             picked
         }
     };
+    // Repositories of one run are fetched a few at a time: git and GitHub latency overlap, and
+    // the engine serialises work per mirror anyway. The bound reuses `workers` (concurrent runs)
+    // until the configuration has a setting of its own; at most workers × workers git processes
+    // then run at once.
+    let parallel = state.cfg.workers.max(1);
+    // A fatal error (database, a single-repository job's fetch) ends the run: repositories not
+    // started yet are skipped, those in flight finish (cancelling them would leave git and
+    // metadata writes half-done for the clean-up to handle).
+    let abort = AtomicBool::new(false);
+    let abort = &abort;
+    let results: Vec<Result<RepoOutcome, ExecOutcome>> = stream::iter(repos)
+        .map(|gh| async move {
+            if abort.load(Ordering::Relaxed) {
+                return Ok(RepoOutcome::Skipped);
+            }
+            let result = back_up_repo(state, job, session, token, snapshot_key, gh).await;
+            if result.is_err() {
+                abort.store(true, Ordering::Relaxed);
+            }
+            result
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+
     let mut out = FetchResult {
         captures: vec![],
         summary: vec![],
@@ -281,99 +308,39 @@ async fn resolve_and_fetch(
         incomplete: vec![],
         bytes: 0,
     };
-    for gh in repos {
-        let row = state
-            .store
-            .job_repo(job.id, &gh.full_name, Some(gh.id))
-            .await
-            .map_err(|e| ExecOutcome::failed(format!("database error: {e}")))?;
-        let key = mirror_key(row.id);
-        let mut st: RepoState = serde_json::from_value(row.state.clone()).unwrap_or_default();
-        let unchanged = st.pushed_at.is_some()
-            && st.pushed_at == gh.pushed_at
-            && st.pull_refs == job.options.pull_refs
-            && st.runs_since_fetch + 1 < FULL_FETCH_EVERY;
-        let mut refs = None;
-        if unchanged {
-            if let Ok(r) = state.engine.mirror_refs(&key).await {
-                if !r.is_empty() {
-                    st.runs_since_fetch += 1;
-                    refs = Some(r);
-                }
+    let mut fatal = None;
+    for result in results {
+        match result {
+            Err(e) => {
+                fatal.get_or_insert(e);
+            }
+            Ok(RepoOutcome::Skipped) => {}
+            Ok(RepoOutcome::Failed {
+                summary,
+                failure,
+                bytes,
+            }) => {
+                out.bytes += bytes;
+                out.failures.push(failure);
+                out.summary.push(summary);
+            }
+            Ok(RepoOutcome::Done(done)) => {
+                out.bytes += done.bytes;
+                out.incomplete.extend(done.incomplete);
+                out.summary.push(done.summary);
+                out.captures.push(done.capture);
+                out.states.push(done.state);
             }
         }
-        let refs = match refs {
-            Some(r) => r,
-            None => {
-                let src = RepoSource {
-                    key: key.clone(),
-                    full_name: gh.full_name.clone(),
-                    clone_url: gh.clone_url.clone(),
-                    pull_refs: job.options.pull_refs,
-                };
-                match state.engine.fetch(&src, Some(token)).await {
-                    Ok(f) => {
-                        out.bytes += f.bytes_fetched;
-                        st = RepoState {
-                            pushed_at: gh.pushed_at.clone(),
-                            runs_since_fetch: 0,
-                            pull_refs: job.options.pull_refs,
-                            meta: st.meta,
-                        };
-                        f.refs
-                    }
-                    Err(e) if job.target_kind == TargetKind::Repository => {
-                        return Err(ExecOutcome {
-                            error: Some(format!("fetching {}: {}", gh.full_name, e.message)),
-                            needs_login: e.kind == FailureKind::Unauthorized,
-                            ..Default::default()
-                        });
-                    }
-                    Err(e) => {
-                        out.failures
-                            .push(format!("{}: {}", gh.full_name, e.message));
-                        out.summary.push(summary(&gh, 0, e.message.clone()));
-                        continue;
-                    }
-                }
-            }
-        };
-        let mut repo_summary = summary(&gh, refs.len() as u64, "ok".into());
-        let mut metadata_dir = None;
-        if job.options.metadata || job.options.wiki {
-            let want = metadata::Job {
-                engine: &state.engine,
-                session,
-                token,
-                gh: &gh,
-                key: &key,
-                snapshot_key,
-                metadata: job.options.metadata,
-                wiki: job.options.wiki,
-            };
-            // Also when git was skipped: issues change without pushes.
-            let captured = metadata::capture(&want, &st.meta).await?;
-            out.bytes += captured.bytes;
-            if !captured.problems.is_empty() {
-                let text = format!("{}: {}", gh.full_name, captured.problems.join(", "));
-                repo_summary.status =
-                    format!("metadata incomplete: {}", captured.problems.join(", "));
-                out.incomplete.push(text);
-            }
-            repo_summary.metadata = captured.counts;
-            metadata_dir = Some(captured.dir);
-            st.meta = captured.state;
-        }
-        out.summary.push(repo_summary);
-        out.captures.push(RepoCapture {
-            key,
-            full_name: gh.full_name.clone(),
-            default_branch: gh.default_branch.clone(),
-            refs,
-            metadata_dir,
-        });
-        out.states.push((row.id, st));
     }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    // Completion order is arbitrary: the manifest and the summary list repositories by name.
+    out.captures.sort_by(|a, b| a.full_name.cmp(&b.full_name));
+    out.summary.sort_by(|a, b| a.full_name.cmp(&b.full_name));
+    out.failures.sort();
+    out.incomplete.sort();
     if out.captures.is_empty() {
         return Err(ExecOutcome {
             error: Some(format!(
@@ -385,6 +352,140 @@ async fn resolve_and_fetch(
         });
     }
     Ok(out)
+}
+
+/// What one repository contributed to a run.
+enum RepoOutcome {
+    Done(Box<RepoDone>),
+    /// Its fetch failed (account jobs: the other repositories still make a snapshot).
+    Failed {
+        summary: SnapshotRepo,
+        failure: String,
+        bytes: u64,
+    },
+    /// Not attempted: another repository's fatal error ended the run.
+    Skipped,
+}
+
+struct RepoDone {
+    capture: RepoCapture,
+    summary: SnapshotRepo,
+    /// Checkpoint saved once the snapshot is visible.
+    state: (i64, RepoState),
+    incomplete: Option<String>,
+    bytes: u64,
+}
+
+/// Fetches one repository (or reuses its mirror when GitHub reports no push) and captures its
+/// metadata. `Err` ends the whole run.
+async fn back_up_repo(
+    state: &Arc<AppState>,
+    job: &JobRow,
+    session: &Session,
+    token: &Secret,
+    snapshot_key: &str,
+    gh: GhRepo,
+) -> Result<RepoOutcome, ExecOutcome> {
+    let row = state
+        .store
+        .job_repo(job.id, &gh.full_name, Some(gh.id))
+        .await
+        .map_err(|e| ExecOutcome::failed(format!("database error: {e}")))?;
+    let key = mirror_key(row.id);
+    let mut st: RepoState = serde_json::from_value(row.state.clone()).unwrap_or_default();
+    let unchanged = st.pushed_at.is_some()
+        && st.pushed_at == gh.pushed_at
+        && st.pull_refs == job.options.pull_refs
+        && st.runs_since_fetch + 1 < FULL_FETCH_EVERY;
+    let mut bytes = 0;
+    let mut refs = None;
+    if unchanged {
+        if let Ok(r) = state.engine.mirror_refs(&key).await {
+            if !r.is_empty() {
+                st.runs_since_fetch += 1;
+                refs = Some(r);
+            }
+        }
+    }
+    let refs = match refs {
+        Some(r) => r,
+        None => {
+            let src = RepoSource {
+                key: key.clone(),
+                full_name: gh.full_name.clone(),
+                clone_url: gh.clone_url.clone(),
+                pull_refs: job.options.pull_refs,
+            };
+            match state.engine.fetch(&src, Some(token)).await {
+                Ok(f) => {
+                    bytes += f.bytes_fetched;
+                    st = RepoState {
+                        pushed_at: gh.pushed_at.clone(),
+                        runs_since_fetch: 0,
+                        pull_refs: job.options.pull_refs,
+                        meta: st.meta,
+                    };
+                    f.refs
+                }
+                Err(e) if job.target_kind == TargetKind::Repository => {
+                    return Err(ExecOutcome {
+                        error: Some(format!("fetching {}: {}", gh.full_name, e.message)),
+                        needs_login: e.kind == FailureKind::Unauthorized,
+                        ..Default::default()
+                    });
+                }
+                Err(e) => {
+                    return Ok(RepoOutcome::Failed {
+                        summary: summary(&gh, 0, e.message.clone()),
+                        failure: format!("{}: {}", gh.full_name, e.message),
+                        bytes,
+                    });
+                }
+            }
+        }
+    };
+    let mut repo_summary = summary(&gh, refs.len() as u64, "ok".into());
+    let mut metadata_dir = None;
+    let mut incomplete = None;
+    if job.options.metadata || job.options.wiki {
+        let want = metadata::Job {
+            engine: &state.engine,
+            session,
+            token,
+            gh: &gh,
+            key: &key,
+            snapshot_key,
+            metadata: job.options.metadata,
+            wiki: job.options.wiki,
+        };
+        // Also when git was skipped: issues change without pushes.
+        let captured = metadata::capture(&want, &st.meta).await?;
+        bytes += captured.bytes;
+        if !captured.problems.is_empty() {
+            incomplete = Some(format!(
+                "{}: {}",
+                gh.full_name,
+                captured.problems.join(", ")
+            ));
+            repo_summary.status = format!("metadata incomplete: {}", captured.problems.join(", "));
+        }
+        repo_summary.metadata = captured.counts;
+        metadata_dir = Some(captured.dir);
+        st.meta = captured.state;
+    }
+    Ok(RepoOutcome::Done(Box::new(RepoDone {
+        capture: RepoCapture {
+            key,
+            full_name: gh.full_name.clone(),
+            default_branch: gh.default_branch.clone(),
+            refs,
+            metadata_dir,
+        },
+        summary: repo_summary,
+        state: (row.id, st),
+        incomplete,
+        bytes,
+    })))
 }
 
 fn summary(gh: &GhRepo, refs: u64, status: String) -> SnapshotRepo {
