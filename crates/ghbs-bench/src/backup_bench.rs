@@ -29,26 +29,26 @@ pub struct BackupBench {
 }
 
 /// One run of the job as measured from outside.
-struct RunFigures {
-    wall: Duration,
-    row: RunRow,
-    log: Vec<RequestRecord>,
+pub(crate) struct RunFigures {
+    pub wall: Duration,
+    pub row: RunRow,
+    pub log: Vec<RequestRecord>,
 }
 
 impl RunFigures {
-    fn rest(&self) -> impl Iterator<Item = &RequestRecord> {
+    pub fn rest(&self) -> impl Iterator<Item = &RequestRecord> {
         self.log.iter().filter(|r| !r.git)
     }
-    fn counted(&self) -> usize {
+    pub fn counted(&self) -> usize {
         self.rest().filter(|r| r.counted).count()
     }
-    fn conditional(&self) -> usize {
+    pub fn conditional(&self) -> usize {
         self.rest().filter(|r| r.conditional_hit).count()
     }
-    fn git(&self) -> usize {
+    pub fn git(&self) -> usize {
         self.log.iter().filter(|r| r.git).count()
     }
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         format!(
             "{}, {:.1} MB fetched; API (run row) {} counted + {} conditional; stand-in log: {} REST ({} counted, {} 304), {} git requests",
             self.row.status.as_str(),
@@ -88,7 +88,14 @@ pub async fn run(opts: BackupBench) -> anyhow::Result<()> {
         format!("{} repositories in {}", opts.repos, secs(started.elapsed())),
     );
 
-    let (state, user, job) = app(&gh, &opts, dir.path(), gh_id, &token).await?;
+    let (state, user, job) = app(
+        &gh,
+        opts.parallel,
+        dir.path(),
+        (gh_id, OWNER, &token),
+        JobOptions::default(),
+    )
+    .await?;
     let scheduler = Scheduler::new(state.clone(), Arc::new(BackupExecutor));
     let plain = Arc::new(PlainGit::new(
         &dir.path().join("plain"),
@@ -224,33 +231,34 @@ fn build_world(gh: &GitHubStandIn, opts: &BackupBench, large: usize) {
     });
 }
 
-/// An in-process server state on a fresh SQLite store, the stand-in's user logged in (token
-/// sealed as `login` would), and one account job whose scheduled time is a day away.
-async fn app(
+/// An in-process server state on a fresh SQLite store, the stand-in's user `(GitHub id, login,
+/// token)` logged in (token sealed as `login` would), and one account job on the user's own
+/// account with `options`, whose scheduled time is a day away.
+pub(crate) async fn app(
     gh: &GitHubStandIn,
-    opts: &BackupBench,
+    workers: usize,
     dir: &Path,
-    gh_id: i64,
-    token: &str,
+    (gh_id, login, token): (i64, &str, &str),
+    options: JobOptions,
 ) -> anyhow::Result<(Arc<AppState>, UserRow, JobRow)> {
     let mut cfg = ServerConfig::with_data_dir(dir.join("server"));
     cfg.github_api_url = gh.api_url();
-    cfg.workers = opts.parallel.max(1);
+    cfg.workers = workers.max(1);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = AppState::new(cfg, clock).await?;
     let now = Utc::now();
     let sealed = state.sealer.seal(&Secret::new(token));
-    let user = state.store.upsert_user(gh_id, OWNER, &sealed, now).await?;
+    let user = state.store.upsert_user(gh_id, login, &sealed, now).await?;
     let job = state
         .store
         .create_job(NewJob {
             user_id: user.id,
-            target: OWNER.into(),
+            target: login.into(),
             target_kind: TargetKind::Account,
             schedule: "daily".into(),
             timezone: "UTC".into(),
             retention: Retention::default(),
-            options: JobOptions::default(),
+            options,
             next_run_at: now + chrono::Duration::days(1),
             created_at: now,
         })
@@ -259,7 +267,7 @@ async fn app(
 }
 
 /// "Run now" (as `POST /api/v1/jobs/{id}/runs` queues it) and let the scheduler run it.
-async fn run_job(
+pub(crate) async fn run_job(
     gh: &GitHubStandIn,
     state: &Arc<AppState>,
     scheduler: &Scheduler,

@@ -1,13 +1,16 @@
 //! `ghbs-bench`: prints performance figures of the server and of the backup engine next to their
 //! targets. It never asserts a timing: figures depend on the machine, and a person judges them.
-//! Run in release mode: `cargo run --release -p ghbs-bench -- server|backup`.
+//! Run in release mode: `cargo run --release -p ghbs-bench -- server|backup|metadata`.
 
 mod backup_bench;
 mod breakdown;
 mod db;
+mod metadata_bench;
 mod plain_git;
+mod python_github_backup;
 mod real_server;
 mod report;
+mod request_log;
 mod server_bench;
 
 use std::path::PathBuf;
@@ -70,6 +73,23 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// Counted GitHub requests and wall time of a metadata backup (first run, unchanged run),
+    /// and of python-github-backup --incremental on the same world.
+    Metadata {
+        /// Repositories in the account (each with issues, comments, pull requests, reviews,
+        /// labels, a milestone and a release).
+        #[arg(long, default_value_t = 200)]
+        repos: usize,
+        /// Server workers.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Python interpreter with `github-backup` installed (pip install github-backup==0.65.1).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// Skip the python-github-backup comparison.
+        #[arg(long)]
+        no_python: bool,
+    },
 }
 
 #[tokio::main]
@@ -119,6 +139,19 @@ async fn main() -> anyhow::Result<()> {
                 large_commits,
                 large_mb,
                 parallel: parallel.max(1),
+            })
+            .await
+        }
+        Command::Metadata {
+            repos,
+            parallel,
+            python,
+            no_python,
+        } => {
+            metadata_bench::run(metadata_bench::MetadataBench {
+                repos,
+                parallel: parallel.max(1),
+                python: (!no_python).then_some(python),
             })
             .await
         }

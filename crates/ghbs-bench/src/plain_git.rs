@@ -2,6 +2,7 @@
 //! `git fetch`, `parallel` at a time, over the same stand-in URLs. The token reaches git the way
 //! the engine passes it: an askpass script reading an environment variable, never argv or a URL.
 
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 use ghbs_core::Secret;
 use tokio::process::Command;
 
-const TOKEN_VAR: &str = "GHBS_BENCH_GIT_TOKEN";
+/// The variable the askpass script prints the token from.
+pub const TOKEN_VAR: &str = "GHBS_BENCH_GIT_TOKEN";
 const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*|username*) echo x-access-token ;;\n  *) printf '%s\\n' \"$GHBS_BENCH_GIT_TOKEN\" ;;\nesac\n";
 
 pub struct PlainGit {
@@ -109,16 +111,27 @@ impl PlainGit {
         Ok(started.elapsed())
     }
 
+    /// The environment that gives git (or a tool that runs git) the token through the askpass
+    /// script: an empty HOME, no system configuration, no prompt, credential helpers cleared.
+    pub fn env(&self) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("HOME", self.home.clone().into()),
+            ("GIT_CONFIG_NOSYSTEM", "1".into()),
+            ("GIT_CONFIG_COUNT", "1".into()),
+            ("GIT_CONFIG_KEY_0", "credential.helper".into()),
+            ("GIT_CONFIG_VALUE_0", "".into()),
+            ("GIT_TERMINAL_PROMPT", "0".into()),
+            ("GIT_ASKPASS", self.askpass.clone().into()),
+            (TOKEN_VAR, self.token.expose().into()),
+        ]
+    }
+
     async fn git(&self, task: &GitTask) -> anyhow::Result<()> {
         let out = Command::new("git")
             .args(["-c", "credential.helper="])
             .args(&task.args)
             .current_dir(&task.dir)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_ASKPASS", &self.askpass)
-            .env(TOKEN_VAR, self.token.expose())
+            .envs(self.env())
             .stdin(Stdio::null())
             .output()
             .await?;
