@@ -44,6 +44,9 @@ impl Engine {
         }
         self.set_origin(&mirror, &src.clone_url).await?;
 
+        // The live refs are about to change: the record of them goes first (see `refs`).
+        let forget = mirror.clone();
+        blocking(move || crate::refs::forget_live_refs(&forget)).await?;
         let before = fsutil::pack_sizes(&mirror);
         let mut refspecs: Vec<&str> = HEADS_AND_TAGS.to_vec();
         if src.pull_refs {
@@ -96,6 +99,7 @@ impl Engine {
                 refs.retain(|name, _| !name.starts_with("refs/pull/"));
             }
         }
+        self.record_live_refs(&mirror, &refs).await;
         // Housekeeping after measuring: consolidates packs once there are many, never prunes
         // anything reachable, and cannot detach (gc.autoDetach=false). `gc --auto` is a process
         // that almost always decides to do nothing; the same test on the directory listing we
@@ -115,19 +119,41 @@ impl Engine {
         })
     }
 
-    /// The refs (`refs/heads`, `refs/tags`, `refs/pull`) the mirror holds now.
+    /// The refs (`refs/heads`, `refs/tags`, `refs/pull`) the mirror holds now: from the engine's
+    /// record of them when there is one (no git process), else listed by git and recorded.
     pub async fn mirror_refs(&self, key: &str) -> Result<BTreeMap<String, String>, EngineError> {
         fsutil::validate_key(key)?;
+        let locks = self.locks(key);
+        // Under the lock every writer of live refs takes: the record cannot change meanwhile.
+        let _ops = locks.ops.lock().await;
         let mirror = self.mirror_path(key);
-        if !mirror.exists() {
-            return Err(EngineError::not_found(format!("no mirror for {key}")));
+        let dir = mirror.clone();
+        let recorded =
+            blocking(move || Ok(dir.exists().then(|| crate::refs::read_live_refs(&dir)))).await?;
+        match recorded {
+            None => Err(EngineError::not_found(format!("no mirror for {key}"))),
+            Some(Some(refs)) => Ok(refs),
+            Some(None) => {
+                let listed = list_refs(
+                    self.git(),
+                    &mirror,
+                    &["refs/heads/", "refs/tags/", "refs/pull/"],
+                )
+                .await?;
+                self.record_live_refs(&mirror, &listed).await;
+                Ok(listed)
+            }
         }
-        list_refs(
-            self.git(),
-            &mirror,
-            &["refs/heads/", "refs/tags/", "refs/pull/"],
-        )
-        .await
+    }
+
+    /// Records the live refs git just listed (caller holds the mirror's `ops` lock). Best
+    /// effort: without a record the next reader asks git, and snapshots are recorded by git.
+    async fn record_live_refs(&self, mirror: &Path, refs: &BTreeMap<String, String>) {
+        let dir = mirror.to_path_buf();
+        let refs = refs.clone();
+        if let Err(e) = blocking(move || crate::refs::write_live_refs(&dir, &refs)).await {
+            tracing::warn!(mirror = %mirror.display(), error = %e.message, "could not record live refs");
+        }
     }
 
     /// Initialises a bare repository in scratch space and renames it into place.

@@ -22,6 +22,7 @@ mod fetch;
 mod fsutil;
 mod git;
 mod metadata;
+mod refs;
 mod restore;
 mod snapshot;
 

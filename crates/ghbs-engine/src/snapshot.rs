@@ -13,21 +13,26 @@ use crate::error::{EngineError, Result};
 use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
 use crate::git::Git;
+use crate::refs;
 use crate::{snapshot_ref, Engine, Manifest, RepoCapture};
 
-/// Mirrors whose snapshot refs are recorded at the same time (each is one short git process
-/// and a few directory fsyncs).
+/// Mirrors whose snapshot refs are recorded at the same time (each is a few file and directory
+/// fsyncs, sometimes a short git process).
 const COMMIT_CONCURRENCY: usize = 4;
 
 /// Snapshots whose refs may stay loose in a mirror before they are packed (see `commit_repo`).
 const PACK_REFS_AFTER: usize = 8;
 
 impl Engine {
-    /// Makes a snapshot durable: one `git update-ref --stdin` transaction per mirror (a few
-    /// mirrors at a time: they are independent), its refs and directories fsynced, then the
-    /// manifest written atomically. Idempotent: committing the same manifest again is harmless.
+    /// Makes a snapshot durable: its refs written in each mirror as loose files (a few mirrors
+    /// at a time: they are independent), directly or by `git update-ref --stdin` (see
+    /// `commit_repo`), files and directories fsynced, then the manifest written atomically.
+    /// Idempotent: committing the same manifest again is harmless.
     pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
         validate_manifest(manifest)?;
+        for repo in &manifest.repos {
+            snapshot_targets(&manifest.snapshot_key, repo)?;
+        }
         // Tasks own what they use (no borrow of `manifest` crosses a spawn). Every mirror is
         // attempted and every task awaited (none is left half-way by a cancelled future); the
         // first failure decides, and the manifest is written only when all succeeded.
@@ -63,6 +68,10 @@ impl Engine {
         blocking(move || fsutil::write_atomic(&path, &bytes)).await
     }
 
+    /// Records one repository's snapshot refs: without a git process when the engine's record of
+    /// the mirror's live refs vouches for every sha and every name is simple (see `refs`);
+    /// otherwise, or when writing them fails (the files it created are removed again), in one
+    /// all-or-nothing `git update-ref` transaction.
     async fn commit_repo(&self, snapshot_key: &str, repo: &RepoCapture) -> Result<()> {
         let locks = self.locks(&repo.key);
         let _ops = locks.ops.lock().await;
@@ -74,24 +83,52 @@ impl Engine {
             )));
         }
         self.recover(&mirror, SystemTime::now()).await;
-        if repo.refs.is_empty() {
+        let targets = snapshot_targets(snapshot_key, repo)?;
+        if targets.is_empty() {
             return Ok(());
         }
-        let mut script = String::from("start\n");
-        for (name, sha) in &repo.refs {
-            let target = snapshot_ref(snapshot_key, name).ok_or_else(|| {
-                EngineError::permanent(format!("ref {name:?} is not under refs/"))
-            })?;
-            if !is_sha(sha) || name.contains(char::is_whitespace) {
-                return Err(EngineError::permanent(format!(
-                    "bad ref {name:?} -> {sha:?} in manifest"
-                )));
+        let dir = mirror.clone();
+        let direct = targets.clone();
+        let written = blocking(move || {
+            if !direct_ok(&dir, &direct) {
+                return Ok(false);
             }
+            let batch = [refs::LooseRefs {
+                mirror: dir,
+                refs: direct,
+            }];
+            Ok(refs::write_loose_refs(&batch) == [true])
+        })
+        .await?;
+        if !written {
+            self.update_refs(&mirror, &repo.full_name, &targets).await?;
+        }
+        let dir = mirror.clone();
+        let key = snapshot_key.to_owned();
+        let loose_snapshots = blocking(move || flush_snapshot_dirs(&dir, &key)).await?;
+        // Loose refs cost a file each when git lists refs (every fetch advertises them as
+        // "haves"): fold them into one packed-refs file once a few snapshots have accumulated.
+        if loose_snapshots > PACK_REFS_AFTER {
+            self.pack_refs(&mirror).await?;
+        }
+        Ok(())
+    }
+
+    /// Records `(target, sha)` pairs in one `git update-ref --stdin` transaction, which also
+    /// checks that every object exists and every name is valid.
+    async fn update_refs(
+        &self,
+        mirror: &Path,
+        full_name: &str,
+        targets: &[(String, String)],
+    ) -> Result<()> {
+        let mut script = String::from("start\n");
+        for (target, sha) in targets {
             script.push_str(&format!("update {target} {sha}\n"));
         }
         script.push_str("prepare\ncommit\n");
         Git::new(self.git())
-            .dir(&mirror)
+            .dir(mirror)
             .args(["update-ref", "--stdin"])
             .stdin(script.into_bytes())
             .run()
@@ -99,32 +136,9 @@ impl Engine {
             .map_err(|e| {
                 EngineError::new(
                     e.kind,
-                    format!(
-                        "recording snapshot refs of {}: {}",
-                        repo.full_name, e.message
-                    ),
+                    format!("recording snapshot refs of {full_name}: {}", e.message),
                 )
             })?;
-        // Durability without `pack-refs` at every commit: git wrote each new ref as a loose file
-        // and fsynced it before renaming it into place (core.fsync includes `reference`, see
-        // git.rs). Git does not flush directories, so the renames and the directories this
-        // snapshot created (`refs/ghbs/snap/{snapshot}/…`, and `refs/ghbs/snap` the first time)
-        // are flushed here, up to `refs/`. After that the refs survive a power cut, exactly as
-        // the packed-refs file did before, and the manifest (the visible part) comes later.
-        let snap_dir = mirror.join("refs/ghbs/snap").join(snapshot_key);
-        let refs_dir = mirror.join("refs");
-        let loose_snapshots = blocking(move || {
-            fsutil::fsync_dirs_and_parents(&snap_dir, &refs_dir)?;
-            Ok(std::fs::read_dir(refs_dir.join("ghbs/snap"))
-                .map(|entries| entries.count())
-                .unwrap_or(0))
-        })
-        .await?;
-        // Loose refs cost a file each when git lists refs (every fetch advertises them as
-        // "haves"): fold them into one packed-refs file once a few snapshots have accumulated.
-        if loose_snapshots > PACK_REFS_AFTER {
-            self.pack_refs(&mirror).await?;
-        }
         Ok(())
     }
 
@@ -351,6 +365,51 @@ impl Engine {
         serde_json::from_slice(&bytes)
             .map_err(|e| EngineError::permanent(format!("corrupt manifest {snapshot_key}: {e}")))
     }
+}
+
+/// `(snapshot ref, sha)` for each of a repository's refs, refused when a ref is not under
+/// `refs/` or a line of `update-ref --stdin` could be smuggled into it.
+fn snapshot_targets(snapshot_key: &str, repo: &RepoCapture) -> Result<Vec<(String, String)>> {
+    let mut targets = Vec::with_capacity(repo.refs.len());
+    for (name, sha) in &repo.refs {
+        let target = snapshot_ref(snapshot_key, name)
+            .ok_or_else(|| EngineError::permanent(format!("ref {name:?} is not under refs/")))?;
+        if !is_sha(sha) || name.contains(char::is_whitespace) {
+            return Err(EngineError::permanent(format!(
+                "bad ref {name:?} -> {sha:?} in manifest"
+            )));
+        }
+        targets.push((target, sha.clone()));
+    }
+    Ok(targets)
+}
+
+/// Whether a mirror's snapshot refs can be written without git: the engine's record of its
+/// live refs vouches for every sha (so each object exists) and every name is simple (see
+/// `refs`), in a mirror whose refs are files.
+fn direct_ok(mirror: &Path, targets: &[(String, String)]) -> bool {
+    let Some(live) = refs::read_live_refs(mirror) else {
+        return false;
+    };
+    let live_shas: BTreeSet<&String> = live.values().collect();
+    refs::uses_files_backend(mirror)
+        && targets
+            .iter()
+            .all(|(name, sha)| live_shas.contains(sha) && refs::is_simple_ref_name(name))
+}
+
+/// Durability without `pack-refs` at every commit: each new ref was written as a loose file and
+/// fsynced before its rename into place (by `refs::write_loose_refs`, or by git: core.fsync
+/// includes `reference`, see git.rs). Neither flushes directories, so the renames and the
+/// directories this snapshot created (`refs/ghbs/snap/{snapshot}/…`, and `refs/ghbs/snap` the
+/// first time) are flushed here, up to `refs/`. After that the refs survive a power cut, and the
+/// manifest (the visible part) comes later. Returns how many snapshots have loose refs here.
+fn flush_snapshot_dirs(mirror: &Path, snapshot_key: &str) -> Result<usize> {
+    let refs_dir = mirror.join("refs");
+    fsutil::fsync_dirs_and_parents(&refs_dir.join("ghbs/snap").join(snapshot_key), &refs_dir)?;
+    Ok(std::fs::read_dir(refs_dir.join("ghbs/snap"))
+        .map(|entries| entries.count())
+        .unwrap_or(0))
 }
 
 pub(crate) fn validate_manifest(manifest: &Manifest) -> Result<()> {

@@ -283,3 +283,97 @@ async fn loose_snapshot_refs_are_packed_before_they_pile_up() {
         );
     }
 }
+
+/// Snapshot refs written without git (simple names, shas of live refs) and through git (any
+/// other name or sha) read back the same through git, and the engine's record of a mirror's
+/// live refs always agrees with git's listing: it is rebuilt when missing and never survives
+/// a fetch that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_refs_and_live_refs_agree_with_git() {
+    let w = World::start().await;
+    let full = w.repo("agree");
+    let parent = w.gh.commits(&full, "main", 2);
+    w.gh.commits(&full, "main", 1);
+    w.gh.commit(&full, "café", &[("c.txt", "c\n")], "Unicode branch");
+    w.gh.create_annotated_tag(&full, "v1", "main", "One");
+    let fetched = w.fetch("r10", &full).await;
+    let record = w.mirror("r10").join("ghbs-live-refs");
+    assert!(record.exists());
+    let listed = || {
+        let out = git(
+            &w.mirror("r10"),
+            &[
+                "for-each-ref",
+                "--format=%(refname) %(objectname)",
+                "refs/heads/",
+                "refs/tags/",
+                "refs/pull/",
+            ],
+        );
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, s)| (r.to_owned(), s.to_owned()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(fetched.refs, listed());
+    assert_eq!(w.engine.mirror_refs("r10").await.unwrap(), listed());
+    std::fs::remove_file(&record).unwrap();
+    assert_eq!(w.engine.mirror_refs("r10").await.unwrap(), listed());
+    assert!(record.exists(), "the listing is recorded again");
+
+    let snap_refs = |key: &str| {
+        let prefix = format!("refs/ghbs/snap/{key}/");
+        git(
+            &w.mirror("r10"),
+            &["for-each-ref", "--format=%(refname) %(objectname)", &prefix],
+        )
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(r, s)| (format!("refs/{}", &r[prefix.len()..]), s.to_owned()))
+        .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // All refs (one name git must judge), only simple ones, and a sha no live ref points at
+    // (main's parent: present, but the record cannot vouch for it).
+    let all = manifest_of(vec![capture("r10", &full, fetched.refs.clone())]);
+    let mut simple = fetched.refs.clone();
+    simple.retain(|name, _| name.is_ascii());
+    let simple = manifest_of(vec![capture("r10", &full, simple)]);
+    let mut older = simple.repos[0].refs.clone();
+    older.insert("refs/heads/older".into(), parent);
+    let older = manifest_of(vec![capture("r10", &full, older)]);
+    for snap in [&all, &simple, &older] {
+        w.engine.commit_snapshot(snap).await.unwrap();
+        w.engine.commit_snapshot(snap).await.unwrap();
+        assert_eq!(snap_refs(&snap.snapshot_key), snap.repos[0].refs);
+    }
+    assert_eq!(simple.repos[0].refs.len() + 1, all.repos[0].refs.len());
+    let leftovers: Vec<_> = files_under(&w.mirror("r10").join("refs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    git(
+        &w.mirror("r10"),
+        &["fsck", "--no-dangling", "--no-progress"],
+    );
+
+    // A failed fetch leaves no record behind; the next listing comes from git.
+    w.gh.commits(&full, "main", 1);
+    w.gh.inject(ghbs_testkit::Fault::new(
+        "/git/octo/agree",
+        ghbs_testkit::FaultKind::Status(502),
+        1,
+    ));
+    assert!(w
+        .engine
+        .fetch(&w.source("r10", &full), Some(&w.token))
+        .await
+        .is_err());
+    assert!(!record.exists());
+    assert_eq!(w.engine.mirror_refs("r10").await.unwrap(), listed());
+    w.engine
+        .drop_snapshots(&[all, simple, older])
+        .await
+        .unwrap();
+    assert_eq!(git(&w.mirror("r10"), &["for-each-ref", "refs/ghbs/"]), "");
+}
