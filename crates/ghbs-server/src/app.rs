@@ -108,6 +108,19 @@ impl AppState {
     }
 }
 
+/// Create the data folder readable by its owner only (it holds mirrors of private repositories).
+/// An existing folder is left as the operator set it up.
+fn ensure_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/login", post(login::login))
@@ -173,4 +186,18 @@ pub async fn launch(
     sched_task.await?;
     server_task.await??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_new_data_folder_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("a/b");
+        super::ensure_private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        super::ensure_private_dir(&dir).unwrap();
+    }
 }
