@@ -40,7 +40,7 @@ pub struct AppState {
 impl AppState {
     /// Build the state: open (and migrate) the store, load the sealing key, set up clients.
     pub async fn new(cfg: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        ensure_private_dir(&cfg.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the data folder {}: {e}",
                 cfg.data_dir.display()

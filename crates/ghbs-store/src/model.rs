@@ -1,7 +1,7 @@
 //! Rows the store reads and writes. Plain data: no behaviour beyond conversions.
 
 use chrono::{DateTime, Utc};
-use ghbs_wire::{JobOptions, Retention, RunStatus, RunTrigger, SnapshotRepo, TargetKind};
+use ghbs_wire::{JobOptions, Retention, RunStatus, SnapshotRepo, TargetKind};
 
 /// A user: one GitHub identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,22 +70,8 @@ pub struct JobPatch {
     pub next_run_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRow {
-    pub id: i64,
-    pub job_id: i64,
-    pub trigger: RunTrigger,
-    pub status: RunStatus,
-    pub queued_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    pub progress: Option<String>,
-    pub bytes_fetched: i64,
-    pub api_requests: i64,
-    pub api_requests_conditional: i64,
-    pub snapshot_id: Option<i64>,
-}
+/// A run as stored is exactly a run as the API shows it.
+pub type RunRow = ghbs_wire::Run;
 
 /// What a claim hands a worker: the job, the run it now owns, and its fencing token.
 #[derive(Debug, Clone)]

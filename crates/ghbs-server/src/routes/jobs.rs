@@ -16,7 +16,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::planning::{spread_key, Plan};
-use crate::routes::runs::run_json;
 
 pub fn job_json(job: JobRow, last_run: Option<ghbs_wire::Run>) -> Job {
     let state = if job.paused {
@@ -62,13 +61,7 @@ fn check_retention(r: &Retention) -> Result<(), ApiError> {
 }
 
 pub async fn with_last_run(state: &AppState, job: JobRow) -> Result<Job, ApiError> {
-    let last = state
-        .store
-        .last_runs(&[job.id])
-        .await?
-        .into_iter()
-        .next()
-        .map(run_json);
+    let last = state.store.last_runs(&[job.id]).await?.into_iter().next();
     Ok(job_json(job, last))
 }
 
@@ -135,7 +128,7 @@ pub async fn list(
         .last_runs(&ids)
         .await?
         .into_iter()
-        .map(|r| (r.job_id, run_json(r)))
+        .map(|r| (r.job_id, r))
         .collect();
     Ok(Json(JobList {
         jobs: jobs

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use ghbs_store::RunRow;
 use ghbs_wire::{codes, ErrorBody, Run, RunList};
 use serde::Deserialize;
 
@@ -13,24 +12,6 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiPath, ApiQuery};
-
-pub fn run_json(r: RunRow) -> Run {
-    Run {
-        id: r.id,
-        job_id: r.job_id,
-        trigger: r.trigger,
-        status: r.status,
-        queued_at: r.queued_at,
-        started_at: r.started_at,
-        finished_at: r.finished_at,
-        error: r.error,
-        progress: r.progress,
-        bytes_fetched: r.bytes_fetched,
-        api_requests: r.api_requests,
-        api_requests_conditional: r.api_requests_conditional,
-        snapshot_id: r.snapshot_id,
-    }
-}
 
 /// Queue a run now. Idempotent while a run is queued or running (that run is returned).
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/runs", params(("id" = i64, Path)),
@@ -74,7 +55,7 @@ pub async fn run_now(
         .await
         .or_not_found("job")?;
     state.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(run_json(run))))
+    Ok((StatusCode::ACCEPTED, Json(run)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -104,9 +85,7 @@ pub async fn list(
         .list_runs(caller.user.id, id, limit)
         .await
         .or_not_found("job")?;
-    Ok(Json(RunList {
-        runs: runs.into_iter().map(run_json).collect(),
-    }))
+    Ok(Json(RunList { runs }))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = i64, Path)),
@@ -116,11 +95,11 @@ pub async fn show(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Run>, ApiError> {
-    Ok(Json(run_json(
+    Ok(Json(
         state
             .store
             .get_run(caller.user.id, id)
             .await
             .or_not_found("run")?,
-    )))
+    ))
 }
