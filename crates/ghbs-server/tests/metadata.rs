@@ -62,27 +62,8 @@ async fn snapshots(app: &TestApp, job: &Job) -> Vec<Value> {
 }
 
 async fn download(app: &TestApp, key: &str, snapshot: &Value, format: &str) -> Vec<u8> {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let req = axum::http::Request::builder()
-        .uri(format!(
-            "/api/v1/snapshots/{}/download?format={format}",
-            snapshot["id"]
-        ))
-        .header("authorization", format!("Bearer {key}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let resp = ghbs_server::router(app.state.clone())
-        .oneshot(req)
+    app.download(key, snapshot["id"].as_i64().unwrap(), format)
         .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec()
 }
 
 /// The regular files of a `.tar.gz`, by path.

@@ -147,7 +147,9 @@ async fn real_backup_survives_force_push_and_downloads() {
     // The first snapshot still restores the original refs, commits included.
     let work = tempfile::tempdir().unwrap();
     for (snap, want) in [(old, before.clone()), (new, app.gh.refs("dora/proj"))] {
-        let resp = download(&app, &key, snap["id"].as_i64().unwrap(), "bundle").await;
+        let resp = app
+            .download(&key, snap["id"].as_i64().unwrap(), "bundle")
+            .await;
         let bundle = work.path().join(format!("{}.bundle", snap["id"]));
         std::fs::write(&bundle, &resp).unwrap();
         let clone = work.path().join(format!("clone-{}", snap["id"]));
@@ -176,37 +178,6 @@ async fn real_backup_survives_force_push_and_downloads() {
     assert_eq!(before["refs/heads/main"], first_main);
     // The token never reached a file in clear text.
     assert_no_file_contains(app.dir.path(), &token);
-}
-
-async fn download(app: &TestApp, key: &str, snapshot: i64, format: &str) -> Vec<u8> {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let req = axum::http::Request::builder()
-        .uri(format!(
-            "/api/v1/snapshots/{snapshot}/download?format={format}"
-        ))
-        .header("authorization", format!("Bearer {key}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let resp = ghbs_server::router(app.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let len: usize = resp.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    assert_eq!(body.len(), len);
-    body
 }
 
 fn assert_no_file_contains(dir: &std::path::Path, needle: &str) {

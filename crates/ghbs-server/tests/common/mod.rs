@@ -118,6 +118,37 @@ impl TestApp {
         body
     }
 
+    /// Download a snapshot through the router; checks the status and that the body is as long as
+    /// `Content-Length` says.
+    pub async fn download(&self, key: &str, snapshot: i64, format: &str) -> Vec<u8> {
+        let req = Request::builder()
+            .uri(format!(
+                "/api/v1/snapshots/{snapshot}/download?format={format}"
+            ))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = ghbs_server::router(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let len: usize = resp.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        assert_eq!(body.len(), len);
+        body
+    }
+
     pub fn scheduler(&self, executor: Arc<dyn Executor>) -> Scheduler {
         Scheduler::new(self.state.clone(), executor)
     }
