@@ -9,6 +9,8 @@
 //! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete.
 //! - `metadata/` — issues, pull requests, ... as JSON and wiki bundles, shared between
 //!   snapshots through hard links (see the `metadata` module).
+//! - `pending/{snapshot}` — marks a snapshot committed but not yet confirmed by the caller (see
+//!   the `pending` module).
 //! - `tmp/` — scratch repositories and half-built artifacts; never read as results.
 //! - `askpass.sh` — answers git's credential prompts from `$GHBS_GIT_TOKEN`.
 //!
@@ -22,6 +24,7 @@ mod fetch;
 mod fsutil;
 mod git;
 mod metadata;
+mod pending;
 mod refs;
 mod restore;
 mod snapshot;

@@ -3,7 +3,8 @@
 //! A snapshot is a set of refs `refs/ghbs/snap/{snapshot}/{heads,tags,pull}/…` in each mirror plus
 //! the manifest file. The refs are what keeps a snapshot's objects alive whatever happens
 //! upstream; the manifest (written last, atomically) and the lead's database row (inserted only
-//! after [`Engine::commit_snapshot`] returns) are what make it visible.
+//! after [`Engine::commit_snapshot`] returns) are what make it visible. A pending marker written
+//! before the refs covers a crash before that row exists (see the `pending` module).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -27,12 +28,15 @@ impl Engine {
     /// Makes a snapshot durable: its refs written in each mirror as loose files (a few mirrors
     /// at a time: they are independent), directly or by `git update-ref --stdin` (see
     /// `commit_repo`), files and directories fsynced, then the manifest written atomically.
-    /// Idempotent: committing the same manifest again is harmless.
+    /// Idempotent: committing the same manifest again is harmless. Before any ref is written,
+    /// a durable pending marker records the snapshot; the caller removes it with
+    /// [`Engine::confirm_snapshot`] once the snapshot is recorded on its side (see `pending`).
     pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
         validate_manifest(manifest)?;
         for repo in &manifest.repos {
             snapshot_targets(&manifest.snapshot_key, repo)?;
         }
+        self.mark_pending(manifest).await?;
         // Tasks own what they use (no borrow of `manifest` crosses a spawn). Every mirror is
         // attempted and every task awaited (none is left half-way by a cancelled future); the
         // first failure decides, and the manifest is written only when all succeeded.
@@ -203,7 +207,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn drop_in_mirror(&self, key: &str, snapshots: &[&str]) -> Result<()> {
+    pub(crate) async fn drop_in_mirror(&self, key: &str, snapshots: &[&str]) -> Result<()> {
         let locks = self.locks(key);
         let _ops = locks.ops.lock().await;
         let mirror = self.mirror_path(key);
@@ -278,29 +282,16 @@ impl Engine {
     /// [`Engine::commit_snapshot`] and the database insert leaves such orphans, whose refs would
     /// keep objects alive forever. Call it with the complete set of snapshot keys the database
     /// knows, before workers start (a snapshot being committed at
-    /// that moment would look orphaned). Returns the keys it forgot.
+    /// that moment would look orphaned). Returns the keys it forgot. Dangerous against a
+    /// database that is not the one these snapshots were recorded in (it would forget them all):
+    /// the pending markers ([`Engine::forget_pending`]) are the safe way to clean up after a crash.
     pub async fn forget_unlisted(
         &self,
         keep: &BTreeSet<String>,
     ) -> Result<BTreeSet<String>, EngineError> {
         let mut forgotten = BTreeSet::new();
-        let mirrors = self.data_dir().join("mirrors");
-        let mut entries = tokio::fs::read_dir(&mirrors)
-            .await
-            .map_err(|e| EngineError::io("list mirrors", e))?;
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| EngineError::io("list mirrors", e))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".git") else {
-                continue;
-            };
-            if fsutil::validate_key(key).is_err() {
-                continue;
-            }
-            let refs = list_refs(self.git(), &entry.path(), &["refs/ghbs/snap/"]).await?;
+        for key in self.mirror_keys().await? {
+            let refs = list_refs(self.git(), &self.mirror_path(&key), &["refs/ghbs/snap/"]).await?;
             let orphans: BTreeSet<String> = refs
                 .keys()
                 .filter_map(|r| {
@@ -313,7 +304,7 @@ impl Engine {
                 .collect();
             if !orphans.is_empty() {
                 let list: Vec<&str> = orphans.iter().map(String::as_str).collect();
-                self.drop_in_mirror(key, &list).await?;
+                self.drop_in_mirror(&key, &list).await?;
                 forgotten.extend(orphans);
             }
         }

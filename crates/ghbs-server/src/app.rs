@@ -67,6 +67,8 @@ impl AppState {
             ca_cert: cfg.ca_cert.clone(),
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
+        // Before the scheduler can start a run (none is committing a snapshot yet).
+        settle_pending_snapshots(store.as_ref(), &engine).await;
         Ok(Arc::new(AppState {
             cfg: Arc::new(cfg),
             store,
@@ -105,6 +107,40 @@ impl AppState {
             }
         }
         Ok(())
+    }
+}
+
+/// Settles the snapshots a crash left between `commit_snapshot` and their database row (see
+/// `ghbs_engine`'s pending markers): one with a row was recorded, only its marker is left to
+/// remove; one without a row was never visible and is forgotten, refs and all, so that it does
+/// not keep objects alive forever. Only marked snapshots are ever considered, so a database that
+/// is new or not the one these backups were recorded in cannot cause real backups to be deleted.
+/// Anything uncertain (the database or the disk failing) keeps the marker for the next start.
+async fn settle_pending_snapshots(store: &dyn Store, engine: &Engine) {
+    let pending = match engine.pending_snapshots().await {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list unconfirmed snapshots; they are checked at the next start");
+            return;
+        }
+    };
+    for key in pending {
+        match store.snapshot_key_exists(&key).await {
+            Ok(true) => {
+                if let Err(e) = engine.confirm_snapshot(&key).await {
+                    tracing::warn!(snapshot = %key, error = %e, "cannot confirm a recorded snapshot");
+                }
+            }
+            Ok(false) => {
+                tracing::info!(snapshot = %key, "forgetting a snapshot interrupted before it was recorded");
+                if let Err(e) = engine.forget_pending(&key).await {
+                    tracing::warn!(snapshot = %key, error = %e, "cannot forget an unrecorded snapshot; retried at the next start");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(snapshot = %key, error = %e, "cannot check an unconfirmed snapshot; it is checked at the next start");
+            }
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use chrono::Duration;
 use common::TestApp;
+use ghbs_core::Clock;
+use ghbs_engine::Manifest;
 use ghbs_server::scheduler::{ExecOutcome, Executor, RunProgress};
 use ghbs_server::AppState;
 use ghbs_store::Claim;
@@ -393,4 +395,114 @@ async fn renamed_repository_is_followed_and_the_job_updated() {
     );
     let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
     assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2);
+}
+
+/// A crash between committing a snapshot and inserting its row leaves refs, a manifest and a
+/// pending marker; the next start forgets that snapshot and keeps (and confirms) every recorded
+/// one.
+#[tokio::test]
+async fn a_snapshot_interrupted_before_its_row_is_forgotten_at_the_next_start() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("olga").await;
+    app.gh
+        .create_repo("olga", "proj", ghbs_testkit::RepoOptions::default());
+    app.gh
+        .commit("olga/proj", "main", &[("README.md", "hello\n")], "first");
+    app.gh.create_tag("olga/proj", "v1", "main");
+    let id = app.create_job(&key, "olga/proj", "daily at 09:00").await["id"]
+        .as_i64()
+        .unwrap();
+    app.post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    assert_eq!(app.backup_scheduler().run_due_once().await, 1);
+    let engine = &app.state.engine;
+    assert!(
+        engine.pending_snapshots().await.unwrap().is_empty(),
+        "a recorded snapshot is confirmed"
+    );
+    let rows = app.state.store.job_snapshots(id).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let kept: Manifest = serde_json::from_value(rows[0].manifest.clone()).unwrap();
+
+    // The crash: the engine committed a snapshot, the database never got its row.
+    let mut orphan = kept.clone();
+    orphan.snapshot_key = uuid::Uuid::new_v4().to_string();
+    for repo in &mut orphan.repos {
+        repo.metadata_dir = None;
+    }
+    engine.commit_snapshot(&orphan).await.unwrap();
+    // And a crash after the insert but before the confirmation: committing again (idempotent)
+    // puts the recorded snapshot's marker back.
+    engine.commit_snapshot(&kept).await.unwrap();
+    let mut both = vec![orphan.snapshot_key.clone(), kept.snapshot_key.clone()];
+    both.sort();
+    assert_eq!(engine.pending_snapshots().await.unwrap(), both);
+    let mirror = engine
+        .data_dir()
+        .join("mirrors")
+        .join(format!("{}.git", kept.repos[0].key));
+    let snap_refs = |snapshot_key: &str| {
+        ghbs_testkit::git(
+            &mirror,
+            &[
+                "for-each-ref",
+                "--format=%(refname)",
+                &format!("refs/ghbs/snap/{snapshot_key}/"),
+            ],
+        )
+    };
+    assert_ne!(snap_refs(&orphan.snapshot_key), "");
+
+    let clock: Arc<dyn Clock> = app.clock.clone();
+    let restarted = AppState::new((*app.state.cfg).clone(), clock)
+        .await
+        .unwrap();
+    assert!(restarted
+        .engine
+        .pending_snapshots()
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        snap_refs(&orphan.snapshot_key),
+        "",
+        "the orphan's refs are gone"
+    );
+    assert!(!engine
+        .data_dir()
+        .join("manifests")
+        .join(format!("{}.json", orphan.snapshot_key))
+        .exists());
+    assert_eq!(
+        snap_refs(&kept.snapshot_key).lines().count(),
+        kept.repos[0].refs.len(),
+        "the recorded snapshot keeps its refs"
+    );
+    ghbs_testkit::git(&mirror, &["fsck", "--full", "--no-dangling"]);
+
+    // The recorded snapshot still downloads and clones with the refs it captured.
+    let bundle = app.download(&key, rows[0].id, "bundle").await;
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("kept.bundle");
+    std::fs::write(&path, &bundle).unwrap();
+    let clone = work.path().join("kept.git");
+    ghbs_testkit::git(
+        work.path(),
+        &[
+            "clone",
+            "--mirror",
+            path.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let got = ghbs_testkit::git(
+        &clone,
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+    );
+    let want: Vec<String> = kept.repos[0]
+        .refs
+        .iter()
+        .map(|(r, s)| format!("{r} {s}"))
+        .collect();
+    assert_eq!(got.lines().collect::<Vec<_>>(), want);
 }

@@ -146,6 +146,10 @@ pub trait Store: Send + Sync + 'static {
     /// All snapshots of a job, newest first, without user scoping (engine, retention).
     async fn job_snapshots(&self, job_id: i64) -> StoreResult<Vec<SnapshotRow>>;
     async fn delete_snapshots(&self, snapshot_ids: &[i64]) -> StoreResult<()>;
+    /// Whether a snapshot row holds the engine snapshot `key` (its manifest's `snapshot_key`).
+    /// At startup this tells a snapshot whose row was inserted before a crash from one that
+    /// never got a row.
+    async fn snapshot_key_exists(&self, key: &str) -> StoreResult<bool>;
 
     // --- per-repository engine state ----------------------------------------------------------
 

@@ -222,6 +222,11 @@ async fn snapshots() {
 }
 
 #[tokio::test]
+async fn snapshot_key_lookup() {
+    on_each_backend(repos::snapshot_key_lookup).await;
+}
+
+#[tokio::test]
 async fn snapshots_purge() {
     on_each_backend(repos::purge).await;
 }

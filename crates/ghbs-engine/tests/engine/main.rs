@@ -3,4 +3,5 @@
 mod common;
 mod exports;
 mod fetching;
+mod pending;
 mod snapshots;

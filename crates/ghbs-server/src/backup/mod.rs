@@ -156,7 +156,11 @@ async fn run(
         repos: fetched.captures,
     };
     if let Err(e) = state.engine.commit_snapshot(&manifest).await {
-        discard_metadata(state, &manifest.snapshot_key).await;
+        // No row exists: the refs some mirrors may already hold go with the metadata.
+        if let Err(err) = state.engine.forget_pending(&manifest.snapshot_key).await {
+            tracing::warn!(error = %err, "could not forget a failed snapshot; retried at the next start");
+            discard_metadata(state, &manifest.snapshot_key).await;
+        }
         return Err(internal(&e.message));
     }
     let keys: Vec<String> = manifest.repos.iter().map(|r| r.key.clone()).collect();
@@ -172,7 +176,13 @@ async fn run(
             manifest: serde_json::to_value(&manifest).map_err(|e| internal(&e))?,
         })
         .await
+        // The snapshot stays pending: a failed insert may still have been committed (the
+        // connection lost after COMMIT), so forgetting it now could delete a snapshot the
+        // database lists. The next start asks the database and settles it either way.
         .map_err(|e| internal(&e))?;
+    if let Err(e) = state.engine.confirm_snapshot(&manifest.snapshot_key).await {
+        tracing::warn!(error = %e, "could not confirm a recorded snapshot; the next start does");
+    }
     // Only now that the snapshot is visible may the per-repository checkpoints advance.
     for (id, st) in fetched.states {
         if let Err(e) = store

@@ -1,7 +1,7 @@
 //! Snapshots, per-repository engine state and the HTTP validator cache on PostgreSQL.
 
 use chrono::Utc;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use super::{db_err, jobs::owns_job};
 use crate::codec::{self, conflict, refs_i64, to_json};
@@ -81,6 +81,16 @@ pub(super) async fn delete_snapshots(pool: &PgPool, snapshot_ids: &[i64]) -> Sto
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+pub(super) async fn snapshot_key_exists(pool: &PgPool, key: &str) -> StoreResult<bool> {
+    // A scan of the snapshot rows: this runs once per crash-leftover at startup.
+    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM snapshots WHERE manifest::jsonb->>'snapshot_key' = $1) AS found")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+    row.try_get("found").map_err(db_err)
 }
 
 pub(super) async fn job_repo(

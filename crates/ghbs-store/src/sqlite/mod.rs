@@ -300,6 +300,9 @@ impl Store for SqliteStore {
     async fn delete_snapshots(&self, snapshot_ids: &[i64]) -> StoreResult<()> {
         repos::delete_snapshots(&self.pool, snapshot_ids).await
     }
+    async fn snapshot_key_exists(&self, key: &str) -> StoreResult<bool> {
+        repos::snapshot_key_exists(&self.pool, key).await
+    }
 
     async fn job_repo(
         &self,

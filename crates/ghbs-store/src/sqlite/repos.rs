@@ -1,7 +1,7 @@
 //! Snapshots, per-repository engine state and the HTTP validator cache on SQLite.
 
 use chrono::Utc;
-use sqlx::SqlitePool;
+use sqlx::{Row, SqlitePool};
 
 use super::{db_err, id_list, jobs::owns_job, us};
 use crate::codec::{self, conflict, refs_i64, to_json};
@@ -81,6 +81,16 @@ pub(super) async fn delete_snapshots(pool: &SqlitePool, snapshot_ids: &[i64]) ->
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+pub(super) async fn snapshot_key_exists(pool: &SqlitePool, key: &str) -> StoreResult<bool> {
+    // A scan of the snapshot rows: this runs once per crash-leftover at startup.
+    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM snapshots WHERE json_extract(manifest, '$.snapshot_key') = ?) AS found")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+    row.try_get("found").map_err(db_err)
 }
 
 pub(super) async fn job_repo(

@@ -82,6 +82,38 @@ pub async fn snapshots(store: Arc<dyn Store>) {
     ));
 }
 
+/// The startup check after a crash finds a snapshot by the engine key in its manifest, and
+/// only an exact match counts.
+pub async fn snapshot_key_lookup(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(0)))
+        .await
+        .unwrap();
+    let run = store.request_run(alice.id, job.id, t(1)).await.unwrap();
+    let key = "0b7c6f1e-4a52-4d4e-9a38-6f8d2c1e5b90";
+    assert!(!store.snapshot_key_exists(key).await.unwrap());
+    let mut with_key = snapshot(job.id, run.id, 10);
+    with_key.manifest = serde_json::json!({"snapshot_key": key, "repos": []});
+    let row = store.insert_snapshot(with_key).await.unwrap();
+    // A row without the field, and one whose key merely contains the other, never match.
+    store
+        .insert_snapshot(snapshot(job.id, run.id, 20))
+        .await
+        .unwrap();
+    let mut longer = snapshot(job.id, run.id, 30);
+    longer.manifest = serde_json::json!({"snapshot_key": format!("{key}0"), "repos": []});
+    store.insert_snapshot(longer).await.unwrap();
+    assert!(store.snapshot_key_exists(key).await.unwrap());
+    assert!(!store
+        .snapshot_key_exists("0b7c6f1e-4a52-4d4e-9a38-6f8d2c1e5b9")
+        .await
+        .unwrap());
+    assert!(!store.snapshot_key_exists("' OR 1=1 --").await.unwrap());
+    store.delete_snapshots(&[row.id]).await.unwrap();
+    assert!(!store.snapshot_key_exists(key).await.unwrap());
+}
+
 pub async fn purge(store: Arc<dyn Store>) {
     let alice = user(&store, 1).await;
     let bob = user(&store, 2).await;
