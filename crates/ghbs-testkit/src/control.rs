@@ -351,20 +351,7 @@ impl GitHubStandIn {
 
     /// Branches and tags with the object each points at.
     pub fn refs(&self, full_name: &str) -> BTreeMap<String, String> {
-        let path = self.bare_path(full_name);
-        git(
-            &path,
-            &[
-                "for-each-ref",
-                "--format=%(refname) %(objectname)",
-                "refs/heads",
-                "refs/tags",
-            ],
-        )
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(r, s)| (r.to_owned(), s.to_owned()))
-        .collect()
+        crate::refs_of(&self.bare_path(full_name))
     }
 
     /// Renames a repository; the old name answers 301 to `/repositories/{id}`.

@@ -47,6 +47,23 @@ pub(crate) fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
     cmd
 }
 
+/// Branches and tags of the repository at `dir`, each with the object it points at.
+pub fn refs_of(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    git(
+        dir,
+        &[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    )
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(r, s)| (r.to_owned(), s.to_owned()))
+    .collect()
+}
+
 /// Runs git in `dir` with a clean environment and returns its stdout without the trailing
 /// newline. Panics with git's stderr on failure: it is meant for tests, where that is the most
 /// useful outcome.

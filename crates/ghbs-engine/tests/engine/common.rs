@@ -125,21 +125,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Branches and tags of a repository on disk.
-pub fn refs_of(repo: &Path) -> BTreeMap<String, String> {
-    git(
-        repo,
-        &[
-            "for-each-ref",
-            "--format=%(refname) %(objectname)",
-            "refs/heads",
-            "refs/tags",
-        ],
-    )
-    .lines()
-    .filter_map(|l| l.split_once(' '))
-    .map(|(r, s)| (r.to_owned(), s.to_owned()))
-    .collect()
-}
+pub use ghbs_testkit::refs_of;
 
 /// Only the branches and tags of a ref map.
 pub fn heads_and_tags(refs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
