@@ -91,6 +91,10 @@ impl Engine {
         if targets.is_empty() {
             return Ok(());
         }
+        // Whether `refs/ghbs/snap` is already there (and so already durable in `refs/ghbs`
+        // and `refs/`: the commit that created it fsynced those). Checked under the `ops` lock,
+        // which every writer or remover of these refs holds.
+        let snap_dir_existed = mirror.join("refs/ghbs/snap").is_dir();
         let dir = mirror.clone();
         let direct = targets.clone();
         let written = blocking(move || {
@@ -109,7 +113,8 @@ impl Engine {
         }
         let dir = mirror.clone();
         let key = snapshot_key.to_owned();
-        let loose_snapshots = blocking(move || flush_snapshot_dirs(&dir, &key)).await?;
+        let loose_snapshots =
+            blocking(move || flush_snapshot_dirs(&dir, &key, snap_dir_existed)).await?;
         // Loose refs cost a file each when git lists refs (every fetch advertises them as
         // "haves"): fold them into one packed-refs file once a few snapshots have accumulated.
         if loose_snapshots > PACK_REFS_AFTER {
@@ -395,9 +400,18 @@ fn direct_ok(mirror: &Path, targets: &[(String, String)]) -> bool {
 /// directories this snapshot created (`refs/ghbs/snap/{snapshot}/…`, and `refs/ghbs/snap` the
 /// first time) are flushed here, up to `refs/`. After that the refs survive a power cut, and the
 /// manifest (the visible part) comes later. Returns how many snapshots have loose refs here.
-fn flush_snapshot_dirs(mirror: &Path, snapshot_key: &str) -> Result<usize> {
+/// Makes the new snapshot's directories durable: its own tree, and the parents whose entries
+/// changed. When `snap_dir_existed`, only `refs/ghbs/snap` gained an entry; otherwise `snap`
+/// itself is new and `refs/ghbs` and `refs/` are fsynced too.
+fn flush_snapshot_dirs(mirror: &Path, snapshot_key: &str, snap_dir_existed: bool) -> Result<usize> {
     let refs_dir = mirror.join("refs");
-    fsutil::fsync_dirs_and_parents(&refs_dir.join("ghbs/snap").join(snapshot_key), &refs_dir)?;
+    let snap_dir = refs_dir.join("ghbs/snap");
+    let stop = if snap_dir_existed {
+        &snap_dir
+    } else {
+        &refs_dir
+    };
+    fsutil::fsync_dirs_and_parents(&snap_dir.join(snapshot_key), stop)?;
     Ok(std::fs::read_dir(refs_dir.join("ghbs/snap"))
         .map(|entries| entries.count())
         .unwrap_or(0))
