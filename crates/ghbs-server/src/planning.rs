@@ -31,6 +31,16 @@ impl Plan {
         Ok(Plan { schedule, tz })
     }
 
+    /// Read back a schedule that was checked when it was stored. Skips the interval check: it
+    /// walks a year of cron fire times, which the scheduler must not pay after every run, and a
+    /// later change of `--min-interval-hours` must not strand existing jobs.
+    pub fn stored(schedule: &str, timezone: &str) -> Result<Plan, ScheduleError> {
+        Ok(Plan {
+            tz: parse_timezone(timezone)?,
+            schedule: Schedule::parse(schedule)?,
+        })
+    }
+
     /// Next fire time strictly after `after` for the job identified by `spread_key`.
     pub fn next_after(
         &self,

@@ -3,7 +3,6 @@
 //! No per-job timers and no in-memory job list: a restart loses nothing by construction.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use ghbs_store::{Claim, RunOutcome};
@@ -303,12 +302,12 @@ fn next_run_after(
     if claim.run.trigger == RunTrigger::Manual && job.next_run_at > now {
         return job.next_run_at;
     }
-    match Plan::parse(&job.schedule, &job.timezone, Duration::ZERO) {
+    match Plan::stored(&job.schedule, &job.timezone) {
         Ok(plan) => plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)),
         Err(e) => {
             // The schedule was valid when stored; if a newer version refuses it, try again in a day
             // rather than spinning.
-            tracing::error!(error = ?e.message, "stored schedule no longer parses");
+            tracing::error!(error = %e, "stored schedule no longer parses");
             now + chrono::Duration::days(1)
         }
     }

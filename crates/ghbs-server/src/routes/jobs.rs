@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::planning::{spread_key, Plan};
+use crate::planning::{schedule_error, spread_key, Plan};
 
 pub fn job_json(job: JobRow, last_run: Option<ghbs_wire::Run>) -> Job {
     let state = if job.paused {
@@ -211,7 +211,7 @@ async fn set_paused(
             .get_job(caller.user.id, id)
             .await
             .or_not_found("job")?;
-        let plan = Plan::parse(&job.schedule, &job.timezone, state.cfg.min_interval)?;
+        let plan = Plan::stored(&job.schedule, &job.timezone).map_err(schedule_error)?;
         let now = state.clock.now();
         if job.next_run_at <= now {
             patch.next_run_at =
