@@ -327,17 +327,10 @@ async fn wiki_is_mirrored_into_the_archive_and_kept_out_of_the_bundle() {
     ] {
         assert_eq!(snap["repos"][0]["metadata"], json!({"wiki": 1}));
         let files = tar_files(&app, &job.key, snap).await;
-        let bundle = work.path().join(format!("{}.bundle", snap["id"]));
-        std::fs::write(&bundle, &files["proj.metadata/wiki.bundle"]).unwrap();
-        let clone = work.path().join(format!("wiki-{}", snap["id"]));
-        ghbs_testkit::git(
+        let clone = ghbs_testkit::clone_bundle(
             work.path(),
-            &[
-                "clone",
-                "--mirror",
-                bundle.to_str().unwrap(),
-                clone.to_str().unwrap(),
-            ],
+            &format!("wiki-{}", snap["id"]),
+            &files["proj.metadata/wiki.bundle"],
         );
         let page = ghbs_testkit::git(&clone, &["show", "refs/heads/master:Home.md"]);
         assert_eq!(page.trim_end(), want.trim_end());

@@ -152,18 +152,7 @@ async fn real_backup_survives_force_push_and_downloads() {
         let resp = app
             .download(&key, snap["id"].as_i64().unwrap(), "bundle")
             .await;
-        let bundle = work.path().join(format!("{}.bundle", snap["id"]));
-        std::fs::write(&bundle, &resp).unwrap();
-        let clone = work.path().join(format!("clone-{}", snap["id"]));
-        ghbs_testkit::git(
-            work.path(),
-            &[
-                "clone",
-                "--mirror",
-                bundle.to_str().unwrap(),
-                clone.to_str().unwrap(),
-            ],
-        );
+        let clone = ghbs_testkit::clone_bundle(work.path(), &format!("snap-{}", snap["id"]), &resp);
         let got = ghbs_testkit::git(
             &clone,
             &["for-each-ref", "--format=%(refname) %(objectname)"],

@@ -47,6 +47,24 @@ pub(crate) fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
     cmd
 }
 
+/// Writes `bundle` to `dir/NAME.bundle` and `git clone --mirror`s it to `dir/NAME.git`; returns
+/// the clone. Cloning checks every object, so this also verifies the bundle.
+pub fn clone_bundle(dir: &Path, name: &str, bundle: &[u8]) -> std::path::PathBuf {
+    let file = dir.join(format!("{name}.bundle"));
+    std::fs::write(&file, bundle).expect("write bundle");
+    let clone = dir.join(format!("{name}.git"));
+    git(
+        dir,
+        &[
+            "clone",
+            "--mirror",
+            file.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    clone
+}
+
 /// Branches and tags of the repository at `dir`, each with the object it points at.
 pub fn refs_of(dir: &Path) -> std::collections::BTreeMap<String, String> {
     git(

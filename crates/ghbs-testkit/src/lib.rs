@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use gitcli::{git, git_with_env, refs_of};
+pub use gitcli::{clone_bundle, git, git_with_env, refs_of};
 
 /// Options of [`GitHubStandIn::create_repo`]; `Default` is a public, non-fork, unarchived repo
 /// with a wiki and `main` as default branch.

@@ -56,6 +56,14 @@ struct Client {
 }
 
 impl Client {
+    /// The same user (same API key) talking to a restarted server.
+    fn to(self, server: &Server) -> Client {
+        Client {
+            base: server.url.clone(),
+            ..self
+        }
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
             .http
@@ -198,14 +206,8 @@ async fn jobs_survive_sigkill_and_missed_slots_run_once() {
 
     // Back 30 minutes later: nothing was due; every job is there with the same next run time.
     let server = Server::start(&data, &gh.api_url(), "2026-03-02T08:30:00Z");
-    let alice = Client {
-        base: server.url.clone(),
-        ..alice
-    };
-    let bob = Client {
-        base: server.url.clone(),
-        ..bob
-    };
+    let alice = alice.to(&server);
+    let bob = bob.to(&server);
     assert_eq!(
         alice.get("/api/v1/jobs").await.1,
         before_a,
@@ -216,14 +218,8 @@ async fn jobs_survive_sigkill_and_missed_slots_run_once() {
 
     // Back three days later: each job missed three slots and runs exactly once.
     let server = Server::start(&data, &gh.api_url(), "2026-03-05T12:00:00Z");
-    let alice = Client {
-        base: server.url.clone(),
-        ..alice
-    };
-    let bob = Client {
-        base: server.url.clone(),
-        ..bob
-    };
+    let alice = alice.to(&server);
+    let bob = bob.to(&server);
     let a_runs = wait_for(&alice, &format!("/api/v1/jobs/{a_id}/runs"), |v| {
         runs_done(v) >= 1
     })
@@ -312,10 +308,7 @@ async fn sigkill_during_a_fetch_leaves_no_partial_snapshot() {
 
     // Ten minutes later the dead node's lease has expired: the job is taken over and succeeds.
     let server = Server::start(&data, &gh.api_url(), "2026-03-02T08:10:00Z");
-    let carol = Client {
-        base: server.url.clone(),
-        ..carol
-    };
+    let carol = carol.to(&server);
     let snaps = carol.get(&format!("/api/v1/jobs/{id}/snapshots")).await.1;
     assert_eq!(
         snaps["snapshots"].as_array().unwrap().len(),
