@@ -36,6 +36,7 @@ pub async fn unchanged_run(state: &Arc<AppState>, job: &JobRow) -> anyhow::Resul
             default_branch: Some("main".into()),
             refs,
             metadata_dir: None,
+            carried: None,
         });
     }
     let list_refs = t.elapsed();

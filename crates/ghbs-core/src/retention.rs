@@ -57,6 +57,38 @@ pub fn select_kept(
     kept
 }
 
+/// One snapshot as the last-good-copy rule sees it: its id, time, and for each repository it
+/// holds, the repository's key and whether this snapshot's own run captured it (`false` when it
+/// was carried forward from an earlier snapshot).
+pub struct HeldRepos<'a> {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub repos: Vec<(&'a str, bool)>,
+}
+
+/// The snapshots that must survive any retention policy: for each repository `still_known`
+/// accepts, the newest snapshot that captured it itself. Retention may remove a repository's
+/// data only when a newer kept snapshot holds that repository as successfully captured; the
+/// newest own capture has no newer one, so it stays until the repository is captured again
+/// or forgotten (then `still_known` rejects it).
+pub fn last_captures(
+    snapshots: &[HeldRepos<'_>],
+    still_known: impl Fn(&str) -> bool,
+) -> BTreeSet<i64> {
+    let mut order: Vec<&HeldRepos<'_>> = snapshots.iter().collect();
+    order.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let mut seen = BTreeSet::new();
+    let mut pinned = BTreeSet::new();
+    for snapshot in order {
+        for (key, own) in &snapshot.repos {
+            if *own && still_known(key) && seen.insert(*key) {
+                pinned.insert(snapshot.id);
+            }
+        }
+    }
+    pinned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +193,46 @@ mod tests {
     fn larger_counts_than_snapshots_keep_everything_relevant() {
         let kept = select_kept(&history(), &policy(100, 0, 0, 0), Tz::UTC);
         assert_eq!(kept, ids(&[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    }
+
+    #[test]
+    fn the_newest_own_capture_of_each_repository_is_pinned() {
+        use chrono::TimeZone;
+        let at = |d: i64| Utc.timestamp_opt(1_700_000_000 + d * 86_400, 0).unwrap();
+        let snaps = vec![
+            HeldRepos {
+                id: 1,
+                created_at: at(1),
+                repos: vec![("a", true), ("b", true), ("c", true)],
+            },
+            HeldRepos {
+                id: 2,
+                created_at: at(2),
+                repos: vec![("a", true), ("b", false), ("c", true)],
+            },
+            HeldRepos {
+                id: 3,
+                created_at: at(3),
+                repos: vec![("a", true), ("b", false)],
+            },
+        ];
+        // a: newest own capture is 3; b: only 1 captured it itself; c: 2.
+        assert_eq!(
+            last_captures(&snaps, |_| true),
+            [1, 2, 3].into_iter().collect()
+        );
+        // A forgotten repository pins nothing.
+        assert_eq!(
+            last_captures(&snaps, |k| k != "b"),
+            [2, 3].into_iter().collect()
+        );
+        // Input order does not matter.
+        let mut reversed = snaps;
+        reversed.reverse();
+        assert_eq!(
+            last_captures(&reversed, |_| true),
+            [1, 2, 3].into_iter().collect()
+        );
+        assert!(last_captures(&[], |_| true).is_empty());
     }
 }

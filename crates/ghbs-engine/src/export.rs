@@ -488,6 +488,7 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
             metadata_dir: None,
+            carried: None,
         }
     }
 

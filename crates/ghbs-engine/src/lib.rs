@@ -95,6 +95,21 @@ pub struct RepoCapture {
     /// Folder of metadata JSON files for this repository in this snapshot: relative to
     /// `data_dir` (or absolute); exports include it.
     pub metadata_dir: Option<String>,
+    /// Set when this snapshot's run could not capture the repository (its fetch failed, or it
+    /// is gone upstream): the refs and metadata are the last good copy, carried forward from an
+    /// earlier snapshot. Retention counts only captures without it as a repository's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Carried>,
+}
+
+/// Where a carried-forward repository's copy comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Carried {
+    /// The snapshot whose run captured these refs (the original capture, however many
+    /// snapshots carried it since).
+    pub captured_in: String,
+    /// When that run captured them.
+    pub captured_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a snapshot holds; the lead stores it as JSON in the database, the engine also keeps a

@@ -163,6 +163,32 @@ impl Engine {
         }
     }
 
+    /// Carries a repository's whole metadata folder from snapshot `from` into snapshot `to`
+    /// (hard links, no copy): the last good copy of a repository whose run could not capture
+    /// it. `None` when `from` holds no metadata for it. A file whose object is gone is left out
+    /// (and logged): the rest is still worth keeping.
+    pub async fn carry_metadata(
+        &self,
+        from: &str,
+        to: &str,
+        repo_key: &str,
+    ) -> Result<Option<MetadataFolder>, EngineError> {
+        let Some(index) = self.metadata_index(from, repo_key).await? else {
+            return Ok(None);
+        };
+        let mut writer = self.metadata_writer(to, repo_key).await?;
+        for (path, entry) in &index.files {
+            if !writer.carry(path, entry).await? {
+                tracing::warn!(
+                    path,
+                    repo_key,
+                    "metadata object missing; not carried forward"
+                );
+            }
+        }
+        writer.finish().await.map(Some)
+    }
+
     /// Removes the metadata folders of a snapshot, then every object they linked that no other
     /// folder links any more.
     pub(crate) async fn drop_metadata(&self, snapshot_key: &str) -> Result<()> {

@@ -171,6 +171,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/jobs/{id}/pause", post(jobs::pause))
         .route("/jobs/{id}/resume", post(jobs::resume))
+        .route("/jobs/{id}/forget-repo", post(jobs::forget_repo))
         .route("/jobs/{id}/runs", get(runs::list).post(runs::run_now))
         .route("/runs/{id}", get(runs::show))
         .route("/jobs/{id}/snapshots", get(snapshots::list))

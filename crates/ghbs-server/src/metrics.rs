@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub runs_claimed: AtomicU64,
     pub runs_succeeded: AtomicU64,
+    pub runs_partial: AtomicU64,
     pub runs_failed: AtomicU64,
     pub runs_released: AtomicU64,
     pub runs_in_progress: AtomicU64,
@@ -44,8 +45,14 @@ impl Metrics {
         line(
             "ghbs_runs_succeeded_total",
             "counter",
-            "Runs that made a snapshot.",
+            "Runs that captured every repository.",
             get(&self.runs_succeeded),
+        );
+        line(
+            "ghbs_runs_partial_total",
+            "counter",
+            "Runs that made a snapshot carrying some repositories' last good copy forward.",
+            get(&self.runs_partial),
         );
         line(
             "ghbs_runs_failed_total",

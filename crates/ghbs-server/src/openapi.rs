@@ -11,7 +11,7 @@ use crate::routes::{health, jobs, login, runs, snapshots};
     info(title = "github-backup-scheduler", description = "Scheduled, versioned backups of GitHub repositories."),
     paths(
         login::login, login::logout, login::me, login::list_keys, login::revoke_key,
-        jobs::create, jobs::list, jobs::show, jobs::update, jobs::pause, jobs::resume, jobs::delete,
+        jobs::create, jobs::list, jobs::show, jobs::update, jobs::pause, jobs::resume, jobs::forget_repo, jobs::delete,
         runs::run_now, runs::list, runs::show,
         snapshots::list, snapshots::show, snapshots::download,
         health::healthz, health::readyz,
@@ -21,8 +21,8 @@ use crate::routes::{health, jobs, login, runs, snapshots};
         ghbs_wire::ApiKey, ghbs_wire::ApiKeyList, ghbs_wire::Retention, ghbs_wire::JobOptions,
         ghbs_wire::JobCreate, ghbs_wire::JobUpdate, ghbs_wire::JobState, ghbs_wire::TargetKind,
         ghbs_wire::Job, ghbs_wire::JobList, ghbs_wire::RunStatus, ghbs_wire::RunTrigger, ghbs_wire::Run,
-        ghbs_wire::RunList, ghbs_wire::SnapshotRepo, ghbs_wire::Snapshot, ghbs_wire::SnapshotList,
-        ghbs_wire::DownloadFormat, ghbs_wire::Health,
+        ghbs_wire::RunList, ghbs_wire::CaptureState, ghbs_wire::SnapshotRepo, ghbs_wire::Snapshot, ghbs_wire::SnapshotList,
+        ghbs_wire::DownloadFormat, ghbs_wire::Health, ghbs_wire::ForgetRepo, ghbs_wire::RepoForgotten,
     )),
     modifiers(&BearerKey)
 )]

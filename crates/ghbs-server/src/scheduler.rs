@@ -251,16 +251,23 @@ async fn work(
     };
     let now = state.clock.now();
     let next_run_at = next_run_after(&claim, now);
-    let status = if outcome.error.is_none() {
-        RunStatus::Succeeded
-    } else {
-        RunStatus::Failed
+    // A recorded snapshot with something to report is partial: some repositories in it hold
+    // their last good copy (or miss some metadata); without a snapshot an error is a failure.
+    let status = match (&outcome.error, outcome.snapshot_id) {
+        (None, _) => RunStatus::Succeeded,
+        (Some(_), Some(_)) => RunStatus::Partial,
+        (Some(_), None) => RunStatus::Failed,
     };
-    if let Some(err) = &outcome.error {
-        tracing::warn!(error = %err, "run failed");
-        Metrics::add(&state.metrics.runs_failed, 1);
-    } else {
-        Metrics::add(&state.metrics.runs_succeeded, 1);
+    match status {
+        RunStatus::Succeeded => Metrics::add(&state.metrics.runs_succeeded, 1),
+        RunStatus::Partial => {
+            tracing::warn!(error = ?outcome.error, "run partial");
+            Metrics::add(&state.metrics.runs_partial, 1);
+        }
+        _ => {
+            tracing::warn!(error = ?outcome.error, "run failed");
+            Metrics::add(&state.metrics.runs_failed, 1);
+        }
     }
     let written = state
         .store

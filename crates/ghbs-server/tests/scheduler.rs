@@ -372,18 +372,29 @@ async fn renamed_repository_is_followed_and_the_job_updated() {
         snaps["snapshots"][0]["repos"][0]["full_name"],
         "kim/new-name"
     );
-    // Deleted upstream: a clear failure, and every backup is kept.
+    // Deleted upstream: the run is partial, its snapshot carries the last copy marked gone,
+    // and every backup is kept.
+    let last = snaps["snapshots"][0].clone();
     app.gh.delete_repo("kim/new-name");
     app.clock.advance(Duration::days(1));
     assert_eq!(sched.run_due_once().await, 1);
     let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
-    assert_eq!(job["last_run"]["status"], "failed");
+    assert_eq!(job["last_run"]["status"], "partial", "{job}");
     assert!(
-        job["last_run"]["error"].as_str().unwrap().contains("404"),
+        job["last_run"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("kim/new-name: gone upstream since"),
         "{job}"
     );
     let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
-    assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2);
+    let list = snaps["snapshots"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    let repo = &list[0]["repos"][0];
+    assert_eq!(repo["capture"], "carried-forward", "{repo}");
+    assert_eq!(repo["captured_at"], last["created_at"], "{repo}");
+    assert!(repo["gone_since"].is_string(), "{repo}");
+    assert_eq!(repo["refs"], last["repos"][0]["refs"]);
 }
 
 /// A crash between committing a snapshot and inserting its row leaves refs, a manifest and a

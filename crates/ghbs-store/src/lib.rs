@@ -162,6 +162,9 @@ pub trait Store: Send + Sync + 'static {
         github_id: Option<i64>,
     ) -> StoreResult<JobRepoRow>;
     async fn list_job_repos(&self, job_id: i64) -> StoreResult<Vec<JobRepoRow>>;
+    /// Forgets one repository of a job (`forget-repo`): its row, so later runs neither carry it
+    /// forward nor keep its last snapshot beyond retention. `NotFound` when the job has no such row.
+    async fn delete_job_repo(&self, job_id: i64, job_repo_id: i64) -> StoreResult<()>;
     async fn set_job_repo_state(
         &self,
         job_repo_id: i64,

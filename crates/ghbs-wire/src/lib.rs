@@ -240,6 +240,10 @@ pub enum RunStatus {
     Queued,
     Running,
     Succeeded,
+    /// A snapshot was recorded, but some repositories in it were not captured by this run
+    /// (failed, or gone upstream) and hold their last good copy, carried forward; or some
+    /// metadata could not be fetched.
+    Partial,
     Failed,
 }
 
@@ -249,6 +253,7 @@ impl RunStatus {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
+            RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
         }
     }
@@ -258,13 +263,17 @@ impl RunStatus {
             "queued" => RunStatus::Queued,
             "running" => RunStatus::Running,
             "succeeded" => RunStatus::Succeeded,
+            "partial" => RunStatus::Partial,
             "failed" => RunStatus::Failed,
             _ => return None,
         })
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Partial | RunStatus::Failed
+        )
     }
 }
 
@@ -323,20 +332,65 @@ pub struct RunList {
     pub runs: Vec<Run>,
 }
 
+/// How a snapshot holds one repository.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptureState {
+    /// Fetched by this snapshot's own run.
+    #[default]
+    Captured,
+    /// This run could not fetch it (it failed, or it is gone upstream): the snapshot holds the
+    /// last good refs and metadata, captured at `captured_at`.
+    CarriedForward,
+    /// This run could not fetch it and no earlier snapshot holds it: nothing is in here.
+    Failed,
+}
+
+impl CaptureState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureState::Captured => "captured",
+            CaptureState::CarriedForward => "carried-forward",
+            CaptureState::Failed => "failed",
+        }
+    }
+}
+
 /// One repository inside a snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SnapshotRepo {
     /// `owner/name` at the time of the snapshot.
     pub full_name: String,
     pub default_branch: Option<String>,
-    /// Number of refs (branches, tags, and pull refs when enabled) captured.
+    /// Number of refs (branches, tags, and pull refs when enabled) held.
     pub refs: u64,
-    /// Outcome for this repository when the job targets an account: `ok` or an error text.
+    /// `ok`, or what went wrong for this repository, phrased for a person.
     pub status: String,
     /// Metadata item counts per kind (`issues`, `pulls`, ...), when metadata is on.
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, u64>,
+    /// Captured now, carried forward from an earlier snapshot, or failed with nothing to carry.
+    #[serde(default)]
+    pub capture: CaptureState,
+    /// When the refs held here were fetched from GitHub (the snapshot's own time when captured
+    /// now; absent in snapshots made before this field existed).
+    #[serde(default)]
+    pub captured_at: Option<DateTime<Utc>>,
+    /// Set when the repository is no longer on GitHub as this job sees it (deleted, made
+    /// private, transferred, or excluded by the job's filters): since when. It is kept, carried
+    /// forward, until `forget-repo` removes it.
+    #[serde(default)]
+    pub gone_since: Option<DateTime<Utc>>,
+}
+
+impl SnapshotRepo {
+    /// Whether this repository makes its snapshot `partial`: not captured by the snapshot's own
+    /// run, or captured with something missing (metadata).
+    pub fn is_partial(&self) -> bool {
+        self.capture != CaptureState::Captured || self.status != "ok"
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,13 +404,60 @@ pub struct Snapshot {
     pub refs: u64,
     /// Bytes on disk of the objects this snapshot references (shared with other snapshots).
     pub size_bytes: i64,
+    /// `succeeded` when every repository was captured whole by this snapshot's run, else
+    /// `partial` (see each repository's `capture`, `status` and `gone_since`).
+    pub status: RunStatus,
+    /// Repositories held as their last good copy from an earlier snapshot.
+    pub carried_forward: u64,
+    /// Repositories that failed with nothing earlier to carry.
+    pub failed: u64,
+    /// Repositories gone upstream (also counted in `carried_forward`).
+    pub gone: u64,
     pub repos: Vec<SnapshotRepo>,
+}
+
+impl Snapshot {
+    /// Builds the summary fields (`status` and the counts) from the repositories.
+    pub fn summarise(repos: &[SnapshotRepo]) -> (RunStatus, u64, u64, u64) {
+        let count =
+            |f: &dyn Fn(&SnapshotRepo) -> bool| repos.iter().filter(|r| f(r)).count() as u64;
+        let status = if repos.iter().any(SnapshotRepo::is_partial) {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        };
+        (
+            status,
+            count(&|r| r.capture == CaptureState::CarriedForward),
+            count(&|r| r.capture == CaptureState::Failed),
+            count(&|r| r.gone_since.is_some()),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SnapshotList {
     pub snapshots: Vec<Snapshot>,
+}
+
+/// `POST /api/v1/jobs/{id}/forget-repo`: stop keeping a repository that is gone upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForgetRepo {
+    /// `owner/name` as the job's snapshots list it.
+    pub repo: String,
+}
+
+/// The answer to [`ForgetRepo`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RepoForgotten {
+    pub full_name: String,
+    /// Snapshots that still hold it: it is no longer carried forward or kept beyond retention,
+    /// and leaves with them as retention rolls.
+    pub snapshots_holding: u64,
 }
 
 /// Download formats of `GET /api/v1/snapshots/{id}/download?format=`.

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use ghbs_wire::{
-    codes, ApiKeyList, DownloadFormat, ErrorBody, Job, JobCreate, JobList, JobUpdate, LoginRequest,
-    LoginResponse, Run, RunList, Snapshot, SnapshotList, User,
+    codes, ApiKeyList, DownloadFormat, ErrorBody, ForgetRepo, Job, JobCreate, JobList, JobUpdate,
+    LoginRequest, LoginResponse, RepoForgotten, Run, RunList, Snapshot, SnapshotList, User,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -206,6 +206,16 @@ impl Api {
 
     pub async fn pause(&self, id: i64) -> CliResult<Job> {
         self.post_empty(&format!("/api/v1/jobs/{id}/pause")).await
+    }
+
+    pub async fn forget_repo(&self, id: i64, repo: &str) -> CliResult<RepoForgotten> {
+        self.post(
+            &format!("/api/v1/jobs/{id}/forget-repo"),
+            &ForgetRepo {
+                repo: repo.to_owned(),
+            },
+        )
+        .await
     }
 
     pub async fn resume(&self, id: i64) -> CliResult<Job> {

@@ -258,6 +258,20 @@ pub enum JobCommand {
     Edit(Box<EditArgs>),
     /// Delete a job; its backups are kept unless --purge.
     Delete(DeleteArgs),
+    /// Stop keeping a repository that is gone upstream (asks for confirmation): it is no longer
+    /// carried forward into new snapshots, and leaves with the snapshots that hold it.
+    ForgetRepo(ForgetRepoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetRepoArgs {
+    /// Job id (see `jobs`).
+    pub id: i64,
+    /// The repository, owner/name, as `snapshots` lists it.
+    pub repo: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -173,24 +173,56 @@ pub fn runs_table(runs: &[Run]) -> Table {
             when(r.started_at.unwrap_or(r.queued_at)),
             duration,
             size(r.bytes_fetched),
-            r.error.clone().unwrap_or_default(),
+            // The first line; `run --wait` and `--json` give one line per repository.
+            r.error
+                .as_deref()
+                .and_then(|e| e.lines().next())
+                .unwrap_or_default()
+                .to_owned(),
         ]);
     }
     t
 }
 
 pub fn snapshots_table(snapshots: &[Snapshot]) -> Table {
-    let mut t = table(&["ID", "TIME", "REFS", "SIZE", "REPOSITORIES"]);
+    let mut t = table(&["ID", "TIME", "STATUS", "REFS", "SIZE", "REPOSITORIES"]);
     for s in snapshots {
         t.add_row(vec![
             s.id.to_string(),
             when(s.created_at),
+            s.status.as_str().to_string(),
             s.refs.to_string(),
             size(s.size_bytes),
-            s.repos.len().to_string(),
+            repositories(s),
         ]);
     }
     t
+}
+
+/// `13`, or `13 (2 carried forward, 1 gone upstream since 2026-11-30, 1 failed)`.
+fn repositories(s: &Snapshot) -> String {
+    let mut notes = Vec::new();
+    let failed_carried = s.carried_forward.saturating_sub(s.gone);
+    if failed_carried > 0 {
+        notes.push(format!("{failed_carried} carried forward"));
+    }
+    for r in s.repos.iter().filter(|r| r.gone_since.is_some()) {
+        if let Some(since) = r.gone_since {
+            notes.push(format!(
+                "{} gone upstream since {}",
+                r.full_name,
+                since.format("%Y-%m-%d")
+            ));
+        }
+    }
+    if s.failed > 0 {
+        notes.push(format!("{} failed", s.failed));
+    }
+    if notes.is_empty() {
+        s.repos.len().to_string()
+    } else {
+        format!("{} ({})", s.repos.len(), notes.join(", "))
+    }
 }
 
 pub fn keys_table(keys: &[ApiKey]) -> Table {

@@ -109,6 +109,7 @@ pub fn capture(key: &str, full_name: &str, refs: BTreeMap<String, String>) -> Re
         default_branch: Some("main".to_owned()),
         refs,
         metadata_dir: None,
+        carried: None,
     }
 }
 

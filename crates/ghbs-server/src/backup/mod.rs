@@ -3,10 +3,13 @@
 //! the wiki when the job asks for them ([`metadata`]), commit a snapshot, make it visible, then
 //! apply retention.
 
+mod carry;
 mod github;
 mod metadata;
+mod retention;
 
 pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
+pub use retention::{apply_retention, forget_repo};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,13 +17,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
-use ghbs_core::{parse_timezone, select_kept, FailureKind, Secret, Target};
+use ghbs_core::{FailureKind, Secret, Target};
 use ghbs_engine::{Manifest, RepoCapture, RepoSource};
 use ghbs_github::{GhRepo, GitHubError, Session};
-use ghbs_store::{Claim, JobPatch, JobRow, NewSnapshot};
+use ghbs_store::{Claim, JobPatch, JobRepoRow, JobRow, NewSnapshot};
 use ghbs_wire::{SnapshotRepo, TargetKind};
 use serde::{Deserialize, Serialize};
 
+use self::carry::{History, Missing};
 use self::github::{ProgressBridge, StoreCache};
 use self::metadata::MetaState;
 use crate::app::AppState;
@@ -49,6 +53,9 @@ struct RepoState {
     runs_since_fetch: u32,
     pull_refs: bool,
     meta: MetaState,
+    /// Set while the repository is gone upstream (as this job sees it): since when. It is
+    /// carried forward, and its last capture kept, until `forget-repo` removes it.
+    gone_since: Option<DateTime<Utc>>,
 }
 
 pub struct BackupExecutor;
@@ -164,6 +171,7 @@ async fn run(
         return Err(internal(&e.message));
     }
     let keys: Vec<String> = manifest.repos.iter().map(|r| r.key.clone()).collect();
+    let repo_count = fetched.summary.len();
     let size = state.engine.disk_usage(&keys).await.unwrap_or(0);
     let snapshot = store
         .insert_snapshot(NewSnapshot {
@@ -196,23 +204,20 @@ async fn run(
         tracing::warn!(error = %e, "retention failed; it will be applied after the next run");
     }
     progress.set(None).await;
-    let mut errors = Vec::new();
-    if !fetched.failures.is_empty() {
-        errors.push(format!(
-            "{} of {} repositories failed: {}",
-            fetched.failures.len(),
-            fetched.failures.len() + manifest.repos.len(),
-            fetched.failures.join("; ")
-        ));
-    }
-    if !fetched.incomplete.is_empty() {
-        errors.push(format!(
-            "metadata incomplete (kept from the previous snapshot; the next run fetches what was \
-             missed): {}",
-            fetched.incomplete.join("; ")
-        ));
-    }
-    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    // One line per repository not captured whole: `run --wait` prints them as they are.
+    let error = (!fetched.problems.is_empty()).then(|| {
+        format!(
+            "{} of {} repositories were not captured whole by this run:\n{}",
+            fetched.problems.len(),
+            repo_count,
+            fetched
+                .problems
+                .iter()
+                .map(|line| format!("- {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
     Ok(ExecOutcome {
         error,
         bytes_fetched: fetched.bytes as i64,
@@ -233,13 +238,22 @@ async fn discard_metadata(state: &AppState, snapshot_key: &str) {
 }
 
 struct FetchResult {
+    /// Every repository the snapshot holds: captured now or carried forward.
     captures: Vec<RepoCapture>,
     summary: Vec<SnapshotRepo>,
     states: Vec<(i64, RepoState)>,
-    failures: Vec<String>,
-    /// Repositories whose metadata could only partly be fetched (the snapshot is kept).
-    incomplete: Vec<String>,
+    /// One line per repository not captured whole (failed, gone upstream, metadata incomplete).
+    problems: Vec<String>,
     bytes: u64,
+}
+
+/// Whether a job's repository row is this GitHub repository (by id, which survives renames;
+/// by name for rows recorded before GitHub's id was known).
+fn same_repo(row: &JobRepoRow, gh: &GhRepo) -> bool {
+    match row.github_id {
+        Some(id) => id == gh.id,
+        None => row.full_name.eq_ignore_ascii_case(&gh.full_name),
+    }
 }
 
 async fn resolve_and_fetch(
@@ -250,17 +264,31 @@ async fn resolve_and_fetch(
     snapshot_key: &str,
 ) -> Result<FetchResult, ExecOutcome> {
     let target = Target::parse(&job.target).map_err(|e| ExecOutcome::failed(e.to_string()))?;
+    let known = state
+        .store
+        .list_job_repos(job.id)
+        .await
+        .map_err(|e| ExecOutcome::failed(format!("database error: {e}")))?;
+    let now = state.clock.now();
+    // Repositories this job backed up before that GitHub no longer shows it: kept, carried
+    // forward (see `carry`), never silently left out.
+    let mut gone: Vec<JobRepoRow> = Vec::new();
     let repos: Vec<GhRepo> = match &target {
         Target::Repository { owner, name } => {
             let what = format!("looking up {owner}/{name}");
-            let fetched = session
-                .repo(owner, name)
-                .await
-                .map_err(|e| github_failure(e, &what))?;
-            if let Some(new_name) = &fetched.moved_to {
-                follow_rename(state, job, new_name).await;
+            match session.repo(owner, name).await {
+                Ok(fetched) => {
+                    if let Some(new_name) = &fetched.moved_to {
+                        follow_rename(state, job, new_name).await;
+                    }
+                    vec![fetched.value]
+                }
+                Err(e) if e.kind == FailureKind::NotFound && !known.is_empty() => {
+                    gone = known;
+                    Vec::new()
+                }
+                Err(e) => return Err(github_failure(e, &what)),
             }
-            vec![fetched.value]
         }
         Target::Account { owner } => {
             let what = format!("listing the repositories of {owner}");
@@ -277,7 +305,11 @@ async fn resolve_and_fetch(
                         && (o.include_private || !r.private)
                 })
                 .collect();
-            if picked.is_empty() {
+            gone = known
+                .into_iter()
+                .filter(|row| !picked.iter().any(|gh| same_repo(row, gh)))
+                .collect();
+            if picked.is_empty() && gone.is_empty() {
                 return Err(ExecOutcome::failed(format!(
                     "account {owner} has no repositories your token can see that match this job's filters"
                 )));
@@ -314,29 +346,26 @@ async fn resolve_and_fetch(
         captures: vec![],
         summary: vec![],
         states: vec![],
-        failures: vec![],
-        incomplete: vec![],
+        problems: vec![],
         bytes: 0,
     };
     let mut fatal = None;
+    let mut failed = Vec::new();
+    let mut captured_now = 0;
     for result in results {
         match result {
             Err(e) => {
                 fatal.get_or_insert(e);
             }
             Ok(RepoOutcome::Skipped) => {}
-            Ok(RepoOutcome::Failed {
-                summary,
-                failure,
-                bytes,
-            }) => {
-                out.bytes += bytes;
-                out.failures.push(failure);
-                out.summary.push(summary);
+            Ok(RepoOutcome::Failed(f)) => {
+                out.bytes += f.bytes;
+                failed.push(f);
             }
             Ok(RepoOutcome::Done(done)) => {
+                captured_now += 1;
                 out.bytes += done.bytes;
-                out.incomplete.extend(done.incomplete);
+                out.problems.extend(done.incomplete);
                 out.summary.push(done.summary);
                 out.captures.push(done.capture);
                 out.states.push(done.state);
@@ -346,16 +375,37 @@ async fn resolve_and_fetch(
     if let Some(e) = fatal {
         return Err(e);
     }
+    if captured_now == 0 && !failed.is_empty() {
+        // Nothing new to record (GitHub or the network is down for this job): no snapshot, so
+        // retention does not run and every earlier snapshot stays.
+        let lines: Vec<String> = failed.iter().map(|f| f.failure.clone()).collect();
+        return Err(ExecOutcome {
+            error: Some(format!(
+                "no repository could be backed up; earlier snapshots are kept:\n{}",
+                lines
+                    .iter()
+                    .map(|line| format!("- {line}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
+            bytes_fetched: out.bytes as i64,
+            ..Default::default()
+        });
+    }
+    carry_forward(state, job.id, snapshot_key, now, failed, gone, &mut out).await?;
     // Completion order is arbitrary: the manifest and the summary list repositories by name.
     out.captures.sort_by(|a, b| a.full_name.cmp(&b.full_name));
     out.summary.sort_by(|a, b| a.full_name.cmp(&b.full_name));
-    out.failures.sort();
-    out.incomplete.sort();
+    out.problems.sort();
     if out.captures.is_empty() {
         return Err(ExecOutcome {
             error: Some(format!(
-                "no repository could be backed up: {}",
-                out.failures.join("; ")
+                "nothing could be backed up and no earlier copy exists:\n{}",
+                out.problems
+                    .iter()
+                    .map(|line| format!("- {line}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )),
             bytes_fetched: out.bytes as i64,
             ..Default::default()
@@ -364,17 +414,94 @@ async fn resolve_and_fetch(
     Ok(out)
 }
 
+/// Puts the last good copy of each repository this run could not capture into its snapshot
+/// (see `carry`): those whose fetch failed, and those gone upstream (whose state records since
+/// when). A gone repository that was never captured has nothing to keep and is left out.
+async fn carry_forward(
+    state: &AppState,
+    job_id: i64,
+    snapshot_key: &str,
+    now: DateTime<Utc>,
+    failed: Vec<RepoFailed>,
+    gone: Vec<JobRepoRow>,
+    out: &mut FetchResult,
+) -> Result<(), ExecOutcome> {
+    if failed.is_empty() && gone.is_empty() {
+        return Ok(());
+    }
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "carrying repositories forward failed");
+        ExecOutcome::failed(
+            "the server could not record this backup (database or disk error); it will be retried",
+        )
+    };
+    let history = History::load(state.store.as_ref(), job_id)
+        .await
+        .map_err(|e| internal(&e))?;
+    for f in failed {
+        let why = Missing::Failed(f.error);
+        let copy = history.last_copy(&f.key);
+        out.problems.push(carry::problem_line(
+            &f.full_name,
+            &why,
+            copy.as_ref().map(|c| &c.carried),
+        ));
+        match copy {
+            Some(copy) => {
+                let (capture, summary) =
+                    carry::carry(&state.engine, snapshot_key, &f.full_name, &copy, &why)
+                        .await
+                        .map_err(|e| internal(&e))?;
+                out.captures.push(capture);
+                out.summary.push(summary);
+            }
+            None => out
+                .summary
+                .push(carry::failed_summary(&f.full_name, f.default_branch, &why)),
+        }
+    }
+    for row in gone {
+        let key = mirror_key(row.id);
+        let Some(copy) = history.last_copy(&key) else {
+            tracing::info!(repo = %row.full_name, "gone upstream and never captured: nothing to keep");
+            continue;
+        };
+        let mut st: RepoState = serde_json::from_value(row.state.clone()).unwrap_or_default();
+        let since = *st.gone_since.get_or_insert(now);
+        let why = Missing::Gone(since);
+        // The name it had when it was captured (a displaced row's name carries a marker).
+        let full_name = copy.capture_name().to_owned();
+        out.problems
+            .push(carry::problem_line(&full_name, &why, Some(&copy.carried)));
+        let (capture, summary) = carry::carry(&state.engine, snapshot_key, &full_name, &copy, &why)
+            .await
+            .map_err(|e| internal(&e))?;
+        out.captures.push(capture);
+        out.summary.push(summary);
+        out.states.push((row.id, st));
+    }
+    Ok(())
+}
+
 /// What one repository contributed to a run.
 enum RepoOutcome {
     Done(Box<RepoDone>),
-    /// Its fetch failed (account jobs: the other repositories still make a snapshot).
-    Failed {
-        summary: SnapshotRepo,
-        failure: String,
-        bytes: u64,
-    },
+    /// Its fetch failed (account jobs: the other repositories still make a snapshot, which
+    /// carries this one's last good copy).
+    Failed(RepoFailed),
     /// Not attempted: another repository's fatal error ended the run.
     Skipped,
+}
+
+struct RepoFailed {
+    key: String,
+    full_name: String,
+    default_branch: Option<String>,
+    /// What went wrong, for a person.
+    error: String,
+    /// `full_name: error`.
+    failure: String,
+    bytes: u64,
 }
 
 struct RepoDone {
@@ -434,6 +561,7 @@ async fn back_up_repo(
                         runs_since_fetch: 0,
                         pull_refs: job.options.pull_refs,
                         meta: st.meta,
+                        gone_since: None,
                     };
                     f.refs
                 }
@@ -445,16 +573,21 @@ async fn back_up_repo(
                     });
                 }
                 Err(e) => {
-                    return Ok(RepoOutcome::Failed {
-                        summary: summary(&gh, 0, e.message.clone()),
+                    return Ok(RepoOutcome::Failed(RepoFailed {
+                        key,
+                        full_name: gh.full_name.clone(),
+                        default_branch: gh.default_branch.clone(),
                         failure: format!("{}: {}", gh.full_name, e.message),
+                        error: e.message,
                         bytes,
-                    });
+                    }));
                 }
             }
         }
     };
-    let mut repo_summary = summary(&gh, refs.len() as u64, "ok".into());
+    // Back on GitHub (or never gone): captured now.
+    st.gone_since = None;
+    let mut repo_summary = summary(&gh, refs.len() as u64, "ok".into(), state.clock.now());
     let mut metadata_dir = None;
     let mut incomplete = None;
     if job.options.metadata || job.options.wiki {
@@ -473,7 +606,8 @@ async fn back_up_repo(
         bytes += captured.bytes;
         if !captured.problems.is_empty() {
             incomplete = Some(format!(
-                "{}: {}",
+                "{}: metadata incomplete (kept from the previous snapshot; the next run fetches \
+                 what was missed): {}",
                 gh.full_name,
                 captured.problems.join(", ")
             ));
@@ -490,6 +624,7 @@ async fn back_up_repo(
             default_branch: gh.default_branch.clone(),
             refs,
             metadata_dir,
+            carried: None,
         },
         summary: repo_summary,
         state: (row.id, st),
@@ -498,13 +633,14 @@ async fn back_up_repo(
     })))
 }
 
-fn summary(gh: &GhRepo, refs: u64, status: String) -> SnapshotRepo {
+fn summary(gh: &GhRepo, refs: u64, status: String, now: DateTime<Utc>) -> SnapshotRepo {
     SnapshotRepo {
         full_name: gh.full_name.clone(),
         default_branch: gh.default_branch.clone(),
         refs,
         status,
-        metadata: Default::default(),
+        captured_at: Some(now),
+        ..SnapshotRepo::default()
     }
 }
 
@@ -523,39 +659,4 @@ async fn follow_rename(state: &AppState, job: &JobRow, new_name: &str) {
             tracing::warn!(error = %e, to = %new_name, "repository moved but the job could not be renamed")
         }
     }
-}
-
-/// Forget snapshots the job's retention no longer keeps: rows first (so they stop being
-/// visible), then refs and unreferenced objects.
-pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<()> {
-    let snaps = state.store.job_snapshots(job.id).await?;
-    let tz = parse_timezone(&job.timezone).unwrap_or(chrono_tz::UTC);
-    let list: Vec<(i64, DateTime<Utc>)> = snaps.iter().map(|s| (s.id, s.created_at)).collect();
-    let kept = select_kept(&list, &job.retention, tz);
-    let dropped: Vec<_> = snaps
-        .into_iter()
-        .filter(|s| !kept.contains(&s.id))
-        .collect();
-    if dropped.is_empty() {
-        return Ok(());
-    }
-    state
-        .store
-        .delete_snapshots(&dropped.iter().map(|s| s.id).collect::<Vec<_>>())
-        .await?;
-    let manifests: Vec<Manifest> = dropped
-        .iter()
-        .filter_map(|s| serde_json::from_value(s.manifest.clone()).ok())
-        .collect();
-    state
-        .engine
-        .drop_snapshots(&manifests)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    tracing::info!(
-        job.id = job.id,
-        dropped = dropped.len(),
-        "retention applied"
-    );
-    Ok(())
 }

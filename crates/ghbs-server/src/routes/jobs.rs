@@ -8,7 +8,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use ghbs_core::Target;
 use ghbs_store::{JobPatch, JobRow, NewJob, StoreError};
-use ghbs_wire::{codes, ErrorBody, Job, JobCreate, JobList, JobState, JobUpdate, Retention};
+use ghbs_wire::{
+    codes, ErrorBody, ForgetRepo, Job, JobCreate, JobList, JobState, JobUpdate, RepoForgotten,
+    Retention,
+};
 use serde::Deserialize;
 
 use crate::app::AppState;
@@ -244,6 +247,32 @@ pub async fn resume(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Job>, ApiError> {
     set_paused(&state, &caller, id, false).await
+}
+
+/// Stop keeping a repository that is gone upstream (deleted, made private, transferred, or
+/// excluded by the job's filters): it is no longer carried forward into new snapshots nor kept
+/// beyond retention. 409 for a repository GitHub still shows this job, or while a run is going.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/forget-repo", params(("id" = i64, Path)),
+    request_body = ForgetRepo,
+    responses((status = 200, body = RepoForgotten), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn forget_repo(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ForgetRepo>,
+) -> Result<Json<RepoForgotten>, ApiError> {
+    let repo = body.repo.trim();
+    if repo.is_empty() || repo.len() > 300 || repo.split('/').count() != 2 {
+        return Err(ApiError::bad_request(
+            codes::BAD_REQUEST,
+            format!("repo must be owner/name, got {repo:?}"),
+        ));
+    }
+    crate::backup::forget_repo(&state, caller.user.id, id, repo)
+        .await
+        .map(Json)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -18,6 +18,7 @@ use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiPath, ApiQuery};
 
 pub fn snapshot_json(s: SnapshotRow) -> Snapshot {
+    let (status, carried_forward, failed, gone) = Snapshot::summarise(&s.repos);
     Snapshot {
         id: s.id,
         job_id: s.job_id,
@@ -25,6 +26,10 @@ pub fn snapshot_json(s: SnapshotRow) -> Snapshot {
         created_at: s.created_at,
         refs: s.refs,
         size_bytes: s.size_bytes,
+        status,
+        carried_forward,
+        failed,
+        gone,
         repos: s.repos,
     }
 }

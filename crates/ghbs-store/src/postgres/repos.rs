@@ -195,6 +195,23 @@ pub(super) async fn list_job_repos(pool: &PgPool, job_id: i64) -> StoreResult<Ve
     rows.iter().map(codec::job_repo).collect()
 }
 
+pub(super) async fn delete_job_repo(
+    pool: &PgPool,
+    job_id: i64,
+    job_repo_id: i64,
+) -> StoreResult<()> {
+    let done = sqlx::query("DELETE FROM job_repos WHERE job_id = $1 AND id = $2")
+        .bind(job_id)
+        .bind(job_repo_id)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 pub(super) async fn set_job_repo_state(
     pool: &PgPool,
     job_repo_id: i64,

@@ -33,11 +33,18 @@ use crate::{
 };
 
 /// Versioned migrations; a landed file is never edited, a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "partial runs",
+        include_str!("../../migrations/sqlite/0002_partial_runs.sql"),
+    ),
+];
 
 /// A [`Store`] on one SQLite file.
 #[derive(Debug, Clone)]
@@ -314,6 +321,9 @@ impl Store for SqliteStore {
     }
     async fn list_job_repos(&self, job_id: i64) -> StoreResult<Vec<JobRepoRow>> {
         repos::list_job_repos(&self.pool, job_id).await
+    }
+    async fn delete_job_repo(&self, job_id: i64, job_repo_id: i64) -> StoreResult<()> {
+        repos::delete_job_repo(&self.pool, job_id, job_repo_id).await
     }
     async fn set_job_repo_state(
         &self,

@@ -20,6 +20,7 @@ fn snapshot(job_id: i64, run_id: i64, at: i64) -> NewSnapshot {
             refs: 12,
             status: "ok".into(),
             metadata: [("issues".to_string(), 3_u64)].into_iter().collect(),
+            ..SnapshotRepo::default()
         }],
         manifest: serde_json::json!({"octo/hello": {"refs/heads/main": "abc123"}, "at": at}),
     }
@@ -236,6 +237,27 @@ pub async fn job_repos(store: Arc<dyn Store>) {
         store
             .set_job_repo_state(c.id + 1000, &serde_json::json!({}))
             .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // forget-repo: one row goes, only within its job.
+    assert!(matches!(
+        store.delete_job_repo(other.id, b.id).await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_job_repo(job.id, b.id).await.unwrap();
+    assert_eq!(
+        store
+            .list_job_repos(job.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        vec![a.id, c.id]
+    );
+    assert!(matches!(
+        store.delete_job_repo(job.id, b.id).await,
         Err(StoreError::NotFound)
     ));
 

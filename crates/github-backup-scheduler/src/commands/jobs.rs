@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use serde_json::json;
 
 use super::{prompt, Ctx};
-use crate::cli::{DeleteArgs, JobCommand};
+use crate::cli::{DeleteArgs, ForgetRepoArgs, JobCommand};
 use crate::exit::{CliError, CliResult};
 use crate::output;
 
@@ -51,6 +51,7 @@ pub async fn job(ctx: &Ctx, cmd: &JobCommand) -> CliResult {
         }
         JobCommand::Edit(args) => super::schedule::edit(ctx, args).await?,
         JobCommand::Delete(args) => delete(ctx, args).await?,
+        JobCommand::ForgetRepo(args) => forget_repo(ctx, args).await?,
     }
     Ok(())
 }
@@ -81,6 +82,50 @@ async fn delete(ctx: &Ctx, args: &DeleteArgs) -> CliResult {
         }
     }
     delete_confirmed(ctx, args.id, args.purge).await
+}
+
+async fn forget_repo(ctx: &Ctx, args: &ForgetRepoArgs) -> CliResult {
+    let repo = args.repo.trim();
+    let mut parts = repo.split('/');
+    let well_formed = matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(o), Some(n), None) if !o.is_empty() && !n.is_empty()
+    );
+    if !well_formed {
+        return Err(CliError::usage(format!(
+            "{repo:?} is not a repository: give it as owner/name, as `snapshots {}` lists it",
+            args.id
+        )));
+    }
+    if !args.yes {
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            return Err(CliError::usage(format!(
+                "forgetting {repo} lets its backups age out of job {}, and there is no terminal to confirm: add --yes",
+                args.id
+            )));
+        }
+        let question = format!(
+            "Stop keeping {repo} in job {}? Its backups leave with the snapshots that hold them.",
+            args.id
+        );
+        let confirmed = prompt(move || {
+            inquire::Confirm::new(&question)
+                .with_default(false)
+                .prompt()
+        })
+        .await?;
+        if !confirmed {
+            return Err(CliError::failed("nothing forgotten"));
+        }
+    }
+    let done = ctx.api()?.forget_repo(args.id, repo).await?;
+    if !ctx.out.json(&done) {
+        ctx.out.line(format!(
+            "Forgot {} in job {}: no longer kept; {} snapshot(s) still hold it until retention drops them.",
+            done.full_name, args.id, done.snapshots_holding
+        ));
+    }
+    Ok(())
 }
 
 /// Deletes after any confirmation, and says what happened to the backups.

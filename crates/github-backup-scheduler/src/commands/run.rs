@@ -74,6 +74,20 @@ pub fn finish(ctx: &Ctx, run: &Run) -> CliResult {
             output::size(run.bytes_fetched)
         ));
     }
+    if run.status == RunStatus::Partial {
+        let snapshot = run
+            .snapshot_id
+            .map(|s| format!("snapshot {s}"))
+            .unwrap_or_else(|| "a snapshot".into());
+        return Err(CliError::failed(format!(
+            "run {} of job {} is partial: {snapshot} was recorded, but {}",
+            run.id,
+            run.job_id,
+            run.error
+                .as_deref()
+                .unwrap_or("some repositories were not captured")
+        )));
+    }
     if run.status == RunStatus::Failed {
         return Err(CliError::failed(format!(
             "run {} of job {} failed: {}",
