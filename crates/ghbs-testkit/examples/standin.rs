@@ -7,8 +7,13 @@
 //! It creates user `octocat` with a token, a public repository `octocat/hello-world` (two
 //! branches, a tag) and a private `octocat/secret`, prints the API URL and the token, and serves
 //! until interrupted. The token it prints is a throwaway for this local stand-in only.
+//!
+//! Lines typed on its standard input change the world, to try failure paths by hand:
+//! `push OWNER/NAME` (a new commit on main), `break OWNER/NAME` (its git transfers fail until
+//! `heal`), `heal`, `delete OWNER/NAME`.
 
-use ghbs_testkit::{GitHubStandIn, RepoOptions};
+use ghbs_testkit::{Fault, FaultKind, GitHubStandIn, RepoOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::main]
 async fn main() {
@@ -49,6 +54,41 @@ async fn main() {
     );
     println!("GitHub stand-in API: {}", gh.api_url());
     println!("token for octocat:   {token}");
-    println!("serving until Ctrl-C");
-    let _ = tokio::signal::ctrl_c().await;
+    println!("serving until Ctrl-C; commands on stdin: push|break|delete OWNER/NAME, heal");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut pushes = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            line = lines.next_line() => {
+                let Ok(Some(line)) = line else {
+                    // No stdin (or it closed): just serve.
+                    let _ = tokio::signal::ctrl_c().await;
+                    break;
+                };
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.as_slice() {
+                    ["push", repo] => {
+                        pushes += 1;
+                        let sha = gh.commit(repo, "main", &[("pushed.txt", &format!("{pushes}\n"))], "pushed");
+                        println!("pushed {sha} to {repo}");
+                    }
+                    ["break", repo] => {
+                        gh.inject(Fault::new(&format!("/git/{repo}.git/"), FaultKind::DropMidBody, u32::MAX));
+                        println!("git transfers of {repo} now fail (until `heal`)");
+                    }
+                    ["heal"] => {
+                        gh.clear_faults();
+                        println!("faults cleared");
+                    }
+                    ["delete", repo] => {
+                        gh.delete_repo(repo);
+                        println!("deleted {repo}");
+                    }
+                    [] => {}
+                    _ => println!("unknown command {line:?}: push|break|delete OWNER/NAME, heal"),
+                }
+            }
+        }
+    }
 }
