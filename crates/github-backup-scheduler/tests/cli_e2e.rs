@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{refs, World};
+use support::{etag_of, etag_path, part_of, refs, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_backup_story() {
@@ -122,21 +122,35 @@ async fn a_whole_backup_story() {
     assert!(streamed.status.success());
     assert_eq!(streamed.stdout, std::fs::read(&bundle).unwrap());
 
-    // A half-downloaded .part is resumed, and the result is identical.
+    // A half-downloaded part (with the tag of the file it began) is resumed, identically.
+    let snap_id = snap["id"].as_i64().unwrap();
     let full = std::fs::read(&bundle).unwrap();
     let resumed = w.path("resumed.bundle");
-    std::fs::write(w.path("resumed.bundle.part"), &full[..full.len() / 2]).unwrap();
-    w.ok(&["fetch", &id_s, "-o", resumed.to_str().unwrap()])
+    let part = part_of(&resumed, snap_id, "bundle");
+    std::fs::write(&part, &full[..full.len() / 2]).unwrap();
+    std::fs::write(etag_path(&part), format!("{}\n", etag_of(&full))).unwrap();
+    let o = w
+        .ok(&["fetch", &id_s, "-o", resumed.to_str().unwrap()])
         .await;
+    assert!(o.stderr.contains("Resuming"), "{}", o.stderr);
     assert_eq!(std::fs::read(&resumed).unwrap(), full);
-    assert!(!w.path("resumed.bundle.part").exists());
-    // A .part that is not a prefix of the file is caught by verification, not kept.
-    std::fs::write(w.path("bad.bundle.part"), vec![b'x'; full.len() / 2]).unwrap();
+    assert!(!part.exists() && !etag_path(&part).exists());
+    // A part that is not a prefix of the file fails the digest check and is not kept.
+    let bad_path = w.path("bad.bundle");
+    let bad_part = part_of(&bad_path, snap_id, "bundle");
+    std::fs::write(&bad_part, vec![b'x'; full.len() / 2]).unwrap();
+    std::fs::write(etag_path(&bad_part), etag_of(&full)).unwrap();
     let bad = w
-        .run(&["fetch", &id_s, "-o", w.path("bad.bundle").to_str().unwrap()])
+        .run(&["fetch", &id_s, "-o", bad_path.to_str().unwrap()])
         .await;
     assert_eq!(bad.code, 1, "{}", bad.stderr);
-    assert!(!w.path("bad.bundle").exists() && !w.path("bad.bundle.part").exists());
+    assert!(
+        bad.stderr
+            .contains("does not match the server's SHA-256 digest"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!bad_path.exists() && !bad_part.exists() && !etag_path(&bad_part).exists());
 
     // Restore into a new, empty repository.
     let target = w.path("restored.git");
