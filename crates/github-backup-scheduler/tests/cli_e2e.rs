@@ -551,6 +551,11 @@ async fn a_resume_across_a_new_snapshot_gets_the_new_whole_file() {
     let run = w.ok(&["run", &job, "--wait", "--json"]).await.json();
     let new_snap = run["snapshot_id"].as_i64().unwrap();
     let new = w.path("new.tar.gz");
+    // A part of the old snapshot under the same name is never continued, and goes at the end.
+    let old_snap = new_snap - 1;
+    let old_part = part_of(&new, old_snap, "tar.gz");
+    std::fs::write(&old_part, &old_bytes[..10]).unwrap();
+    std::fs::write(etag_path(&old_part), etag_of(&old_bytes)).unwrap();
     let part = part_of(&new, new_snap, "tar.gz");
     std::fs::write(&part, &old_bytes[..old_bytes.len() / 2]).unwrap();
     std::fs::write(etag_path(&part), format!("{}\n", etag_of(&old_bytes))).unwrap();
@@ -570,6 +575,7 @@ async fn a_resume_across_a_new_snapshot_gets_the_new_whole_file() {
     assert_eq!(got["snapshot_id"], new_snap);
     assert_eq!(got["sha256"].as_str().unwrap(), sha256_hex(&new));
     assert!(!part.exists() && !etag_path(&part).exists());
+    assert!(!old_part.exists() && !etag_path(&old_part).exists());
     let new_bytes = std::fs::read(&new).unwrap();
     assert_ne!(new_bytes, old_bytes);
     // The content is the new snapshot's: the extracted repository has the new commit.

@@ -261,6 +261,7 @@ pub async fn download(
         ))
     })?;
     let _ = std::fs::remove_file(&tag_file);
+    remove_other_parts(&path);
     Ok(Downloaded {
         path,
         bytes: written,
@@ -349,6 +350,33 @@ fn part_path(path: &Path, snapshot: i64, format: DownloadFormat) -> PathBuf {
         .unwrap_or_default();
     name.push(format!(".snap{snapshot}-{}.part", format.as_str()));
     path.with_file_name(name)
+}
+
+/// Once `path` is complete, parts of it for other snapshots or formats (and an old-style
+/// `NAME.part`) can never be resumed into it: they are removed.
+fn remove_other_parts(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = format!("{name}.snap");
+    let legacy = format!("{name}.part");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let part_of_ours =
+            file.starts_with(&ours) && (file.ends_with(".part") || file.ends_with(".part.etag"));
+        if (part_of_ours || file == legacy) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// `PART.etag`: the server's tag of the file the part is a beginning of.
