@@ -603,6 +603,23 @@ async fn a_resume_across_a_new_snapshot_gets_the_new_whole_file() {
         .await;
     assert!(o.stderr.contains("Resuming"), "{}", o.stderr);
     assert_eq!(std::fs::read(&again).unwrap(), new_bytes);
+    // A part already as long as the file (interrupted before its rename): 416, then whole.
+    let whole = w.path("whole.tar.gz");
+    let part = part_of(&whole, new_snap, "tar.gz");
+    std::fs::write(&part, &new_bytes).unwrap();
+    std::fs::write(etag_path(&part), etag_of(&new_bytes)).unwrap();
+    let o = w
+        .ok(&[
+            "fetch",
+            &job,
+            "--format",
+            "tar.gz",
+            "-o",
+            whole.to_str().unwrap(),
+        ])
+        .await;
+    assert!(o.stderr.contains("416"), "{}", o.stderr);
+    assert_eq!(std::fs::read(&whole).unwrap(), new_bytes);
 
     // The old snapshot's part under the server's own name is never joined to the new file.
     let by_name = w

@@ -177,11 +177,18 @@ pub async fn download(
             && content_range(resp.headers()).is_some_and(|(start, _)| start == *from)
             && etag(resp.headers()).as_deref() == Some(tag.as_str())
     });
+    // 200: the server's file is not the one the part began (If-Range did not match).
+    let changed = stale || (asked.is_some() && !resumed && resp.status() == StatusCode::OK);
     if asked.is_some() && !resumed && resp.status() != StatusCode::OK {
+        ctx.out.note(format!(
+            "{} cannot be continued (the server answered {}): downloading the file whole",
+            part.display(),
+            resp.status()
+        ));
         drop(resp);
         resp = api.download(snapshot, format, repo, None).await?;
     }
-    if stale || (asked.is_some() && !resumed) {
+    if changed {
         ctx.out.note(format!(
             "{} was part of another version of this file: downloading it whole",
             part.display()
