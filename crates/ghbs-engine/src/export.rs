@@ -3,22 +3,32 @@
 //! Every export starts from a throwaway bare repository in `data_dir/tmp` whose
 //! `objects/info/alternates` points at the mirror and whose refs are the snapshot's, under their
 //! original names; no object is copied until git packs what the artifact needs.
+//!
+//! One repository (a repository job, or `repo` chosen in an account snapshot):
 //! - Bundle: `git bundle create --all` of the snapshot's branches and tags (HEAD = default branch).
-//! - TarGz (one repository): `{name}.git/`, the snapshot as a self-contained bare repository
+//! - TarGz: `{name}.git/`, the snapshot as a self-contained bare repository
 //!   (`git repack -a -d`, then the alternates link is removed and connectivity checked), plus
 //!   `{name}.metadata/` and `snapshot.json`. `git clone name.git` works on the extracted folder,
 //!   and [`crate::restore`] accepts it.
-//! - TarGz or Bundle of several repositories: `{owner}/{name}.bundle` and
-//!   `{owner}/{name}.metadata/` per repository, plus `snapshot.json`.
 //! - Zip: `git archive --format=zip` of the default branch's commit.
 //!
+//! Every repository of the snapshot ([`Engine::export_each`], or several without `repo`), one
+//! archive holding one file per repository plus `snapshot.json` (which lists them all, also
+//! those with nothing to export, e.g. an empty repository):
+//! - Bundle: an uncompressed tar (`….bundles.tar`) of `{owner}/{name}.bundle`.
+//! - TarGz: `{owner}/{name}.bundle` and `{owner}/{name}.metadata/` per repository.
+//! - Zip: an uncompressed tar (`….zips.tar`) of `{owner}/{name}.zip`.
+//!
 //! Artifacts are cached in `data_dir/artifacts/{snapshot}/` and appear there only complete
-//! (built in `tmp/`, fsynced, renamed), so Range and resumed requests see one stable file.
+//! (built in `tmp/`, fsynced, renamed), so Range and resumed requests see one stable file. The
+//! SHA-256 of each is computed once, when it is built, and kept next to it in `{file}.sha256`
+//! (`HEX SIZE`); one builder at a time per file, so the two always belong together.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ghbs_wire::DownloadFormat;
+use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, Result};
 use crate::fsutil::{self, blocking};
@@ -29,10 +39,39 @@ use crate::{Artifact, Engine, Manifest, RepoCapture};
 const BUNDLE_TYPE: &str = "application/x-git-bundle";
 const TAR_GZ_TYPE: &str = "application/gzip";
 const ZIP_TYPE: &str = "application/zip";
+const TAR_TYPE: &str = "application/x-tar";
+
+/// What one export builds.
+#[derive(Clone, Copy)]
+enum Shape<'a> {
+    Bundle(&'a RepoCapture),
+    RepoTar(&'a RepoCapture),
+    Zip(&'a RepoCapture),
+    /// One file per repository (bundle, zip) or bundles plus metadata (tar.gz).
+    Each(DownloadFormat),
+}
+
+impl Shape<'_> {
+    /// (cache file name, download extension, content type)
+    fn names(&self) -> (String, &'static str, &'static str) {
+        match self {
+            Shape::Bundle(r) => (format!("{}.bundle", r.key), "bundle", BUNDLE_TYPE),
+            Shape::RepoTar(r) => (format!("{}.tar.gz", r.key), "tar.gz", TAR_GZ_TYPE),
+            Shape::Zip(r) => (format!("{}.zip", r.key), "zip", ZIP_TYPE),
+            Shape::Each(DownloadFormat::Bundle) => {
+                ("all.bundles.tar".into(), "bundles.tar", TAR_TYPE)
+            }
+            Shape::Each(DownloadFormat::Zip) => ("all.zips.tar".into(), "zips.tar", TAR_TYPE),
+            Shape::Each(DownloadFormat::TarGz) => ("all.tar.gz".into(), "tar.gz", TAR_GZ_TYPE),
+        }
+    }
+}
 
 impl Engine {
     /// Produces (or reuses) a download artifact for a snapshot; see the module docs for formats.
-    /// `repo` selects one repository by full name (case-insensitive) or key.
+    /// `repo` selects one repository by full name (case-insensitive) or key; without it a
+    /// snapshot of one repository gives that repository's file, and a snapshot of several the
+    /// archive of [`Engine::export_each`].
     pub async fn export(
         &self,
         manifest: &Manifest,
@@ -52,30 +91,60 @@ impl Engine {
             }
             None => manifest.repos.iter().collect(),
         };
-        if selected.is_empty() {
+        match selected.as_slice() {
+            [] => Err(EngineError::not_found("this snapshot holds no repository")),
+            [one] => {
+                let shape = match format {
+                    DownloadFormat::Bundle => Shape::Bundle(one),
+                    DownloadFormat::TarGz => Shape::RepoTar(one),
+                    DownloadFormat::Zip => Shape::Zip(one),
+                };
+                self.export_shape(manifest, shape, &selected).await
+            }
+            _ => self.export_each(manifest, format).await,
+        }
+    }
+
+    /// One archive holding one file per repository of the snapshot, however many there are
+    /// (what an account job downloads without choosing a repository); see the module docs.
+    pub async fn export_each(
+        &self,
+        manifest: &Manifest,
+        format: DownloadFormat,
+    ) -> Result<Artifact, EngineError> {
+        validate_manifest(manifest)?;
+        if manifest.repos.is_empty() {
             return Err(EngineError::not_found("this snapshot holds no repository"));
         }
-        let single = (selected.len() == 1).then(|| selected[0]);
-        let (cache_name, ext, content_type) = match (format, single) {
-            (DownloadFormat::Bundle, Some(r)) => (format!("{}.bundle", r.key), "bundle", BUNDLE_TYPE),
-            (DownloadFormat::TarGz, Some(r)) => (format!("{}.tar.gz", r.key), "tar.gz", TAR_GZ_TYPE),
-            (DownloadFormat::Zip, Some(r)) => (format!("{}.zip", r.key), "zip", ZIP_TYPE),
-            (DownloadFormat::Zip, None) => {
-                return Err(EngineError::permanent(
-                    "a zip archive holds one repository: choose one repository, or download this snapshot as a bundle or tar.gz",
-                ))
-            }
-            (_, None) => ("all.tar.gz".to_owned(), "tar.gz", TAR_GZ_TYPE),
+        let all: Vec<&RepoCapture> = manifest.repos.iter().collect();
+        self.export_shape(manifest, Shape::Each(format), &all).await
+    }
+
+    async fn export_shape(
+        &self,
+        manifest: &Manifest,
+        shape: Shape<'_>,
+        selected: &[&RepoCapture],
+    ) -> Result<Artifact> {
+        let (cache_name, ext, content_type) = shape.names();
+        let single = match shape {
+            Shape::Bundle(r) | Shape::RepoTar(r) | Shape::Zip(r) => Some(r),
+            Shape::Each(_) => None,
         };
         let file_name = self.download_name(manifest, single, ext).await;
         let dir = self.artifacts_dir(&manifest.snapshot_key);
         let dest = dir.join(&cache_name);
+        let lock = self.build_lock(&dest);
+        let _building = lock.lock().await;
         if let Ok(meta) = tokio::fs::metadata(&dest).await {
+            let size = meta.len();
+            let sha256 = cached_digest(dest.clone(), size).await?;
             return Ok(Artifact {
                 path: dest,
-                size: meta.len(),
+                size,
                 file_name,
                 content_type,
+                sha256,
             });
         }
 
@@ -88,11 +157,11 @@ impl Engine {
             guards.push(self.locks(key).gc.clone().read_owned().await);
         }
         let out = self.scratch("artifact");
-        let built = match (format, single) {
-            (DownloadFormat::Bundle, Some(r)) => self.build_bundle(r, &out).await,
-            (DownloadFormat::TarGz, Some(r)) => self.build_repo_tar(manifest, r, &out).await,
-            (DownloadFormat::Zip, Some(r)) => self.build_zip(r, &out).await,
-            _ => self.build_multi_tar(manifest, &selected, &out).await,
+        let built = match shape {
+            Shape::Bundle(r) => self.build_bundle(r, &out).await,
+            Shape::RepoTar(r) => self.build_repo_tar(manifest, r, &out).await,
+            Shape::Zip(r) => self.build_zip(r, &out).await,
+            Shape::Each(format) => self.build_each(manifest, selected, format, &out).await,
         };
         drop(guards);
         if let Err(e) = built {
@@ -100,13 +169,23 @@ impl Engine {
             return Err(e);
         }
         let publish_dest = dest.clone();
-        let size = blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| EngineError::io("create artifacts dir", e))?;
-            fsutil::publish(&out, &publish_dest)?;
-            std::fs::metadata(&publish_dest)
-                .map(|m| m.len())
-                .map_err(|e| EngineError::io("stat artifact", e))
+        let (size, sha256) = blocking(move || {
+            let published = (|| {
+                let (size, sha256) = sha256_file(&out)?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| EngineError::io("create artifacts dir", e))?;
+                // The digest first: an artifact is never visible without the digest of its bytes.
+                fsutil::write_atomic(
+                    &digest_path(&publish_dest),
+                    format!("{} {size}\n", hex::encode(sha256)).as_bytes(),
+                )?;
+                fsutil::publish(&out, &publish_dest)?;
+                Ok((size, sha256))
+            })();
+            if published.is_err() {
+                let _ = std::fs::remove_file(&out);
+            }
+            published
         })
         .await?;
         Ok(Artifact {
@@ -114,6 +193,7 @@ impl Engine {
             size,
             file_name,
             content_type,
+            sha256,
         })
     }
 
@@ -187,18 +267,20 @@ impl Engine {
             }
             let summary = snapshot_summary(manifest, &[repo])?;
             let out = out.to_path_buf();
-            blocking(move || write_tar_gz(&out, &entries, &summary)).await
+            blocking(move || write_tar(&out, &entries, &summary, true)).await
         }
         .await;
         remove_scratch(scratch).await;
         result
     }
 
-    /// `{owner}/{name}.bundle` + `{owner}/{name}.metadata/` per repository + `snapshot.json`.
-    async fn build_multi_tar(
+    /// The archive of every repository in `repos`: per repository a bundle (bundle, tar.gz) or a
+    /// zip (zip), with tar.gz also its metadata folder; plus `snapshot.json`.
+    async fn build_each(
         &self,
         manifest: &Manifest,
         repos: &[&RepoCapture],
+        format: DownloadFormat,
         out: &Path,
     ) -> Result<()> {
         let work = self.scratch("multi");
@@ -209,6 +291,15 @@ impl Engine {
             let mut entries = Vec::new();
             for (i, repo) in repos.iter().enumerate() {
                 let safe = safe_full_name(&repo.full_name);
+                if format == DownloadFormat::Zip {
+                    // A repository without a branch has no files to archive; snapshot.json lists it.
+                    if default_branch(repo).is_some() {
+                        let zip = work.join(format!("{i}.zip"));
+                        self.build_zip(repo, &zip).await?;
+                        entries.push((format!("{safe}.zip"), zip));
+                    }
+                    continue;
+                }
                 let refs = heads_and_tags(repo);
                 if !refs.is_empty() {
                     let bundle = work.join(format!("{i}.bundle"));
@@ -218,13 +309,16 @@ impl Engine {
                     built?;
                     entries.push((format!("{safe}.bundle"), bundle));
                 }
-                if let Some(meta) = self.metadata_path(repo) {
-                    entries.push((format!("{safe}.metadata"), meta));
+                if format == DownloadFormat::TarGz {
+                    if let Some(meta) = self.metadata_path(repo) {
+                        entries.push((format!("{safe}.metadata"), meta));
+                    }
                 }
             }
             let summary = snapshot_summary(manifest, repos)?;
             let out = out.to_path_buf();
-            blocking(move || write_tar_gz(&out, &entries, &summary)).await
+            let gzip = format == DownloadFormat::TarGz;
+            blocking(move || write_tar(&out, &entries, &summary, gzip)).await
         }
         .await;
         let _ = tokio::fs::remove_dir_all(&work).await;
@@ -440,14 +534,30 @@ fn snapshot_summary(manifest: &Manifest, repos: &[&RepoCapture]) -> Result<Vec<u
         .map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))
 }
 
-/// Writes a gzip'd tar of `entries` (archive name, file or folder on disk) plus `snapshot.json`.
-/// Fast compression: packs and bundles are already compressed.
-fn write_tar_gz(out: &Path, entries: &[(String, PathBuf)], summary: &[u8]) -> Result<()> {
+/// Writes a tar (gzip'd when `gzip`) of `entries` (archive name, file or folder on disk) plus
+/// `snapshot.json`. Fast compression: packs and bundles are already compressed.
+fn write_tar(out: &Path, entries: &[(String, PathBuf)], summary: &[u8], gzip: bool) -> Result<()> {
     use flate2::{write::GzEncoder, Compression};
-    let io = |e| EngineError::io("write tar.gz", e);
-    let file = std::fs::File::create(out).map_err(io)?;
-    let gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
-    let mut tar = tar::Builder::new(gz);
+    let io = |e| EngineError::io("write tar", e);
+    let file = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
+    let file = if gzip {
+        let gz = GzEncoder::new(file, Compression::fast());
+        let gz = append_all(tar::Builder::new(gz), entries, summary)?;
+        gz.finish().map_err(io)?
+    } else {
+        append_all(tar::Builder::new(file), entries, summary)?
+    };
+    let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)
+}
+
+/// `snapshot.json` then `entries` into `tar`; returns the finished inner writer.
+fn append_all<W: std::io::Write>(
+    mut tar: tar::Builder<W>,
+    entries: &[(String, PathBuf)],
+    summary: &[u8],
+) -> Result<W> {
+    let io = |e| EngineError::io("write tar", e);
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
     let mut header = tar::Header::new_gnu();
@@ -464,10 +574,64 @@ fn write_tar_gz(out: &Path, entries: &[(String, PathBuf)], summary: &[u8]) -> Re
             tar.append_path_with_name(path, name).map_err(io)?;
         }
     }
-    let gz = tar.into_inner().map_err(io)?;
-    let buf = gz.finish().map_err(io)?;
-    let file = buf.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)
+    tar.into_inner().map_err(io)
+}
+
+/// `artifact.sha256` next to `artifact`.
+fn digest_path(artifact: &Path) -> PathBuf {
+    let mut name = artifact.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    artifact.with_file_name(name)
+}
+
+/// (size, SHA-256) of a file, read once.
+fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
+    use std::io::Read;
+    let io = |e| EngineError::io("hash artifact", e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
+/// The digest recorded next to a published artifact of `size` bytes; an artifact published
+/// before digests were kept (or whose digest file is unreadable or of another size) is hashed
+/// now, once, and its digest file written.
+async fn cached_digest(artifact: PathBuf, size: u64) -> Result<[u8; 32]> {
+    blocking(move || {
+        let sidecar = digest_path(&artifact);
+        if let Some(digest) = std::fs::read_to_string(&sidecar)
+            .ok()
+            .and_then(|text| parse_digest_file(&text, size))
+        {
+            return Ok(digest);
+        }
+        let (hashed_size, digest) = sha256_file(&artifact)?;
+        fsutil::write_atomic(
+            &sidecar,
+            format!("{} {hashed_size}\n", hex::encode(digest)).as_bytes(),
+        )?;
+        Ok(digest)
+    })
+    .await
+}
+
+/// `HEX SIZE` → the digest, when SIZE is `size`.
+fn parse_digest_file(text: &str, size: u64) -> Option<[u8; 32]> {
+    let (hex_digest, recorded) = text.trim().split_once(' ')?;
+    if recorded.trim().parse::<u64>().ok()? != size {
+        return None;
+    }
+    hex::decode(hex_digest).ok()?.try_into().ok()
 }
 
 async fn remove_scratch(path: PathBuf) {

@@ -6,7 +6,8 @@
 //! Layout under `data_dir`:
 //! - `mirrors/{key}.git` — one bare mirror per repository (`key` is an internal id, `[a-z0-9_-]`).
 //! - `manifests/{snapshot}.json` — what a snapshot holds, written atomically at commit.
-//! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete.
+//! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete, each
+//!   with its SHA-256 in `{file}.sha256`.
 //! - `metadata/` — issues, pull requests, ... as JSON and wiki bundles, shared between
 //!   snapshots through hard links (see the `metadata` module).
 //! - `pending/{snapshot}` — marks a snapshot committed but not yet confirmed by the caller (see
@@ -129,6 +130,20 @@ pub struct Artifact {
     /// Suggested download name, e.g. `owner-name-2026-11-26.bundle`.
     pub file_name: String,
     pub content_type: &'static str,
+    /// SHA-256 of the file, computed once when it was built (kept in `{path}.sha256`).
+    pub sha256: [u8; 32],
+}
+
+impl Artifact {
+    /// The digest as lower-case hex (what `sha256sum` prints).
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// A strong entity tag for HTTP: the quoted hex digest, so equal tags mean equal bytes.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.sha256_hex())
+    }
 }
 
 /// The engine; cheap to clone (shared state behind an `Arc`).
@@ -141,6 +156,9 @@ struct Inner {
     cfg: EngineConfig,
     git: GitEnv,
     locks: Mutex<HashMap<String, Arc<MirrorLocks>>>,
+    /// One builder at a time per artifact file, so an artifact and its digest file always belong
+    /// together.
+    builds: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Per-mirror locks: `ops` serialises writers; `gc` is taken exclusively by object pruning and
@@ -186,6 +204,7 @@ impl Engine {
                 cfg,
                 git,
                 locks: Mutex::new(HashMap::new()),
+                builds: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -222,6 +241,13 @@ impl Engine {
 
     pub(crate) fn git(&self) -> &GitEnv {
         &self.inner.git
+    }
+
+    pub(crate) fn build_lock(&self, artifact: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inner.builds.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget locks nobody holds any more (the map only ever holds artifacts being built).
+        map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        map.entry(artifact.to_path_buf()).or_default().clone()
     }
 
     pub(crate) fn locks(&self, key: &str) -> Arc<MirrorLocks> {

@@ -529,3 +529,244 @@ async fn the_github_token_is_never_in_an_api_response() {
         assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
     }
 }
+
+/// The header's value as text ("" when absent).
+fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+/// The names of the regular files in an uncompressed tar.
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn downloads_carry_a_digest_and_honour_if_range_only_for_the_same_file() {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let app = TestApp::new().await;
+    let (key, _) = app.login("rita").await;
+    app.gh
+        .create_repo("rita", "r", ghbs_testkit::RepoOptions::default());
+    app.gh
+        .commit("rita/r", "main", &[("README.md", "one\n")], "one");
+    let id = app.create_job(&key, "rita/r", "daily").await["id"]
+        .as_i64()
+        .unwrap();
+    let sched = app.backup_scheduler();
+    app.post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    let first = snaps["snapshots"][0]["id"].as_i64().unwrap();
+    let url =
+        |snap: i64, format: &str| format!("/api/v1/snapshots/{snap}/download?format={format}");
+
+    for format in ["bundle", "tar.gz", "zip"] {
+        let (status, h, full) = app.get_raw(&url(first, format), &key, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{format}");
+        let digest = sha2::Sha256::digest(&full);
+        let etag = format!("\"{}\"", hex::encode(digest));
+        assert_eq!(header(&h, "etag"), etag, "{format}");
+        assert_eq!(
+            header(&h, "repr-digest"),
+            format!(
+                "sha-256=:{}:",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        );
+        assert_eq!(header(&h, "x-checksum-sha256"), hex::encode(digest));
+        let n = full.len();
+
+        // The same file: If-Range matches, the rest comes as 206 with the whole file's digest.
+        let (status, h2, part) = app
+            .get_raw(
+                &url(first, format),
+                &key,
+                &[("range", b"bytes=10-"), ("if-range", etag.as_bytes())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{format}");
+        assert_eq!(part, full[10..]);
+        assert_eq!(
+            header(&h2, "content-range"),
+            format!("bytes 10-{}/{n}", n - 1)
+        );
+        assert_eq!(header(&h2, "repr-digest"), header(&h, "repr-digest"));
+        assert_eq!(header(&h2, "etag"), etag);
+        // Range without If-Range is still served.
+        let (status, _, part) = app
+            .get_raw(&url(first, format), &key, &[("range", b"bytes=0-3")])
+            .await;
+        assert_eq!(
+            (status, part.as_slice()),
+            (StatusCode::PARTIAL_CONTENT, &full[..4])
+        );
+
+        // Any other If-Range (another tag, the weak form, a date, garbage bytes): the whole file.
+        let weak = format!("W/{etag}");
+        for other in [
+            &b"\"0000\""[..],
+            weak.as_bytes(),
+            b"Tue, 01 Dec 2026 10:00:00 GMT",
+            b"\xff\xfe",
+        ] {
+            let (status, h3, body) = app
+                .get_raw(
+                    &url(first, format),
+                    &key,
+                    &[("range", b"bytes=10-"), ("if-range", other)],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{format} If-Range {other:?}");
+            assert_eq!(body, full);
+            assert_eq!(header(&h3, "etag"), etag);
+        }
+        // A range unit we do not serve is ignored (RFC 9110): the whole file.
+        let (status, _, body) = app
+            .get_raw(&url(first, format), &key, &[("range", b"items=0-5")])
+            .await;
+        assert_eq!((status, body.len()), (StatusCode::OK, n));
+
+        // Malformed, multiple and unsatisfiable ranges: 416 with an error body, never a 500.
+        let past = format!("bytes={n}-");
+        for (range, says) in [
+            ("bytes=abc", "malformed"),
+            ("bytes=-", "malformed"),
+            ("bytes", "malformed"),
+            ("bytes=9-2", "ends before it starts"),
+            ("bytes=0-1,5-6", "only one range"),
+            (past.as_str(), "file has"),
+        ] {
+            let (status, h4, body) = app
+                .get_raw(&url(first, format), &key, &[("range", range.as_bytes())])
+                .await;
+            assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert_eq!(
+                header(&h4, "content-range"),
+                format!("bytes */{n}"),
+                "{range}"
+            );
+            let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(err["code"], "bad_request", "{range}");
+            assert!(
+                err["message"].as_str().unwrap().contains(says),
+                "{range}: {err}"
+            );
+        }
+        let (status, _, _) = app
+            .get_raw(&url(first, format), &key, &[("range", b"bytes=\xff-")])
+            .await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+
+    // A new snapshot lands: the old tag no longer matches, so a resume gets the new whole file.
+    let (_, h, old_bundle) = app.get_raw(&url(first, "tar.gz"), &key, &[]).await;
+    let old_etag = header(&h, "etag").to_string();
+    app.gh
+        .commit("rita/r", "main", &[("README.md", "two\n")], "two");
+    app.clock.advance(chrono::Duration::days(2));
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    let second = snaps["snapshots"][0]["id"].as_i64().unwrap();
+    assert_ne!(second, first);
+    let (status, h, body) = app
+        .get_raw(
+            &url(second, "tar.gz"),
+            &key,
+            &[("range", b"bytes=100-"), ("if-range", old_etag.as_bytes())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(header(&h, "etag"), old_etag);
+    assert_ne!(body, old_bundle);
+    assert_eq!(
+        header(&h, "x-checksum-sha256"),
+        hex::encode(sha2::Sha256::digest(&body))
+    );
+}
+
+#[tokio::test]
+async fn an_account_job_downloads_one_file_per_repository() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("sam").await;
+    for name in ["a", "b"] {
+        app.gh
+            .create_repo("sam", name, ghbs_testkit::RepoOptions::default());
+        app.gh.commit(
+            &format!("sam/{name}"),
+            "main",
+            &[("README.md", "hi\n")],
+            "first",
+        );
+    }
+    let id = app.create_job(&key, "sam", "daily").await["id"]
+        .as_i64()
+        .unwrap();
+    let sched = app.backup_scheduler();
+    app.post(&format!("/api/v1/jobs/{id}/runs"), &key, json!(null))
+        .await;
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{id}/snapshots"), &key).await;
+    let snap = snaps["snapshots"][0]["id"].as_i64().unwrap();
+    let get = |q: String| {
+        let app = &app;
+        let key = &key;
+        async move {
+            app.get_raw(&format!("/api/v1/snapshots/{snap}/download?{q}"), key, &[])
+                .await
+        }
+    };
+
+    let (status, h, body) = get("format=bundle".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "content-type"), "application/x-tar");
+    assert!(
+        header(&h, "content-disposition").contains(".bundles.tar\""),
+        "{h:?}"
+    );
+    assert_eq!(
+        tar_names(&body),
+        ["sam/a.bundle", "sam/b.bundle", "snapshot.json"]
+    );
+    let (status, h, body) = get("format=zip".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "content-type"), "application/x-tar");
+    assert_eq!(
+        tar_names(&body),
+        ["sam/a.zip", "sam/b.zip", "snapshot.json"]
+    );
+    let (status, h, body) = get("format=tar.gz".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "content-type"), "application/gzip");
+    assert!(body.starts_with(&[0x1f, 0x8b]));
+    // One repository of the account, in each format.
+    for (format, kind, magic) in [
+        ("bundle", "application/x-git-bundle", &b"# v"[..]),
+        ("zip", "application/zip", b"PK"),
+        ("tar.gz", "application/gzip", &[0x1f, 0x8b]),
+    ] {
+        let (status, h, body) = get(format!("format={format}&repo=sam/b")).await;
+        assert_eq!(status, StatusCode::OK, "{format}");
+        assert_eq!(header(&h, "content-type"), kind);
+        assert!(body.starts_with(magic), "{format}");
+        assert!(
+            header(&h, "content-disposition").contains("sam-b-"),
+            "{h:?}"
+        );
+    }
+    let (status, _, body) = get("format=bundle&repo=sam/zzz".into()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}

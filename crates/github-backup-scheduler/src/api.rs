@@ -246,15 +246,16 @@ impl Api {
         self.get(&format!("/api/v1/snapshots/{id}")).await
     }
 
-    /// Starts a download; `from` asks for the bytes from that offset (`Range: bytes=N-`).
-    /// The caller checks whether the answer is 206 (resumed), 200 (whole file) or 416 (the offset
-    /// is past the end: start again).
+    /// Starts a download. `resume` = (offset, ETag of the partial file held) asks for the bytes
+    /// from that offset only if the server's file still has that tag (`Range` + `If-Range`); a
+    /// range is never asked for without its tag. The caller checks whether the answer is 206
+    /// (resumed), 200 (the whole file: a different one, or no resume asked) or 416.
     pub async fn download(
         &self,
         snapshot: i64,
         format: DownloadFormat,
         repo: Option<&str>,
-        from: u64,
+        resume: Option<(u64, &str)>,
     ) -> CliResult<Response> {
         let mut req = self
             .request(
@@ -265,8 +266,10 @@ impl Api {
         if let Some(repo) = repo {
             req = req.query(&[("repo", repo)]);
         }
-        if from > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        if let Some((from, etag)) = resume {
+            req = req
+                .header(reqwest::header::RANGE, format!("bytes={from}-"))
+                .header(reqwest::header::IF_RANGE, etag);
         }
         let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status();

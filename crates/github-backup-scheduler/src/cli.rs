@@ -57,7 +57,8 @@ pub enum Command {
     Snapshots(IdArg),
     /// Download a snapshot as a git bundle, a .tar.gz or a .zip.
     Fetch(FetchArgs),
-    /// Push a snapshot to a new, empty remote (mirror push).
+    /// Push a snapshot to a new, empty remote (mirror push); an account's repositories with
+    /// --to-owner.
     Restore(RestoreArgs),
     /// List your API keys, or revoke one.
     Keys(KeysArgs),
@@ -314,7 +315,9 @@ pub struct FetchArgs {
     /// Snapshot id (see `snapshots`) [default: the latest].
     #[arg(long, value_name = "ID")]
     pub snapshot: Option<i64>,
-    /// bundle (git clone-able), tar.gz (mirror + metadata) or zip (default-branch sources).
+    /// bundle (git clone-able), tar.gz (mirror + metadata) or zip (default-branch sources). For an
+    /// account job without --repo: one tar holding a bundle (or a zip) per repository; tar.gz
+    /// holds a bundle and the metadata per repository.
     #[arg(long, default_value = "bundle", value_parser = parse_format)]
     pub format: DownloadFormat,
     /// Account jobs: download this repository only.
@@ -336,9 +339,14 @@ pub struct RestoreArgs {
     /// Account jobs: the repository to restore.
     #[arg(long, value_name = "OWNER/NAME")]
     pub repo: Option<String>,
-    /// The new, empty remote to push to (git URL or path).
+    /// The new, empty remote to push to (git URL or path); with --to-owner, the base under which
+    /// each repository's remote is BASE/OWNER/NAME.
     #[arg(long, value_name = "REMOTE_URL")]
     pub to: String,
+    /// Restore under this owner: each repository (every one of an account job, unless --repo)
+    /// is pushed to `<--to>/OWNER/<name>`, which must exist and be empty.
+    #[arg(long, value_name = "OWNER")]
+    pub to_owner: Option<String>,
     /// Push even when the remote is not empty (overwrites its refs).
     #[arg(long)]
     pub force: bool,

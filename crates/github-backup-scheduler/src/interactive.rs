@@ -5,6 +5,7 @@ use inquire::validator::Validation;
 use inquire::{Confirm, Select, Text};
 
 use crate::commands::fetch::{download, Dest};
+use crate::commands::verify;
 use crate::commands::{jobs, prompt, run, schedule, Ctx};
 use crate::exit::{CliError, CliResult};
 use crate::output;
@@ -217,20 +218,40 @@ async fn download_backup(ctx: &Ctx) -> CliResult {
         .collect();
     let picked = prompt(move || Select::new("Which backup?", labels).raw_prompt()).await?;
     let snapshot = &snapshots[picked.index];
-    let formats = vec![
-        "bundle (every branch and tag; `git clone` restores it)",
-        "tar.gz (the mirror plus metadata)",
-        "zip (the default branch's files)",
-    ];
+    let formats = if job.target_kind == ghbs_wire::TargetKind::Account {
+        vec![
+            "bundle (one tar holding a git bundle per repository)",
+            "tar.gz (a bundle plus metadata per repository)",
+            "zip (one tar holding a zip of the default branch per repository)",
+        ]
+    } else {
+        vec![
+            "bundle (every branch and tag; `git clone` restores it)",
+            "tar.gz (the mirror plus metadata)",
+            "zip (the default branch's files)",
+        ]
+    };
     let picked = prompt(move || Select::new("Which format?", formats).raw_prompt()).await?;
     let format = [
         DownloadFormat::Bundle,
         DownloadFormat::TarGz,
         DownloadFormat::Zip,
     ][picked.index];
-    let (path, bytes) =
-        download(ctx, &api, snapshot.id, format, None, Dest::Dir(".".into())).await?;
-    println!("Saved {} ({}).", path.display(), output::size(bytes as i64));
+    let got = download(ctx, &api, snapshot.id, format, None, Dest::Dir(".".into())).await?;
+    let inside = if got.repos.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", one verified {} per repository: {}",
+            verify::member_kind(format),
+            got.repos.join(", ")
+        )
+    };
+    println!(
+        "Saved {} ({}{inside}).",
+        got.path.display(),
+        output::size(got.bytes as i64)
+    );
     Ok(())
 }
 

@@ -37,6 +37,19 @@ pub fn repo_name(input: &str) -> CliResult<String> {
     Ok(input.to_string())
 }
 
+/// An account name (`owner`, GitHub's alphabet), e.g. the target owner of a restore.
+pub fn owner_name(input: &str) -> CliResult<String> {
+    let input = input.trim();
+    match ghbs_core::Target::parse(input) {
+        Ok(t) if t.kind() == ghbs_wire::TargetKind::Account && t.canonical() == input => {
+            Ok(input.to_string())
+        }
+        _ => Err(CliError::usage(format!(
+            "`{input}` is not an account name: use letters, digits and '-', such as my-org"
+        ))),
+    }
+}
+
 /// Validates an IANA timezone name.
 pub fn timezone(input: &str) -> CliResult<String> {
     ghbs_core::parse_timezone(input)

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{refs, World};
+use support::{bare_repo, bundle_refs, etag_of, etag_path, part_of, refs, sh, sha256_hex, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_backup_story() {
@@ -122,21 +122,35 @@ async fn a_whole_backup_story() {
     assert!(streamed.status.success());
     assert_eq!(streamed.stdout, std::fs::read(&bundle).unwrap());
 
-    // A half-downloaded .part is resumed, and the result is identical.
+    // A half-downloaded part (with the tag of the file it began) is resumed, identically.
+    let snap_id = snap["id"].as_i64().unwrap();
     let full = std::fs::read(&bundle).unwrap();
     let resumed = w.path("resumed.bundle");
-    std::fs::write(w.path("resumed.bundle.part"), &full[..full.len() / 2]).unwrap();
-    w.ok(&["fetch", &id_s, "-o", resumed.to_str().unwrap()])
+    let part = part_of(&resumed, snap_id, "bundle");
+    std::fs::write(&part, &full[..full.len() / 2]).unwrap();
+    std::fs::write(etag_path(&part), format!("{}\n", etag_of(&full))).unwrap();
+    let o = w
+        .ok(&["fetch", &id_s, "-o", resumed.to_str().unwrap()])
         .await;
+    assert!(o.stderr.contains("Resuming"), "{}", o.stderr);
     assert_eq!(std::fs::read(&resumed).unwrap(), full);
-    assert!(!w.path("resumed.bundle.part").exists());
-    // A .part that is not a prefix of the file is caught by verification, not kept.
-    std::fs::write(w.path("bad.bundle.part"), vec![b'x'; full.len() / 2]).unwrap();
+    assert!(!part.exists() && !etag_path(&part).exists());
+    // A part that is not a prefix of the file fails the digest check and is not kept.
+    let bad_path = w.path("bad.bundle");
+    let bad_part = part_of(&bad_path, snap_id, "bundle");
+    std::fs::write(&bad_part, vec![b'x'; full.len() / 2]).unwrap();
+    std::fs::write(etag_path(&bad_part), etag_of(&full)).unwrap();
     let bad = w
-        .run(&["fetch", &id_s, "-o", w.path("bad.bundle").to_str().unwrap()])
+        .run(&["fetch", &id_s, "-o", bad_path.to_str().unwrap()])
         .await;
     assert_eq!(bad.code, 1, "{}", bad.stderr);
-    assert!(!w.path("bad.bundle").exists() && !w.path("bad.bundle.part").exists());
+    assert!(
+        bad.stderr
+            .contains("does not match the server's SHA-256 digest"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!bad_path.exists() && !bad_part.exists() && !etag_path(&bad_part).exists());
 
     // Restore into a new, empty repository.
     let target = w.path("restored.git");
@@ -249,4 +263,376 @@ async fn rejected_keys_and_tokens_are_exit_3() {
         "{}",
         o.stderr
     );
+}
+
+/// The names of the files in an uncompressed tar (the per-repository archives).
+fn tar_names(path: &std::path::Path) -> Vec<String> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let mut names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_for_repository_and_account_jobs() {
+    let w = World::start().await;
+    w.github
+        .create_repo("octo", "tools", ghbs_testkit::RepoOptions::default());
+    w.github
+        .commit("octo/tools", "main", &[("t.txt", "t\n")], "tools");
+    w.login().await;
+    let repo_job = w.ok(&["schedule", "octo/hello", "--json"]).await.json()["id"].to_string();
+    let account_job = w.ok(&["schedule", "octo", "--json"]).await.json()["id"].to_string();
+    for job in [&repo_job, &account_job] {
+        w.ok(&["run", job, "--wait"]).await;
+    }
+    let hello = w.github.refs("octo/hello");
+    let tools = w.github.refs("octo/tools");
+
+    // A repository job: the same single file with or without --repo.
+    for repo in [None, Some("octo/hello")] {
+        for (format, magic) in [
+            ("bundle", &b"# v2 git bundle"[..]),
+            ("tar.gz", &[0x1f, 0x8b]),
+            ("zip", b"PK"),
+        ] {
+            let mut args = vec!["fetch", &repo_job, "--format", format, "--json"];
+            if let Some(r) = repo {
+                args.extend(["--repo", r]);
+            }
+            let got = w.ok(&args).await.json();
+            let path = w.path(got["path"].as_str().unwrap());
+            assert_eq!(got["per_repository"], false, "{got}");
+            assert_eq!(got["sha256"].as_str().unwrap(), sha256_hex(&path));
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(bytes.starts_with(magic), "{format} {repo:?}");
+            if format == "bundle" {
+                let dir = tempfile::tempdir().unwrap();
+                assert_eq!(bundle_refs(&path, dir.path(), "c.git"), hello);
+            }
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    // An account job without --repo: one tar of a bundle per repository, each verified.
+    let o = w.ok(&["fetch", &account_job]).await;
+    assert!(
+        o.stderr
+            .contains("one tar archive holding one git bundle per repository"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("each verified (2)"), "{}", o.stderr);
+    let all = w.path(o.stdout.trim());
+    assert!(
+        all.to_str().unwrap().ends_with(".bundles.tar"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        tar_names(&all),
+        ["octo/hello.bundle", "octo/tools.bundle", "snapshot.json"]
+    );
+    let out = tempfile::tempdir().unwrap();
+    sh("tar", &["-xf", all.to_str().unwrap()], out.path());
+    assert_eq!(
+        bundle_refs(&out.path().join("octo/hello.bundle"), out.path(), "h.git"),
+        hello
+    );
+    assert_eq!(
+        bundle_refs(&out.path().join("octo/tools.bundle"), out.path(), "t.git"),
+        tools
+    );
+    let zips = w
+        .ok(&["fetch", &account_job, "--format", "zip", "--json"])
+        .await
+        .json();
+    assert_eq!(zips["per_repository"], true);
+    assert_eq!(
+        zips["repositories"],
+        serde_json::json!(["octo/hello", "octo/tools"])
+    );
+    let zips = w.path(zips["path"].as_str().unwrap());
+    assert!(zips.to_str().unwrap().ends_with(".zips.tar"));
+    assert_eq!(
+        tar_names(&zips),
+        ["octo/hello.zip", "octo/tools.zip", "snapshot.json"]
+    );
+    let tgz = w
+        .ok(&["fetch", &account_job, "--format", "tar.gz", "--json"])
+        .await
+        .json();
+    let tgz = w.path(tgz["path"].as_str().unwrap());
+    let out = tempfile::tempdir().unwrap();
+    sh("tar", &["-xzf", tgz.to_str().unwrap()], out.path());
+    assert!(out.path().join("octo/tools.bundle").is_file());
+
+    // An account job with --repo: that repository's single file, in every format.
+    for (format, magic) in [
+        ("bundle", &b"# v2 git bundle"[..]),
+        ("tar.gz", &[0x1f, 0x8b]),
+        ("zip", b"PK"),
+    ] {
+        let got = w
+            .ok(&[
+                "fetch",
+                &account_job,
+                "--repo",
+                "octo/tools",
+                "--format",
+                format,
+                "--json",
+            ])
+            .await
+            .json();
+        assert_eq!(got["per_repository"], false);
+        let path = w.path(got["path"].as_str().unwrap());
+        assert!(
+            path.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("octo-tools-"),
+            "{got}"
+        );
+        assert!(std::fs::read(&path).unwrap().starts_with(magic), "{format}");
+        if format == "bundle" {
+            let dir = tempfile::tempdir().unwrap();
+            assert_eq!(bundle_refs(&path, dir.path(), "c.git"), tools);
+        }
+    }
+    let missing = w.run(&["fetch", &account_job, "--repo", "octo/nope"]).await;
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_of_an_account_job_needs_a_repository_or_an_owner() {
+    let w = World::start().await;
+    w.github
+        .create_repo("octo", "tools", ghbs_testkit::RepoOptions::default());
+    w.github
+        .commit("octo/tools", "main", &[("t.txt", "t\n")], "tools");
+    w.login().await;
+    let account_job = w.ok(&["schedule", "octo", "--json"]).await.json()["id"].to_string();
+    let repo_job = w.ok(&["schedule", "octo/hello", "--json"]).await.json()["id"].to_string();
+    for job in [&account_job, &repo_job] {
+        w.ok(&["run", job, "--wait"]).await;
+    }
+    let hello = w.github.refs("octo/hello");
+    let tools = w.github.refs("octo/tools");
+
+    // Neither --repo nor --to-owner: refused (usage), naming both working commands.
+    let lone = w.path("lone.git");
+    bare_repo(&lone);
+    let refused = w
+        .run(&["restore", &account_job, "--to", lone.to_str().unwrap()])
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "restore {account_job} --repo octo/NAME --to REMOTE_URL"
+        )) && refused.stderr.contains("--to-owner OWNER"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refs(&lone).is_empty());
+    let bad_owner = w
+        .run(&["restore", &account_job, "--to", "/tmp", "--to-owner", "a/b"])
+        .await;
+    assert_eq!(bad_owner.code, 2, "{}", bad_owner.stderr);
+
+    // --repo: that repository to --to.
+    w.ok(&[
+        "restore",
+        &account_job,
+        "--repo",
+        "octo/tools",
+        "--to",
+        lone.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(refs(&lone), tools);
+
+    // --to-owner: every repository to BASE/OWNER/NAME.
+    let base = w.path("srv");
+    bare_repo(&base.join("neworg/hello"));
+    bare_repo(&base.join("neworg/tools"));
+    let o = w
+        .ok(&[
+            "restore",
+            &account_job,
+            "--to",
+            &format!("{}/", base.display()),
+            "--to-owner",
+            "neworg",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(o["restored"].as_array().unwrap().len(), 2, "{o}");
+    assert_eq!(refs(&base.join("neworg/hello")), hello);
+    assert_eq!(refs(&base.join("neworg/tools")), tools);
+    // Again: the remotes are no longer empty, so each push is refused and reported.
+    let again = w
+        .run(&[
+            "restore",
+            &account_job,
+            "--to",
+            base.to_str().unwrap(),
+            "--to-owner",
+            "neworg",
+        ])
+        .await;
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("restored 0 of 2 repositories"),
+        "{}",
+        again.stderr
+    );
+    // A missing remote under the owner fails that repository, not silently.
+    bare_repo(&base.join("other/hello"));
+    let partial = w
+        .run(&[
+            "restore",
+            &account_job,
+            "--to",
+            base.to_str().unwrap(),
+            "--to-owner",
+            "other",
+        ])
+        .await;
+    assert_eq!(partial.code, 1, "{}", partial.stderr);
+    assert!(
+        partial.stderr.contains("restored 1 of 2") && partial.stderr.contains("octo/tools"),
+        "{}",
+        partial.stderr
+    );
+    assert_eq!(refs(&base.join("other/hello")), hello);
+
+    // A repository job with --to-owner goes to BASE/OWNER/NAME too.
+    bare_repo(&base.join("solo/hello"));
+    w.ok(&[
+        "restore",
+        &repo_job,
+        "--to",
+        base.to_str().unwrap(),
+        "--to-owner",
+        "solo",
+    ])
+    .await;
+    assert_eq!(refs(&base.join("solo/hello")), hello);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_across_a_new_snapshot_gets_the_new_whole_file() {
+    let w = World::start().await;
+    w.login().await;
+    let job = w.ok(&["schedule", "octo/hello", "--json"]).await.json()["id"].to_string();
+    w.ok(&["run", &job, "--wait"]).await;
+    let old = w.path("old.tar.gz");
+    w.ok(&[
+        "fetch",
+        &job,
+        "--format",
+        "tar.gz",
+        "-o",
+        old.to_str().unwrap(),
+    ])
+    .await;
+    let old_bytes = std::fs::read(&old).unwrap();
+
+    // A new snapshot lands while a download of the old file is half done.
+    w.github
+        .commit("octo/hello", "main", &[("new.txt", "new\n")], "newer");
+    let run = w.ok(&["run", &job, "--wait", "--json"]).await.json();
+    let new_snap = run["snapshot_id"].as_i64().unwrap();
+    let new = w.path("new.tar.gz");
+    // A part of the old snapshot under the same name is never continued, and goes at the end.
+    let old_snap = new_snap - 1;
+    let old_part = part_of(&new, old_snap, "tar.gz");
+    std::fs::write(&old_part, &old_bytes[..10]).unwrap();
+    std::fs::write(etag_path(&old_part), etag_of(&old_bytes)).unwrap();
+    let part = part_of(&new, new_snap, "tar.gz");
+    std::fs::write(&part, &old_bytes[..old_bytes.len() / 2]).unwrap();
+    std::fs::write(etag_path(&part), format!("{}\n", etag_of(&old_bytes))).unwrap();
+    let got = w
+        .ok(&[
+            "fetch",
+            &job,
+            "--format",
+            "tar.gz",
+            "-o",
+            new.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    assert!(got.stderr.contains("another version"), "{}", got.stderr);
+    let got = got.json();
+    assert_eq!(got["snapshot_id"], new_snap);
+    assert_eq!(got["sha256"].as_str().unwrap(), sha256_hex(&new));
+    assert!(!part.exists() && !etag_path(&part).exists());
+    assert!(!old_part.exists() && !etag_path(&old_part).exists());
+    let new_bytes = std::fs::read(&new).unwrap();
+    assert_ne!(new_bytes, old_bytes);
+    // The content is the new snapshot's: the extracted repository has the new commit.
+    let out = tempfile::tempdir().unwrap();
+    sh("tar", &["-xzf", new.to_str().unwrap()], out.path());
+    assert_eq!(
+        refs(&out.path().join("hello.git")),
+        w.github.refs("octo/hello")
+    );
+
+    // The same file again: a part with its own tag resumes and ends identical.
+    let again = w.path("again.tar.gz");
+    let part = part_of(&again, new_snap, "tar.gz");
+    std::fs::write(&part, &new_bytes[..new_bytes.len() / 3]).unwrap();
+    std::fs::write(etag_path(&part), etag_of(&new_bytes)).unwrap();
+    let o = w
+        .ok(&[
+            "fetch",
+            &job,
+            "--format",
+            "tar.gz",
+            "-o",
+            again.to_str().unwrap(),
+        ])
+        .await;
+    assert!(o.stderr.contains("Resuming"), "{}", o.stderr);
+    assert_eq!(std::fs::read(&again).unwrap(), new_bytes);
+    // A part already as long as the file (interrupted before its rename): 416, then whole.
+    let whole = w.path("whole.tar.gz");
+    let part = part_of(&whole, new_snap, "tar.gz");
+    std::fs::write(&part, &new_bytes).unwrap();
+    std::fs::write(etag_path(&part), etag_of(&new_bytes)).unwrap();
+    let o = w
+        .ok(&[
+            "fetch",
+            &job,
+            "--format",
+            "tar.gz",
+            "-o",
+            whole.to_str().unwrap(),
+        ])
+        .await;
+    assert!(o.stderr.contains("416"), "{}", o.stderr);
+    assert_eq!(std::fs::read(&whole).unwrap(), new_bytes);
+
+    // The old snapshot's part under the server's own name is never joined to the new file.
+    let by_name = w
+        .ok(&["fetch", &job, "--format", "zip", "--json"])
+        .await
+        .json();
+    let zip_path = w.path(by_name["path"].as_str().unwrap());
+    let zip_bytes = std::fs::read(&zip_path).unwrap();
+    std::fs::remove_file(&zip_path).unwrap();
+    let part = part_of(&zip_path, new_snap, "zip");
+    std::fs::write(&part, b"PK\x03\x04 not this file").unwrap();
+    std::fs::write(etag_path(&part), "\"0000\"").unwrap();
+    let o = w.ok(&["fetch", &job, "--format", "zip"]).await;
+    assert!(o.stderr.contains("another version"), "{}", o.stderr);
+    assert_eq!(std::fs::read(&zip_path).unwrap(), zip_bytes);
 }

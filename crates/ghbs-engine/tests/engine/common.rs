@@ -179,6 +179,18 @@ pub fn untar(archive: &Path, into: &Path) {
         .unwrap();
 }
 
+/// Unpacks an uncompressed tar (the per-repository archives of account snapshots).
+pub fn unpack_plain_tar(archive: &Path, into: &Path) {
+    let file = std::fs::File::open(archive).unwrap();
+    tar::Archive::new(file).unpack(into).unwrap();
+}
+
+/// The SHA-256 of a file's bytes, as hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
 /// Reads a zip archive's entries (name -> content) through its central directory; enough of the
 /// format for what `git archive` writes (stored or deflated entries).
 pub fn read_zip(path: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -101,29 +101,49 @@ async fn account_snapshot_downloads_as_one_archive() {
     let snap = manifest_of(vec![capture("ra", &a, fa.refs), capture("rb", &b, fb.refs)]);
     w.engine.commit_snapshot(&snap).await.unwrap();
 
-    let err = w
-        .engine
-        .export(&snap, DownloadFormat::Zip, None)
-        .await
-        .unwrap_err();
-    assert!(err.message.contains("one repository"), "{err}");
+    // Bundle: an uncompressed tar of one bundle per repository.
     let all = w
         .engine
         .export(&snap, DownloadFormat::Bundle, None)
         .await
         .unwrap();
     assert!(
-        all.file_name.starts_with("octo-") && all.file_name.ends_with(".tar.gz"),
+        all.file_name.starts_with("octo-") && all.file_name.ends_with(".bundles.tar"),
         "{}",
         all.file_name
     );
+    assert_eq!(all.content_type, "application/x-tar");
+    assert_eq!(all.sha256_hex(), sha256_hex(&all.path));
     let out = w.scratch();
-    untar(&all.path, out.path());
+    unpack_plain_tar(&all.path, out.path());
+    assert!(out.path().join("snapshot.json").is_file());
     for (full, name) in [(&a, "a.git"), (&b, "b.git")] {
         let bundle = out.path().join(format!("{full}.bundle"));
         let clone = clone_mirror(&bundle, out.path(), name);
         assert_eq!(refs_of(&clone), w.gh.refs(full));
     }
+    // tar.gz: bundles (and metadata) per repository, gzip'd.
+    let tgz = w
+        .engine
+        .export(&snap, DownloadFormat::TarGz, None)
+        .await
+        .unwrap();
+    assert!(tgz.file_name.ends_with(".tar.gz") && tgz.content_type == "application/gzip");
+    let out = w.scratch();
+    untar(&tgz.path, out.path());
+    assert!(out.path().join(format!("{b}.bundle")).is_file());
+    // Zip: an uncompressed tar of one zip per repository.
+    let zips = w
+        .engine
+        .export(&snap, DownloadFormat::Zip, None)
+        .await
+        .unwrap();
+    assert!(zips.file_name.ends_with(".zips.tar"), "{}", zips.file_name);
+    assert_eq!(zips.content_type, "application/x-tar");
+    let out = w.scratch();
+    unpack_plain_tar(&zips.path, out.path());
+    assert!(read_zip(&out.path().join(format!("{a}.zip"))).contains_key("alpha-main/README.md"));
+    assert!(read_zip(&out.path().join(format!("{b}.zip"))).contains_key("beta-main/README.md"));
     // One repository of the account snapshot on its own.
     let zip = w
         .engine
@@ -132,6 +152,54 @@ async fn account_snapshot_downloads_as_one_archive() {
         .unwrap();
     assert!(zip.file_name.starts_with("octo-beta-"));
     assert!(read_zip(&zip.path).contains_key("beta-main/README.md"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_artifact_has_its_digest_computed_once() {
+    let w = World::start().await;
+    let full = w.repo("solo");
+    let snap = w.snapshot("r7", &full).await;
+    for format in [
+        DownloadFormat::Bundle,
+        DownloadFormat::TarGz,
+        DownloadFormat::Zip,
+    ] {
+        let art = w.engine.export(&snap, format, None).await.unwrap();
+        assert_eq!(art.sha256_hex(), sha256_hex(&art.path), "{format:?}");
+        assert_eq!(art.etag(), format!("\"{}\"", art.sha256_hex()));
+        let sidecar = format!("{}.sha256", art.path.display());
+        assert_eq!(
+            std::fs::read_to_string(&sidecar).unwrap(),
+            format!("{} {}\n", art.sha256_hex(), art.size)
+        );
+        // The cached digest is what a second request gets; it is not recomputed from the file.
+        std::fs::write(&sidecar, format!("{} {}\n", "ab".repeat(32), art.size)).unwrap();
+        let again = w.engine.export(&snap, format, None).await.unwrap();
+        assert_eq!(again.sha256_hex(), "ab".repeat(32));
+        // A digest file that does not fit the artifact (another size, garbage) is redone.
+        std::fs::write(&sidecar, "nonsense").unwrap();
+        let redone = w.engine.export(&snap, format, None).await.unwrap();
+        assert_eq!(redone.sha256, art.sha256);
+    }
+    // An account job with one repository still gets the per-repository archive when asked.
+    let each = w
+        .engine
+        .export_each(&snap, DownloadFormat::Bundle)
+        .await
+        .unwrap();
+    assert!(
+        each.file_name.ends_with(".bundles.tar"),
+        "{}",
+        each.file_name
+    );
+    let out = w.scratch();
+    unpack_plain_tar(&each.path, out.path());
+    let clone = clone_mirror(
+        &out.path().join(format!("{full}.bundle")),
+        out.path(),
+        "s.git",
+    );
+    assert_eq!(refs_of(&clone), w.gh.refs(&full));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,6 +149,39 @@ impl TestApp {
         body
     }
 
+    /// `GET path` with extra request headers (raw bytes, so malformed values can be sent);
+    /// returns status, response headers and body.
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &[(&str, &[u8])],
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut req = Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"));
+        for (name, value) in headers {
+            req = req.header(
+                *name,
+                axum::http::HeaderValue::from_bytes(value).expect("a sendable header value"),
+            );
+        }
+        let resp = ghbs_server::router(self.state.clone())
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, headers, body)
+    }
+
     pub fn scheduler(&self, executor: Arc<dyn Executor>) -> Scheduler {
         Scheduler::new(self.state.clone(), executor)
     }

@@ -1,18 +1,23 @@
 //! `fetch`: download a snapshot with progress, resume and verification.
 //!
-//! Bytes go to `NAME.part` first; an existing `.part` is resumed with `Range: bytes=LEN-` when the
-//! server answers 206 (otherwise it starts over). Only a complete, verified file is renamed to its
-//! final name, so a file without `.part` is always whole.
+//! Bytes go to `NAME.snapS-FORMAT.part` first (S the snapshot id), with the server's `ETag` of
+//! the file beside it in `….part.etag`. An existing part is resumed with `Range: bytes=LEN-` and
+//! `If-Range: ETAG`, so the server sends the rest (206) only while its file is still the one the
+//! part began; otherwise it sends the whole file (200) and the download starts over. Before the
+//! file gets its final name its SHA-256 must equal the server's `Repr-Digest` and its format must
+//! check out (see [`super::verify`]), so a file without `.part` is always whole.
 
 use std::path::{Path, PathBuf};
 
 use ghbs_wire::{DownloadFormat, Snapshot};
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::header::{HeaderMap, ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_RANGE};
+use reqwest::header::{HeaderMap, ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_RANGE, ETAG};
 use reqwest::{Response, StatusCode};
 use serde_json::json;
+use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
+use super::verify::{self, Layout};
 use super::Ctx;
 use crate::api::Api;
 use crate::cli::FetchArgs;
@@ -48,15 +53,37 @@ pub async fn fetch(ctx: &Ctx, args: &FetchArgs) -> CliResult {
     if let Dest::Stdout = dest {
         return to_stdout(&api, snapshot.id, args.format, repo.as_deref()).await;
     }
-    let (path, bytes) =
-        download(ctx, &api, snapshot.id, args.format, repo.as_deref(), dest).await?;
+    let got = download(ctx, &api, snapshot.id, args.format, repo.as_deref(), dest).await?;
+    let per_repository = got.layout == Layout::PerRepository;
     let shown = json!({
-        "path": path, "bytes": bytes, "snapshot_id": snapshot.id, "format": args.format,
+        "path": got.path, "bytes": got.bytes, "snapshot_id": snapshot.id, "format": args.format,
+        "sha256": got.sha256, "per_repository": per_repository, "repositories": got.repos,
     });
     if !ctx.out.json(&shown) {
-        ctx.out.line(path.display().to_string());
+        if per_repository {
+            ctx.out.note(format!(
+                "{} is a tar archive of one {} per repository, each verified ({}): {}",
+                got.path.display(),
+                verify::member_kind(args.format),
+                got.repos.len(),
+                got.repos.join(", ")
+            ));
+        }
+        ctx.out.line(got.path.display().to_string());
     }
     Ok(())
+}
+
+/// A finished, verified download.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Hex SHA-256 of the file, equal to the server's digest (`None`: the server sent none).
+    pub sha256: Option<String>,
+    pub layout: Layout,
+    /// For a per-repository archive: the repositories (`owner/name`) inside, each verified.
+    pub repos: Vec<String>,
 }
 
 /// The snapshot asked for (checked to belong to `job`), or the job's newest.
@@ -83,16 +110,27 @@ async fn to_stdout(
     format: DownloadFormat,
     repo: Option<&str>,
 ) -> CliResult {
-    let mut resp = api.download(snapshot, format, repo, 0).await?;
+    let mut resp = api.download(snapshot, format, repo, None).await?;
+    let expected = verify::announced_digest(resp.headers())?;
+    let mut hasher = sha2::Sha256::new();
     let mut out = tokio::io::stdout();
     while let Some(chunk) = resp.chunk().await.map_err(|e| api.body_error(&e))? {
+        hasher.update(&chunk);
         out.write_all(&chunk).await?;
     }
     out.flush().await?;
-    Ok(())
+    let got: [u8; 32] = hasher.finalize().into();
+    match expected {
+        Some(want) if want != got => Err(CliError::failed(format!(
+            "the bytes written to standard output do not match the server's SHA-256 digest (expected {}, got {}): do not use them",
+            hex::encode(want),
+            hex::encode(got)
+        ))),
+        _ => Ok(()),
+    }
 }
 
-/// Downloads into `dest` (resuming a `.part`), verifies, renames; returns the path and size.
+/// Downloads into `dest` (resuming a part of the same file), verifies, renames.
 pub async fn download(
     ctx: &Ctx,
     api: &Api,
@@ -100,50 +138,82 @@ pub async fn download(
     format: DownloadFormat,
     repo: Option<&str>,
     dest: Dest,
-) -> CliResult<(PathBuf, u64)> {
-    let (mut resp, path, mut from) = match dest {
+) -> CliResult<Downloaded> {
+    // `asked`: the (offset, tag) of a part we asked the server to continue.
+    let (path, mut resp, asked, stale) = match dest {
         Dest::File(path) => {
-            let from = part_len(&path);
-            (
-                api.download(snapshot, format, repo, from).await?,
-                path,
-                from,
-            )
+            let held = held_part(&part_path(&path, snapshot, format));
+            let resume = held.as_ref().map(|(n, tag)| (*n, tag.as_str()));
+            let resp = api.download(snapshot, format, repo, resume).await?;
+            (path, resp, held, false)
         }
         Dest::Dir(dir) => {
-            let resp = api.download(snapshot, format, repo, 0).await?;
+            let resp = api.download(snapshot, format, repo, None).await?;
             let name =
                 filename(resp.headers()).unwrap_or_else(|| default_name(snapshot, format, repo));
             let path = dir.join(name);
-            let existing = part_len(&path);
-            if existing > 0 && accepts_ranges(resp.headers()) {
-                drop(resp);
-                (
-                    api.download(snapshot, format, repo, existing).await?,
-                    path,
-                    existing,
-                )
-            } else {
-                (resp, path, 0)
+            match held_part(&part_path(&path, snapshot, format)) {
+                Some((n, tag))
+                    if accepts_ranges(resp.headers())
+                        && etag(resp.headers()).as_deref() == Some(tag.as_str()) =>
+                {
+                    drop(resp);
+                    let resp = api
+                        .download(snapshot, format, repo, Some((n, &tag)))
+                        .await?;
+                    (path, resp, Some((n, tag)), false)
+                }
+                held => (path, resp, None, held.is_some()),
             }
         }
         Dest::Stdout => unreachable_stdout()?,
     };
-    let part = part_path(&path);
+    let part = part_path(&path, snapshot, format);
+    let tag_file = etag_path(&part);
 
-    // Resume only when the server sends exactly the bytes after what we have.
-    let resumed = resp.status() == StatusCode::PARTIAL_CONTENT
-        && content_range(resp.headers()).is_some_and(|(start, _)| start == from);
-    if from > 0 && !resumed {
-        if resp.status() != StatusCode::OK {
-            drop(resp);
-            resp = api.download(snapshot, format, repo, 0).await?;
-        }
-        from = 0;
+    // Resume only when the server sends exactly the bytes after ours, of the same file.
+    let resumed = asked.as_ref().is_some_and(|(from, tag)| {
+        resp.status() == StatusCode::PARTIAL_CONTENT
+            && content_range(resp.headers()).is_some_and(|(start, _)| start == *from)
+            && etag(resp.headers()).as_deref() == Some(tag.as_str())
+    });
+    // 200: the server's file is not the one the part began (If-Range did not match).
+    let changed = stale || (asked.is_some() && !resumed && resp.status() == StatusCode::OK);
+    if asked.is_some() && !resumed && resp.status() != StatusCode::OK {
+        ctx.out.note(format!(
+            "{} cannot be continued (the server answered {}): downloading the file whole",
+            part.display(),
+            resp.status()
+        ));
+        drop(resp);
+        resp = api.download(snapshot, format, repo, None).await?;
     }
-    if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
-        return Err(CliError::failed(
-            "the server refused the download range; delete the .part file and try again",
+    if changed {
+        ctx.out.note(format!(
+            "{} was part of another version of this file: downloading it whole",
+            part.display()
+        ));
+    }
+    let from = match (&asked, resumed) {
+        (Some((from, _)), true) => {
+            ctx.out
+                .note(format!("Resuming {} at {from} bytes", part.display()));
+            *from
+        }
+        _ => 0,
+    };
+    if from == 0 && resp.status() != StatusCode::OK {
+        return Err(CliError::failed(format!(
+            "the server answered {} to a download of the whole file",
+            resp.status()
+        )));
+    }
+    let expected = verify::announced_digest(resp.headers())?;
+    let layout = Layout::of(resp.headers());
+    if layout == Layout::PerRepository && from == 0 {
+        ctx.out.note(format!(
+            "This snapshot is of a whole account: the download is one tar archive holding one {} per repository (--repo OWNER/NAME downloads a single one)",
+            verify::member_kind(format)
         ));
     }
     let total = if resumed {
@@ -151,6 +221,9 @@ pub async fn download(
     } else {
         resp.content_length()
     };
+    if from == 0 {
+        start_part(&part, &tag_file, etag(resp.headers()).as_deref())?;
+    }
 
     let written = write_part(ctx, api, &mut resp, &part, from, total).await?;
     if let Some(total) = total {
@@ -160,10 +233,33 @@ pub async fn download(
             )));
         }
     }
-    if let Err(e) = verify(&part, format).await {
+    let discard = || {
         let _ = std::fs::remove_file(&part);
-        return Err(e);
-    }
+        let _ = std::fs::remove_file(&tag_file);
+    };
+    let sha256 = match expected {
+        Some(want) => {
+            let got = verify::sha256_file(&part).await?;
+            if got != want {
+                discard();
+                return Err(verify::digest_mismatch(&want, &got));
+            }
+            Some(hex::encode(got))
+        }
+        None => {
+            ctx.out.note(
+                "The server sent no SHA-256 digest (an older server?): only the file's format was checked",
+            );
+            None
+        }
+    };
+    let repos = match verify::verify(&part, format, layout).await {
+        Ok(repos) => repos,
+        Err(e) => {
+            discard();
+            return Err(e);
+        }
+    };
     std::fs::rename(&part, &path).map_err(|e| {
         CliError::failed(format!(
             "cannot rename {} to {}: {e}",
@@ -171,7 +267,31 @@ pub async fn download(
             path.display()
         ))
     })?;
-    Ok((path, written))
+    let _ = std::fs::remove_file(&tag_file);
+    remove_other_parts(&path);
+    Ok(Downloaded {
+        path,
+        bytes: written,
+        sha256,
+        layout,
+        repos,
+    })
+}
+
+/// Empties `part` and records the tag of the file about to fill it (or none: not resumable).
+/// The tag is written before any byte, so bytes in a part always belong to the tag beside it.
+fn start_part(part: &Path, tag_file: &Path, tag: Option<&str>) -> CliResult {
+    let cannot = |p: &Path, e: std::io::Error| {
+        CliError::failed(format!("cannot write {}: {e}", p.display()))
+    };
+    std::fs::File::create(part).map_err(|e| cannot(part, e))?;
+    match tag.filter(|t| t.starts_with('"')) {
+        Some(tag) => std::fs::write(tag_file, format!("{tag}\n")).map_err(|e| cannot(tag_file, e)),
+        None => match std::fs::remove_file(tag_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(cannot(tag_file, e)),
+            _ => Ok(()),
+        },
+    }
 }
 
 fn unreachable_stdout<T>() -> CliResult<T> {
@@ -229,90 +349,67 @@ async fn write_part(
     Ok(written)
 }
 
-/// Checks that the file is what it claims: a bundle git accepts, or a zip / gzip archive.
-pub async fn verify(path: &Path, format: DownloadFormat) -> CliResult {
-    let mut head = [0u8; 16];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        f.read(&mut head)?
-    };
-    let head = &head[..n];
-    let bad = |what: &str| {
-        CliError::failed(format!(
-            "the downloaded file is not a valid {what}; it was deleted — try again"
-        ))
-    };
-    match format {
-        DownloadFormat::Zip
-            if !(head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")) =>
-        {
-            Err(bad("zip archive"))
-        }
-        DownloadFormat::TarGz if !head.starts_with(&[0x1f, 0x8b]) => Err(bad("tar.gz archive")),
-        DownloadFormat::Bundle => {
-            if !head.starts_with(b"# v2 git bundle") && !head.starts_with(b"# v3 git bundle") {
-                return Err(bad("git bundle"));
-            }
-            git_bundle_verify(path).await
-        }
-        _ => Ok(()),
-    }
-}
-
-/// `git bundle verify` checks the header and prerequisites (it needs a repository; an empty one
-/// suits a complete bundle) but not the pack itself, so the pack is then indexed with
-/// `git bundle unbundle` in a scratch repository next to the file: that checks every object.
-async fn git_bundle_verify(path: &Path) -> CliResult {
-    let abs = std::path::absolute(path)?;
-    let parent = abs.parent().unwrap_or(Path::new("."));
-    let scratch = tempfile::Builder::new()
-        .prefix(".ghbs-verify-")
-        .tempdir_in(parent)?;
-    let git = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new("git");
-        cmd.arg("-C").arg(scratch.path()).args(args).arg(&abs);
-        cmd.stdout(std::process::Stdio::null()).kill_on_drop(true);
-        cmd
-    };
-    let init = tokio::process::Command::new("git")
-        .args(["init", "--bare", "--quiet"])
-        .arg(scratch.path())
-        .output()
-        .await;
-    if !init.is_ok_and(|o| o.status.success()) {
-        return Err(CliError::failed(
-            "cannot verify the bundle: git is not installed (install git, or use --format tar.gz)",
-        ));
-    }
-    for args in [
-        &["bundle", "verify", "--quiet"][..],
-        &["bundle", "unbundle"],
-    ] {
-        let out = git(args).output().await?;
-        if !out.status.success() {
-            return Err(CliError::failed(format!(
-                "git rejected the downloaded bundle ({}); it was deleted — try again",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn part_path(path: &Path) -> PathBuf {
+/// `NAME.snapS-FORMAT.part`: a part only ever continues the same snapshot and format.
+fn part_path(path: &Path, snapshot: i64, format: DownloadFormat) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".part");
+    name.push(format!(".snap{snapshot}-{}.part", format.as_str()));
     path.with_file_name(name)
 }
 
-fn part_len(path: &Path) -> u64 {
-    std::fs::metadata(part_path(path))
-        .map(|m| m.len())
-        .unwrap_or(0)
+/// Once `path` is complete, parts of it for other snapshots or formats (and an old-style
+/// `NAME.part`) can never be resumed into it: they are removed.
+fn remove_other_parts(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = format!("{name}.snap");
+    let legacy = format!("{name}.part");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let part_of_ours =
+            file.starts_with(&ours) && (file.ends_with(".part") || file.ends_with(".part.etag"));
+        if (part_of_ours || file == legacy) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// `PART.etag`: the server's tag of the file the part is a beginning of.
+fn etag_path(part: &Path) -> PathBuf {
+    let mut name = part
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".etag");
+    part.with_file_name(name)
+}
+
+/// (length, tag) of a non-empty part with a strong tag beside it; without a tag a part cannot
+/// be proven to belong to the server's file, so it is not resumed.
+fn held_part(part: &Path) -> Option<(u64, String)> {
+    let len = std::fs::metadata(part).ok()?.len();
+    let tag = std::fs::read_to_string(etag_path(part)).ok()?;
+    let tag = tag.trim();
+    (len > 0 && tag.starts_with('"') && tag.len() > 2 && tag.is_ascii())
+        .then(|| (len, tag.to_string()))
+}
+
+/// The response's strong `ETag` (weak tags cannot vouch for bytes).
+fn etag(headers: &HeaderMap) -> Option<String> {
+    let tag = headers.get(ETAG)?.to_str().ok()?.trim();
+    tag.starts_with('"').then(|| tag.to_string())
 }
 
 fn accepts_ranges(headers: &HeaderMap) -> bool {
@@ -394,9 +491,32 @@ mod tests {
         h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes 5-9/*"));
         assert_eq!(content_range(&h), Some((5, None)));
         assert_eq!(
-            part_path(Path::new("a/x.zip")),
-            PathBuf::from("a/x.zip.part")
+            part_path(Path::new("a/x.zip"), 7, DownloadFormat::Zip),
+            PathBuf::from("a/x.zip.snap7-zip.part")
         );
+        assert_eq!(
+            etag_path(Path::new("a/x.zip.snap7-zip.part")),
+            PathBuf::from("a/x.zip.snap7-zip.part.etag")
+        );
+    }
+
+    #[test]
+    fn parts_resume_only_with_a_strong_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        assert_eq!(held_part(&part), None);
+        std::fs::write(&part, b"abc").unwrap();
+        assert_eq!(held_part(&part), None, "no tag beside it");
+        std::fs::write(etag_path(&part), "W/\"t\"\n").unwrap();
+        assert_eq!(held_part(&part), None, "weak tag");
+        std::fs::write(etag_path(&part), "\"t\"\n").unwrap();
+        assert_eq!(held_part(&part), Some((3, "\"t\"".to_string())));
+        // Starting over empties the part and replaces (or drops) its tag.
+        start_part(&part, &etag_path(&part), Some("\"u\"")).unwrap();
+        assert_eq!(std::fs::metadata(&part).unwrap().len(), 0);
+        assert_eq!(held_part(&part), None, "empty part");
+        start_part(&part, &etag_path(&part), None).unwrap();
+        assert!(!etag_path(&part).exists());
     }
 
     #[tokio::test]
@@ -409,11 +529,19 @@ mod tests {
             DownloadFormat::TarGz,
             DownloadFormat::Bundle,
         ] {
-            assert_eq!(verify(&junk, f).await.unwrap_err().exit_code(), 1);
+            assert_eq!(
+                verify::verify(&junk, f, Layout::Single)
+                    .await
+                    .unwrap_err()
+                    .exit_code(),
+                1
+            );
         }
         let zip = dir.path().join("z");
         std::fs::write(&zip, b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
-        verify(&zip, DownloadFormat::Zip).await.unwrap();
+        verify::verify(&zip, DownloadFormat::Zip, Layout::Single)
+            .await
+            .unwrap();
 
         let repo = dir.path().join("repo");
         let git = |args: &[&str]| {
@@ -445,10 +573,16 @@ mod tests {
             bundle.to_str().unwrap(),
             "--all",
         ]);
-        verify(&bundle, DownloadFormat::Bundle).await.unwrap();
+        verify::verify(&bundle, DownloadFormat::Bundle, Layout::Single)
+            .await
+            .unwrap();
         // A truncated bundle keeps its header (which `git bundle verify` alone accepts).
         let bytes = std::fs::read(&bundle).unwrap();
         std::fs::write(&bundle, &bytes[..bytes.len() - 10]).unwrap();
-        assert!(verify(&bundle, DownloadFormat::Bundle).await.is_err());
+        assert!(
+            verify::verify(&bundle, DownloadFormat::Bundle, Layout::Single)
+                .await
+                .is_err()
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod login;
 pub mod restore;
 pub mod run;
 pub mod schedule;
+pub mod verify;
 
 use crate::api::Api;
 use crate::config::{ConfigDir, StoredKey};

@@ -184,3 +184,75 @@ pub fn refs(repo: &Path) -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// The server's ETag of a file with these bytes: its quoted hex SHA-256 (as documented).
+pub fn etag_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("\"{}\"", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Where the CLI keeps the partial download of `file` (snapshot `snap`, `format`).
+pub fn part_of(file: &Path, snap: i64, format: &str) -> PathBuf {
+    let mut name = file.file_name().unwrap().to_os_string();
+    name.push(format!(".snap{snap}-{format}.part"));
+    file.with_file_name(name)
+}
+
+/// The tag file beside a part.
+pub fn etag_path(part: &Path) -> PathBuf {
+    let mut name = part.file_name().unwrap().to_os_string();
+    name.push(".etag");
+    part.with_file_name(name)
+}
+
+/// Runs git (or another program) and insists it succeeds.
+pub fn sh(program: &str, args: &[&str], dir: &Path) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new, empty bare repository at `path` (parents created).
+pub fn bare_repo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    sh(
+        "git",
+        &["init", "--bare", "--quiet", path.to_str().unwrap()],
+        Path::new("."),
+    );
+}
+
+/// Refs of a bundle, cloned into `dir/name`.
+pub fn bundle_refs(
+    bundle: &Path,
+    dir: &Path,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let clone = dir.join(name);
+    sh(
+        "git",
+        &[
+            "clone",
+            "--mirror",
+            "--quiet",
+            bundle.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+        dir,
+    );
+    refs(&clone)
+}
