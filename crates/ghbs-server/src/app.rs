@@ -7,9 +7,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use ghbs_core::Clock;
-use ghbs_engine::{Engine, EngineConfig, Manifest};
+use ghbs_engine::{Engine, EngineConfig};
 use ghbs_github::{ClientConfig, GitHub};
-use ghbs_store::{JobRow, Store};
+use ghbs_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::trace::TraceLayer;
@@ -68,7 +68,7 @@ impl AppState {
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
         // Before the scheduler can start a run (none is committing a snapshot yet).
-        settle_pending_snapshots(store.as_ref(), &engine).await;
+        crate::backup::settle_pending_snapshots(store.as_ref(), &engine).await;
         Ok(Arc::new(AppState {
             cfg: Arc::new(cfg),
             store,
@@ -79,68 +79,6 @@ impl AppState {
             metrics: Metrics::default(),
             wake: Notify::new(),
         }))
-    }
-
-    /// Delete a job's snapshots and mirrors (explicit purge).
-    pub async fn purge_backups(&self, job: &JobRow) -> Result<(), ApiError> {
-        let snaps = self.store.job_snapshots(job.id).await?;
-        let manifests: Vec<Manifest> = snaps
-            .iter()
-            .filter_map(|s| serde_json::from_value(s.manifest.clone()).ok())
-            .collect();
-        self.store
-            .delete_snapshots(&snaps.iter().map(|s| s.id).collect::<Vec<_>>())
-            .await?;
-        self.engine
-            .drop_snapshots(&manifests)
-            .await
-            .map_err(|e| ApiError::internal(e.message))?;
-        for repo in self.store.list_job_repos(job.id).await? {
-            for key in [
-                crate::backup::mirror_key(repo.id),
-                crate::backup::wiki_mirror_key(repo.id),
-            ] {
-                self.engine
-                    .remove_mirror(&key)
-                    .await
-                    .map_err(|e| ApiError::internal(e.message))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Settles the snapshots a crash left between `commit_snapshot` and their database row (see
-/// `ghbs_engine`'s pending markers): one with a row was recorded, only its marker is left to
-/// remove; one without a row was never visible and is forgotten, refs and all, so that it does
-/// not keep objects alive forever. Only marked snapshots are ever considered, so a database that
-/// is new or not the one these backups were recorded in cannot cause real backups to be deleted.
-/// Anything uncertain (the database or the disk failing) keeps the marker for the next start.
-async fn settle_pending_snapshots(store: &dyn Store, engine: &Engine) {
-    let pending = match engine.pending_snapshots().await {
-        Ok(keys) => keys,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list unconfirmed snapshots; they are checked at the next start");
-            return;
-        }
-    };
-    for key in pending {
-        match store.snapshot_key_exists(&key).await {
-            Ok(true) => {
-                if let Err(e) = engine.confirm_snapshot(&key).await {
-                    tracing::warn!(snapshot = %key, error = %e, "cannot confirm a recorded snapshot");
-                }
-            }
-            Ok(false) => {
-                tracing::info!(snapshot = %key, "forgetting a snapshot interrupted before it was recorded");
-                if let Err(e) = engine.forget_pending(&key).await {
-                    tracing::warn!(snapshot = %key, error = %e, "cannot forget an unrecorded snapshot; retried at the next start");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(snapshot = %key, error = %e, "cannot check an unconfirmed snapshot; it is checked at the next start");
-            }
-        }
     }
 }
 

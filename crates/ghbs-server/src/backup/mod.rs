@@ -5,9 +5,11 @@
 
 mod carry;
 mod github;
+mod lifecycle;
 mod metadata;
 mod retention;
 
+pub use lifecycle::{purge_backups, settle_pending_snapshots};
 pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
 pub use retention::{apply_retention, forget_repo};
 
@@ -71,8 +73,13 @@ impl Executor for BackupExecutor {
         let mut spent = Spent::default();
         let result = run(state, &claim.job, claim.run.id, &progress, &mut spent).await;
         let mut outcome = match result {
-            Ok(o) => o,
-            Err(o) => o,
+            Ok(recorded) => ExecOutcome {
+                error: recorded.problems,
+                bytes_fetched: recorded.bytes as i64,
+                snapshot_id: Some(recorded.snapshot_id),
+                ..Default::default()
+            },
+            Err(ended) => ended,
         };
         outcome.api_requests = spent.counted as i64;
         outcome.api_requests_conditional = spent.conditional as i64;
@@ -114,7 +121,7 @@ async fn run(
     run_id: i64,
     progress: &RunProgress,
     spent: &mut Spent,
-) -> Result<ExecOutcome, ExecOutcome> {
+) -> Result<Recorded, ExecOutcome> {
     let store = &state.store;
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "backup failed on the server side");
@@ -218,12 +225,20 @@ async fn run(
                 .join("\n")
         )
     });
-    Ok(ExecOutcome {
-        error,
-        bytes_fetched: fetched.bytes as i64,
-        snapshot_id: Some(snapshot.id),
-        ..Default::default()
+    Ok(Recorded {
+        snapshot_id: snapshot.id,
+        problems: error,
+        bytes: fetched.bytes,
     })
+}
+
+/// A run that recorded a snapshot. (The other way a run ends, without one, is the
+/// `ExecOutcome` the scheduler records as it is: failed, or needs-login.)
+struct Recorded {
+    snapshot_id: i64,
+    /// One line per repository not captured whole; `Some` makes the run `partial`.
+    problems: Option<String>,
+    bytes: u64,
 }
 
 /// Removes the metadata folders a run wrote for a snapshot that will not be recorded.

@@ -297,7 +297,7 @@ pub async fn delete(
         .await
         .or_not_found("job")?;
     if q.purge {
-        state.purge_backups(&job).await?;
+        crate::backup::purge_backups(&state, &job).await?;
     }
     state
         .store
