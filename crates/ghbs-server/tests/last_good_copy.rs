@@ -171,3 +171,29 @@ async fn forget_repo_input_is_checked() {
     assert_eq!(newest["status"], "succeeded", "{newest}");
     assert_eq!(newest["repos"].as_array().unwrap().len(), 1);
 }
+
+/// Git refusing one repository (403) while the token still logs in is that repository's
+/// failure: the job does not turn `needs-login`, and the error says what to check.
+#[tokio::test]
+async fn a_repository_refused_to_git_is_not_a_rejected_token() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("hal").await;
+    app.gh.create_repo("hal", "proj", Default::default());
+    app.gh.commit("hal/proj", "main", &[("a", "1")], "one");
+    let id = app.create_job(&key, "hal/proj", "daily at 09:00").await["id"]
+        .as_i64()
+        .unwrap();
+    app.gh.inject(Fault::new(
+        "/git/hal/proj.git/",
+        FaultKind::Status(403),
+        1000,
+    ));
+    let sched = app.backup_scheduler();
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, job) = app.get(&format!("/api/v1/jobs/{id}"), &key).await;
+    assert_eq!(job["state"], "active", "{job}");
+    assert_eq!(job["last_run"]["status"], "failed", "{job}");
+    let error = job["last_run"]["error"].as_str().unwrap();
+    assert!(error.contains("token is valid"), "{error}");
+}

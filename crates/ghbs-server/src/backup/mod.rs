@@ -581,9 +581,22 @@ async fn back_up_repo(
                     f.refs
                 }
                 Err(e) if job.target_kind == TargetKind::Repository => {
+                    // Git refusing one repository is that repository's failure; only GitHub
+                    // rejecting the token itself (`GET /user`) makes the user log in again.
+                    let token_rejected =
+                        e.kind == FailureKind::Unauthorized && token_rejected(session).await;
+                    let error = if e.kind == FailureKind::Unauthorized && !token_rejected {
+                        format!(
+                            "fetching {}: GitHub refused git access to this repository although \
+                             the token is valid: check the token's access to it ({})",
+                            gh.full_name, e.message
+                        )
+                    } else {
+                        format!("fetching {}: {}", gh.full_name, e.message)
+                    };
                     return Err(ExecOutcome {
-                        error: Some(format!("fetching {}: {}", gh.full_name, e.message)),
-                        needs_login: e.kind == FailureKind::Unauthorized,
+                        error: Some(error),
+                        needs_login: token_rejected,
                         ..Default::default()
                     });
                 }
@@ -646,6 +659,12 @@ async fn back_up_repo(
         incomplete,
         bytes,
     })))
+}
+
+/// Whether GitHub rejects the token as a whole (`GET /user` answers 401), as opposed to one
+/// repository being refused to it.
+async fn token_rejected(session: &Session) -> bool {
+    matches!(session.user().await, Err(e) if e.kind == FailureKind::Unauthorized)
 }
 
 fn summary(gh: &GhRepo, refs: u64, status: String, now: DateTime<Utc>) -> SnapshotRepo {
