@@ -119,6 +119,34 @@ impl Engine {
         })
     }
 
+    /// Whether the mirror `key` exists and holds every object in `shas` (what carrying a last
+    /// copy forward needs: its refs are recorded there, and `update-ref` refuses missing objects).
+    pub async fn has_objects<'a>(
+        &self,
+        key: &str,
+        shas: impl IntoIterator<Item = &'a String>,
+    ) -> Result<bool, EngineError> {
+        fsutil::validate_key(key)?;
+        let mirror = self.mirror_path(key);
+        let dir = mirror.clone();
+        if !blocking(move || Ok(dir.join("HEAD").is_file())).await? {
+            return Ok(false);
+        }
+        let input: String = shas.into_iter().map(|s| format!("{s}\n")).collect();
+        if input.is_empty() {
+            return Ok(true);
+        }
+        let out = Git::new(self.git())
+            .dir(&mirror)
+            .args(["cat-file", "--batch-check"])
+            .stdin(input.into_bytes())
+            .run()
+            .await?;
+        Ok(!String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.ends_with(" missing")))
+    }
+
     /// The refs (`refs/heads`, `refs/tags`, `refs/pull`) the mirror holds now: from the engine's
     /// record of them when there is one (no git process), else listed by git and recorded.
     pub async fn mirror_refs(&self, key: &str) -> Result<BTreeMap<String, String>, EngineError> {

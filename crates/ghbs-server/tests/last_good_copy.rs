@@ -197,3 +197,37 @@ async fn a_repository_refused_to_git_is_not_a_rejected_token() {
     let error = job["last_run"]["error"].as_str().unwrap();
     assert!(error.contains("token is valid"), "{error}");
 }
+
+/// A last copy that cannot be carried (its mirror was removed by hand) costs that repository
+/// only: the others are still backed up and the run is partial, not a failure of everything.
+#[tokio::test]
+async fn a_lost_mirror_does_not_stop_the_other_repositories() {
+    let app = TestApp::new().await;
+    let (key, id) = account_job(&app, "ivy", 3).await;
+    let sched = app.backup_scheduler();
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    let rows = app.state.store.list_job_repos(id).await.unwrap();
+    let b = rows.iter().find(|r| r.full_name == "ivy/b").unwrap();
+    let mirror = app
+        .state
+        .engine
+        .data_dir()
+        .join("mirrors")
+        .join(format!("{}.git", ghbs_server::backup::mirror_key(b.id)));
+    std::fs::remove_dir_all(&mirror).unwrap();
+    app.gh.inject(Fault::new(
+        "/git/ivy/b.git/",
+        FaultKind::Status(500),
+        100_000,
+    ));
+    app.gh.commit("ivy/a", "main", &[("new", "1")], "new");
+    app.clock.advance(Duration::days(1));
+    assert_eq!(sched.run_due_once().await, 1);
+    let (_, runs) = app.get(&format!("/api/v1/jobs/{id}/runs"), &key).await;
+    assert_eq!(runs["runs"][0]["status"], "partial", "{runs}");
+    let newest = snapshots(&app, &key, id).await[0].clone();
+    assert_eq!(repo(&newest, "ivy/a")["capture"], "captured");
+    assert_eq!(repo(&newest, "ivy/b")["capture"], "failed", "{newest}");
+    assert_eq!(newest["failed"], 1);
+}

@@ -33,6 +33,16 @@ impl LastCopy<'_> {
     pub fn capture_name(&self) -> &str {
         &self.capture.full_name
     }
+
+    /// The commits (and tags) its refs point at.
+    pub fn shas(&self) -> impl Iterator<Item = &String> {
+        self.capture.refs.values()
+    }
+
+    /// The repository's mirror key.
+    pub fn key(&self) -> &str {
+        &self.capture.key
+    }
 }
 
 impl History {

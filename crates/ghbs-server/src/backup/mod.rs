@@ -429,6 +429,23 @@ async fn resolve_and_fetch(
     Ok(out)
 }
 
+/// A last copy whose mirror still holds its objects. One whose mirror is gone or damaged
+/// (removed by hand, a lost disk) cannot be carried: recording its refs would fail the whole snapshot, and with it the
+/// backup of every other repository.
+async fn usable<'a>(
+    state: &AppState,
+    copy: Option<carry::LastCopy<'a>>,
+) -> Option<carry::LastCopy<'a>> {
+    let copy = copy?;
+    match state.engine.has_objects(copy.key(), copy.shas()).await {
+        Ok(true) => Some(copy),
+        _ => {
+            tracing::error!(repo = %copy.capture_name(), "the mirror holding this repository's last copy is missing");
+            None
+        }
+    }
+}
+
 /// Puts the last good copy of each repository this run could not capture into its snapshot
 /// (see `carry`): those whose fetch failed, and those gone upstream (whose state records since
 /// when). A gone repository that was never captured has nothing to keep and is left out.
@@ -455,7 +472,7 @@ async fn carry_forward(
         .map_err(|e| internal(&e))?;
     for f in failed {
         let why = Missing::Failed(f.error);
-        let copy = history.last_copy(&f.key);
+        let copy = usable(state, history.last_copy(&f.key)).await;
         out.problems.push(carry::problem_line(
             &f.full_name,
             &why,
@@ -477,7 +494,7 @@ async fn carry_forward(
     }
     for row in gone {
         let key = mirror_key(row.id);
-        let Some(copy) = history.last_copy(&key) else {
+        let Some(copy) = usable(state, history.last_copy(&key)).await else {
             tracing::info!(repo = %row.full_name, "gone upstream and never captured: nothing to keep");
             continue;
         };
