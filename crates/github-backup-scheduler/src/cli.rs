@@ -30,6 +30,10 @@ pub struct Cli {
     /// Log each HTTP request (never its credentials) on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Allow sending the GitHub token or the API key to a non-loopback server over plain
+    /// http:// (anyone on the network path can read them); warns every time.
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -10,6 +10,7 @@ mod config;
 mod exit;
 mod interactive;
 mod output;
+mod transport;
 mod validate;
 
 use std::io::IsTerminal;
@@ -46,6 +47,7 @@ fn run(cli: Cli) -> CliResult {
         json,
         quiet,
         verbose,
+        insecure_http,
         command,
     } = cli;
     if let Some(Command::Server(args)) = command {
@@ -61,6 +63,7 @@ fn run(cli: Cli) -> CliResult {
         out: Printer { json, quiet },
         config,
         server,
+        insecure_http,
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()

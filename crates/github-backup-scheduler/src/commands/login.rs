@@ -70,6 +70,7 @@ fn host_label() -> Option<String> {
 }
 
 pub async fn login(ctx: &Ctx, args: &LoginArgs) -> CliResult {
+    ctx.check_transport()?;
     let token = read_token(ctx, args.token_stdin).await?;
     login_with(ctx, token, args.label.clone()).await
 }

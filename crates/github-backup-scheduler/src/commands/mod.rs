@@ -19,6 +19,8 @@ pub struct Ctx {
     pub config: ConfigDir,
     /// Normalized server URL.
     pub server: String,
+    /// `--insecure-http`: credentials may go to a remote plain-HTTP server (see `transport`).
+    pub insecure_http: bool,
 }
 
 impl Ctx {
@@ -27,8 +29,18 @@ impl Ctx {
         Ok(self.config.load_credentials()?.servers.remove(&self.server))
     }
 
-    /// A client that needs no key (login, health).
+    /// Refuses (or, with `--insecure-http`, warns about) sending credentials to this server
+    /// over plain HTTP off loopback. Called before a token is even asked for.
+    pub fn check_transport(&self) -> CliResult {
+        if let Some(warning) = crate::transport::check(&self.server, self.insecure_http)? {
+            eprintln!("{warning}");
+        }
+        Ok(())
+    }
+
+    /// A client that sends no key (login, which sends a GitHub token: checked like a key).
     pub fn anonymous_api(&self) -> CliResult<Api> {
+        crate::transport::check(&self.server, self.insecure_http)?;
         Api::new(&self.server, None)
     }
 
@@ -37,6 +49,7 @@ impl Ctx {
         let key = self.stored_key()?.ok_or_else(|| CliError::NotLoggedIn {
             server: self.server.clone(),
         })?;
+        self.check_transport()?;
         Api::new(&self.server, Some(key.api_key))
     }
 }
