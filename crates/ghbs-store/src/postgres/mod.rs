@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
     postgres::{PgPool, PgPoolOptions, PgRow},
-    Row,
+    Connection, Row,
 };
 
 use crate::codec::{self, decode_err, Cols};
@@ -44,6 +44,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _meta| {
+                // A dropped transaction queues its ROLLBACK and lowers the depth at once, so a
+                // depth still above zero means a transaction nobody can end any more.
+                Box::pin(async move { Ok(codec::reusable_after_release(conn.is_in_transaction())) })
+            })
             .connect(url)
             .await
             .map_err(db_err)?;
@@ -76,13 +81,18 @@ impl PgStore {
 }
 
 /// Map a driver error; connection exceptions (class 08), shutdowns (57P), too many
-/// connections, serialization failures and deadlocks are transient.
+/// connections, serialization failures and deadlocks are transient; `disk_full` (53100) is a
+/// full disk on the database server.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    codec::db_error(e, |code| {
-        code.starts_with("08")
-            || code.starts_with("57P")
-            || matches!(code, "53300" | "40001" | "40P01")
-    })
+    codec::db_error(
+        e,
+        |code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code, "53300" | "40001" | "40P01")
+        },
+        |code| code == "53100",
+    )
 }
 
 impl Cols for PgRow {

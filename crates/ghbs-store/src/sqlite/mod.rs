@@ -23,7 +23,7 @@ use sqlx::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
     },
-    Row,
+    Connection, Row,
 };
 
 use crate::codec::{self, decode_err, Cols};
@@ -72,6 +72,14 @@ impl SqliteStore {
         };
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    // A transaction dropped on an error queued its ROLLBACK on the connection's
+                    // worker; the ping runs after it, so the depth below is the settled one.
+                    conn.ping().await?;
+                    Ok(codec::reusable_after_release(conn.is_in_transaction()))
+                })
+            })
             .connect_with(options)
             .await
             .map_err(db_err)?;
@@ -102,11 +110,14 @@ impl SqliteStore {
     }
 }
 
-/// Map a driver error; SQLite's busy and locked codes (any extended variant) are transient.
+/// Map a driver error; SQLite's busy and locked codes (any extended variant) are transient,
+/// `SQLITE_FULL` (13) is a full disk.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    codec::db_error(e, |code| {
-        code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-    })
+    codec::db_error(
+        e,
+        |code| code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
+        |code| code.parse::<i64>().is_ok_and(|n| n & 0xff == 13),
+    )
 }
 
 /// Timestamps are stored as microseconds since the epoch: integer order is time order.
