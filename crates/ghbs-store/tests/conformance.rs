@@ -213,6 +213,16 @@ async fn release_requeues() {
     on_each_backend(scheduler::release_requeues).await;
 }
 
+#[tokio::test]
+async fn release_node_settles_only_own_leases() {
+    on_each_backend(scheduler::release_node_settles_only_own_leases).await;
+}
+
+#[tokio::test]
+async fn probe_write() {
+    on_each_backend(scheduler::probe_write).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claimers_never_share_a_job() {
     on_each_backend_twice(scheduler::concurrent_claimers).await;

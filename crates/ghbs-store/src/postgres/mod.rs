@@ -25,11 +25,18 @@ use crate::{
 };
 
 /// Versioned migrations; a landed file is never edited, a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        3,
+        "write probe",
+        include_str!("../../migrations/postgres/0003_write_probe.sql"),
+    ),
+];
 
 /// A [`Store`] on a PostgreSQL database shared by any number of server nodes.
 #[derive(Debug, Clone)]
@@ -238,6 +245,12 @@ impl Store for PgStore {
     }
     async fn release(&self, job_id: i64, lease_token: i64, run_id: i64) -> StoreResult<bool> {
         scheduler::release(&self.pool, job_id, lease_token, run_id).await
+    }
+    async fn release_node(&self, node: &str) -> StoreResult<u64> {
+        scheduler::release_node(&self.pool, node).await
+    }
+    async fn probe_write(&self, node: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        scheduler::probe_write(&self.pool, node, now).await
     }
     async fn list_runs(&self, user_id: i64, job_id: i64, limit: i64) -> StoreResult<Vec<RunRow>> {
         jobs::list_runs(&self.pool, user_id, job_id, limit).await
