@@ -26,12 +26,26 @@ const PULLS: &str = "+refs/pull/*:refs/pull/*";
 impl Engine {
     /// Creates the bare mirror if missing, then fetches incrementally (never a re-clone when the
     /// mirror exists). The token reaches git only through the environment of the askpass script.
+    /// A full disk is reported as [`ghbs_core::FailureKind::StorageFull`] with the free space.
     pub async fn fetch(
         &self,
         src: &RepoSource,
         token: Option<&Secret>,
     ) -> Result<Fetched, EngineError> {
+        self.fetch_inner(src, token)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    async fn fetch_inner(
+        &self,
+        src: &RepoSource,
+        token: Option<&Secret>,
+    ) -> Result<Fetched, EngineError> {
         fsutil::validate_key(&src.key)?;
+        if self.disk_full_injected() {
+            return Err(EngineError::storage_full());
+        }
         check_clean_url(&src.clone_url)?;
         let locks = self.locks(&src.key);
         let _ops = locks.ops.lock().await;
@@ -71,8 +85,9 @@ impl Engine {
             .remote()
             .run()
             .await
-            .map_err(|e| {
-                EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message))
+            .map_err(|e| match e.kind {
+                ghbs_core::FailureKind::StorageFull => e,
+                _ => EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message)),
             })?;
         let after = fsutil::pack_sizes(&mirror);
         let bytes_fetched = after

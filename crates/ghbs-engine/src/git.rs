@@ -10,7 +10,7 @@ use std::time::Duration;
 use ghbs_core::{FailureKind, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, DISK_FULL};
 
 /// The environment variable the askpass script reads the token from.
 const TOKEN_VAR: &str = "GHBS_GIT_TOKEN";
@@ -192,6 +192,11 @@ impl<'a> Git<'a> {
         }
         let stderr = scrub(&String::from_utf8_lossy(&err), self.token);
         let kind = classify(&stderr, self.remote);
+        if kind == FailureKind::StorageFull {
+            // git's message names files inside the data folder: say what happened, not where.
+            tracing::warn!(git = %what, stderr = %tail(stderr.trim(), 2000), "git ran out of disk space");
+            return Err(EngineError::new(kind, format!("git {what}: {DISK_FULL}")));
+        }
         let tail = tail(stderr.trim(), 2000);
         Err(EngineError::new(
             kind,
@@ -346,10 +351,15 @@ fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// Maps git's stderr to a failure class. Order matters: authentication first (GitHub answers 403
-/// or 401 to bad tokens), then "not found", then the network patterns.
+/// Maps git's stderr to a failure class. Order matters: a full local disk first (whatever git was
+/// talking to), then authentication (GitHub answers 403 or 401 to bad tokens), then "not
+/// found", then the network patterns.
 pub(crate) fn classify(stderr: &str, remote: bool) -> FailureKind {
     let s = stderr.to_ascii_lowercase();
+    const STORAGE_FULL: &[&str] = &["no space left on device", "disk quota exceeded"];
+    if STORAGE_FULL.iter().any(|p| s.contains(p)) {
+        return FailureKind::StorageFull;
+    }
     const AUTH: &[&str] = &[
         "authentication failed",
         "authentication required",
@@ -430,6 +440,9 @@ mod tests {
             classify("fatal: bad object", false),
             FailureKind::Permanent
         ));
+        let full = "error: file write error: No space left on device\nfatal: unable to write loose object file";
+        assert_eq!(classify(full, true), FailureKind::StorageFull);
+        assert_eq!(classify(full, false), FailureKind::StorageFull);
     }
 
     #[test]

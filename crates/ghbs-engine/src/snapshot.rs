@@ -32,6 +32,12 @@ impl Engine {
     /// a durable pending marker records the snapshot; the caller removes it with
     /// [`Engine::confirm_snapshot`] once the snapshot is recorded on its side (see `pending`).
     pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
+        self.commit_snapshot_inner(manifest)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    async fn commit_snapshot_inner(&self, manifest: &Manifest) -> Result<(), EngineError> {
         validate_manifest(manifest)?;
         for repo in &manifest.repos {
             snapshot_targets(&manifest.snapshot_key, repo)?;

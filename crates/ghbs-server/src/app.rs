@@ -35,6 +35,13 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the scheduler when a run is requested, instead of waiting for the next poll.
     pub wake: Notify,
+    /// This node's identity, persisted in the data folder (`DATA_DIR/node-id`) and used as the
+    /// lease owner: a restarted process knows which leases its dead predecessor held.
+    pub node_id: String,
+    /// Readiness checks that are too costly for every probe (see `routes::health`).
+    pub readiness: crate::routes::health::Readiness,
+    /// Set on SIGTERM: running backups drain, reads keep working, writes answer 503.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -65,10 +72,14 @@ impl AppState {
             data_dir: cfg.data_dir.join("backups"),
             git_timeout: std::time::Duration::from_secs(3600),
             ca_cert: cfg.ca_cert.clone(),
+            disk_full_flag: cfg.disk_full_flag.clone(),
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
         // Before the scheduler can start a run (none is committing a snapshot yet).
         settle_pending_snapshots(store.as_ref(), &engine).await;
+        let node_id = node_identity(&cfg.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot read or create the node identity: {e}"))?;
+        settle_own_leases(store.as_ref(), &node_id).await;
         Ok(Arc::new(AppState {
             cfg: Arc::new(cfg),
             store,
@@ -78,6 +89,9 @@ impl AppState {
             clock,
             metrics: Metrics::default(),
             wake: Notify::new(),
+            node_id,
+            readiness: Default::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -140,6 +154,58 @@ async fn settle_pending_snapshots(store: &dyn Store, engine: &Engine) {
             Err(e) => {
                 tracing::warn!(snapshot = %key, error = %e, "cannot check an unconfirmed snapshot; it is checked at the next start");
             }
+        }
+    }
+}
+
+/// The node's identity: `DATA_DIR/node-id`, created once (host name plus a random suffix, so
+/// two machines never share one) and read at every start. One server process per data folder.
+fn node_identity(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let id = format!(
+        "{host}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let tmp = data_dir.join(format!(".node-id.{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+/// A process that starts holds no lease yet, so every lease under its node id belongs to a
+/// previous process on this data folder that died (`kill -9`, a crash, a power cut) with runs
+/// in flight. They are released at once, so those runs go back to `queued` and run again at the
+/// first claim instead of showing `running` until their lease expires. Other nodes' leases (a
+/// shared PostgreSQL) are never touched. On failure the leases simply expire as before.
+async fn settle_own_leases(store: &dyn Store, node_id: &str) {
+    match store.release_node(node_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            node = %node_id,
+            runs = n,
+            "requeued runs left running by this node's previous process (it stopped without finishing them)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release the previous process's leases; they expire on their own")
         }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ghbs_store::{Claim, RunOutcome};
 use ghbs_wire::{RunStatus, RunTrigger};
-use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -80,12 +79,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(state: Arc<AppState>, executor: Arc<dyn Executor>) -> Scheduler {
-        let node = format!(
-            "{}-{}-{:08x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
-            std::process::id(),
-            rand::thread_rng().gen::<u32>()
-        );
+        let node = state.node_id.clone();
         let permits = Arc::new(Semaphore::new(state.cfg.workers));
         Scheduler {
             state,
