@@ -15,6 +15,9 @@ use crate::app::AppState;
 use crate::metrics::Metrics;
 use crate::planning::{spread_key, Plan};
 
+/// Pause between two attempts at recording a run's outcome.
+const FINISH_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a run ended, as the executor reports it.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutcome {
@@ -256,25 +259,32 @@ async fn work(
     } else {
         Metrics::add(&state.metrics.runs_succeeded, 1);
     }
-    let written = state
-        .store
-        .finish_run(
-            job_id,
-            token,
-            run_id,
-            RunOutcome {
-                status,
-                error: outcome.error,
-                bytes_fetched: outcome.bytes_fetched,
-                api_requests: outcome.api_requests,
-                api_requests_conditional: outcome.api_requests_conditional,
-                snapshot_id: outcome.snapshot_id,
-                needs_login: outcome.needs_login,
-                next_run_at,
-            },
-            now,
-        )
-        .await;
+    let result = RunOutcome {
+        status,
+        error: outcome.error,
+        bytes_fetched: outcome.bytes_fetched,
+        api_requests: outcome.api_requests,
+        api_requests_conditional: outcome.api_requests_conditional,
+        snapshot_id: outcome.snapshot_id,
+        needs_login: outcome.needs_login,
+        next_run_at,
+    };
+    // A database that cannot write for a while (a full disk) gets the outcome once it can:
+    // retried for half a lease, after which the lease expires and the job is taken over.
+    let retry_until = tokio::time::Instant::now() + state.cfg.lease / 2;
+    let written = loop {
+        let written = state
+            .store
+            .finish_run(job_id, token, run_id, result.clone(), now)
+            .await;
+        match written {
+            Err(e) if tokio::time::Instant::now() < retry_until => {
+                tracing::warn!(error = %e, "could not record the run's outcome; retrying");
+                tokio::time::sleep(FINISH_RETRY_EVERY).await;
+            }
+            other => break other,
+        }
+    };
     match written {
         Ok(true) => {}
         Ok(false) => {
