@@ -168,6 +168,7 @@ impl Engine {
             askpass: Some(askpass),
             ca_cert: cfg.ca_cert.clone(),
             timeout: Some(cfg.git_timeout),
+            wrapper: git::death_wrapper(),
         };
         let cfg = EngineConfig { data_dir, ..cfg };
         Ok(Engine {

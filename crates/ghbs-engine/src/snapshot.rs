@@ -92,7 +92,7 @@ impl Engine {
                 repo.full_name, repo.key
             )));
         }
-        self.recover(&mirror, SystemTime::now()).await;
+        self.recover(&mirror, SystemTime::now()).await?;
         let targets = snapshot_targets(snapshot_key, repo)?;
         if targets.is_empty() {
             return Ok(());
@@ -225,7 +225,7 @@ impl Engine {
         if !mirror.exists() {
             return Ok(());
         }
-        self.recover(&mirror, SystemTime::now()).await;
+        self.recover(&mirror, SystemTime::now()).await?;
         // One listing and one transaction for all the snapshots forgotten in this mirror.
         let prefixes: Vec<String> = snapshots
             .iter()
