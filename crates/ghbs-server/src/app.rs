@@ -250,10 +250,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_writes_while_draining,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+
+/// During a shutdown drain the API keeps answering reads (`run --wait` follows its run to the
+/// end) while anything that changes state or asks for work is refused with a 503.
+async fn refuse_writes_while_draining(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let read = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !read && state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ghbs_wire::codes::UNAVAILABLE,
+            "the server is shutting down (finishing running backups); try again once it is back",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// After the drain the listener stays open this long, so that a client polling a run about
+/// once a second (`run --wait`) sees the final status before the connection goes.
+const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn openapi_json() -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
@@ -267,7 +298,9 @@ async fn not_found() -> ApiError {
 }
 
 /// Serve the API and run the scheduler on `listener` until `shutdown` resolves, then drain:
-/// stop claiming, let running backups finish within the grace period, release the rest.
+/// stop claiming, let running backups finish within the grace period, release the rest. While
+/// draining, `/readyz` fails, reads keep working and writes are refused (503); the listener
+/// closes once the drain is over (after [`DRAIN_LINGER`]).
 pub async fn launch(
     state: Arc<AppState>,
     executor: Arc<dyn Executor>,
@@ -275,17 +308,30 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (http_stop_tx, mut http_stop) = tokio::sync::watch::channel(false);
     let scheduler = Scheduler::new(state.clone(), executor);
-    let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
-    let mut http_stop = stop_rx;
+    let sched_task = tokio::spawn(scheduler.run(stop_rx));
     let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
     });
     let server_task = tokio::spawn(async move { server.await });
     shutdown.await;
     tracing::info!("shutting down: no new claims; draining running backups");
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let busy = state
+        .metrics
+        .runs_in_progress
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0;
     let _ = stop_tx.send(true);
     sched_task.await?;
+    if busy {
+        tokio::time::sleep(DRAIN_LINGER).await;
+    }
+    tracing::info!("drain complete: closing the API");
+    let _ = http_stop_tx.send(true);
     server_task.await??;
     Ok(())
 }

@@ -280,6 +280,40 @@ async fn jobs_survive_sigkill_and_missed_slots_run_once() {
     }
 }
 
+/// Processes working inside `dir` (working directory in it, or an argument naming it): the
+/// server's git children and their helpers.
+fn processes_in(dir: &Path) -> Vec<String> {
+    let needle = dir.to_str().unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() {
+            continue;
+        }
+        let cwd_in = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|c| c.starts_with(dir));
+        let cmdline = std::fs::read(entry.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        if cwd_in || cmdline.contains(needle) {
+            found.push(format!("{name}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Poll until `cond` holds, at most `limit`.
+async fn eventually(limit: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `kill -9` during a slow fetch: the server's git processes die with it (within a couple of
+/// seconds), no partial snapshot shows, and the restarted server settles the dead run at once
+/// (its node identity owns the lease; no waiting for the 5-minute lease): the same run is
+/// queued again and succeeds.
 #[tokio::test]
 async fn sigkill_during_a_fetch_leaves_no_partial_snapshot() {
     let gh = GitHubStandIn::start().await;
@@ -313,18 +347,27 @@ async fn sigkill_during_a_fetch_leaves_no_partial_snapshot() {
         FaultKind::Delay(Duration::from_secs(30)),
         1,
     ));
-    carol
+    let (_, killed) = carol
         .post(&format!("/api/v1/jobs/{id}/runs"), json!(null))
         .await;
-    wait_for(&carol, &format!("/api/v1/jobs/{id}/runs"), |v| {
-        v["runs"][0]["status"] == "running"
+    let mirrors = data.join("backups").join("mirrors");
+    let mirrors = std::fs::canonicalize(&mirrors).unwrap();
+    eventually(Duration::from_secs(30), "a git fetch in progress", || {
+        !processes_in(&mirrors).is_empty()
     })
     .await;
     server.kill9();
+    eventually(
+        Duration::from_secs(4),
+        "the killed server's git processes to exit",
+        || processes_in(&mirrors).is_empty(),
+    )
+    .await;
     gh.clear_faults();
 
-    // Ten minutes later the dead node's lease has expired: the job is taken over and succeeds.
-    let server = Server::start(&data, &gh.api_url(), "2026-03-02T08:10:00Z");
+    // One minute later: the dead run's lease (5 minutes) has not expired, yet the restarted
+    // node knows the run is dead and runs it again at once.
+    let server = Server::start(&data, &gh.api_url(), "2026-03-02T08:01:00Z");
     let carol = carol.to(&server);
     let snaps = carol.get(&format!("/api/v1/jobs/{id}/snapshots")).await.1;
     assert_eq!(
@@ -355,23 +398,141 @@ async fn sigkill_during_a_fetch_leaves_no_partial_snapshot() {
     );
     ghbs_testkit::git(&verify_in, &["bundle", "verify", bundle.to_str().unwrap()]);
     let runs = wait_for(&carol, &format!("/api/v1/jobs/{id}/runs"), |v| {
-        runs_done(v) == 3
+        runs_done(v) == 2
     })
     .await;
     let runs = runs["runs"].as_array().unwrap();
     assert_eq!(
-        runs[0]["status"], "succeeded",
-        "the run taking over succeeds: {runs:?}"
+        runs.len(),
+        2,
+        "the killed run is run again, not replaced: {runs:?}"
     );
-    assert_eq!(runs[1]["status"], "failed");
-    assert!(
-        runs[1]["error"].as_str().unwrap().contains("taken over"),
-        "{runs:?}"
+    assert_eq!(runs[0]["id"], killed["id"], "{runs:?}");
+    assert_eq!(
+        runs[0]["status"], "succeeded",
+        "the requeued run succeeds: {runs:?}"
     );
     let snaps = carol.get(&format!("/api/v1/jobs/{id}/snapshots")).await.1;
     assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
     assert_eq!(snaps["snapshots"][0]["repos"][0]["refs"], 1);
     server.kill9();
+}
+
+/// SIGTERM while a backup runs: the API keeps answering reads during the drain (and refuses
+/// writes with 503, `/readyz` 503), so `run --wait` started before the signal sees the run's
+/// final status and exits 0 instead of 5 (server unreachable); the server then exits.
+#[tokio::test]
+async fn sigterm_drains_while_run_wait_follows_the_run() {
+    let gh = GitHubStandIn::start().await;
+    let (_, token) = gh.add_user("erin");
+    gh.create_repo("erin", "proj", RepoOptions::default());
+    gh.commit("erin/proj", "main", &[("README", "v1")], "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &gh.api_url(), "2026-03-02T08:00:00Z");
+    let erin = login(&server, &token).await;
+    let (_, job) = erin
+        .post(
+            "/api/v1/jobs",
+            json!({"target": "erin/proj", "schedule": "daily at 23:00"}),
+        )
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    let config = dir.path().join("cli");
+    let cli = |args: &[&str]| {
+        // tokio's: the stand-in answers on this test's runtime, which must not block.
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_github-backup-scheduler"));
+        cmd.env("GHBS_CONFIG_DIR", &config)
+            .kill_on_drop(true)
+            .env("GHBS_SERVER", &server.url)
+            .env_remove("GITHUB_TOKEN")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut login_cmd = cli(&["login", "--token-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = login_cmd.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{token}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let login_out = login_cmd.wait_with_output().await.unwrap();
+    assert!(
+        login_out.status.success(),
+        "login: {}",
+        String::from_utf8_lossy(&login_out.stderr)
+    );
+
+    // The fetch is held back for a few seconds: the run is in flight when SIGTERM arrives.
+    gh.inject(Fault::new(
+        "git-upload-pack",
+        FaultKind::Delay(Duration::from_secs(4)),
+        1,
+    ));
+    let waiting = cli(&["run", &id.to_string(), "--wait", "--json"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&erin, &format!("/api/v1/jobs/{id}/runs"), |v| {
+        v["runs"][0]["status"] == "running"
+    })
+    .await;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // During the drain: reads answer, writes and readiness say 503 with a reason.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, reason) = readyz(&server).await;
+        if code == 503 {
+            assert!(reason.contains("shutting down"), "{reason}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never failed during the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, _) = erin.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(code, 200, "reads work during the drain");
+    let (code, body) = erin
+        .post(&format!("/api/v1/jobs/{id}/pause"), json!(null))
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("shutting down"),
+        "{body}"
+    );
+
+    let out = waiting.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run --wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // The server exits by itself once the drain is over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `/readyz` of a server: status code and the body's `status` (the reason when not ready).
