@@ -16,6 +16,9 @@ pub enum FailureKind {
     Unauthorized,
     /// The repository or account is gone (or invisible to the token).
     NotFound,
+    /// The server's own disk is full (ENOSPC): an operator has to free space; nothing about the
+    /// source is wrong, and the server recovers by itself once space is back.
+    StorageFull,
 }
 
 impl FailureKind {
@@ -39,5 +42,6 @@ mod tests {
         assert!(!FailureKind::Permanent.is_retryable());
         assert!(!FailureKind::Unauthorized.is_retryable());
         assert!(!FailureKind::NotFound.is_retryable());
+        assert!(!FailureKind::StorageFull.is_retryable());
     }
 }

@@ -3,6 +3,10 @@
 
 use ghbs_core::FailureKind;
 
+/// What a run's owner reads when the server's disk is full. The engine's public operations add
+/// the free space (see `Engine::explain`); no path or driver text goes with it.
+pub const DISK_FULL: &str = "disk full on the server";
+
 /// An engine failure. `message` is safe to show to the job's owner: it never holds a token
 /// (git's stderr is scrubbed before it gets here).
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +38,28 @@ impl EngineError {
         EngineError::new(FailureKind::NotFound, message)
     }
 
-    /// A local file-system failure, with what we were doing when it happened. Disk-full and
-    /// similar conditions are reported as permanent: an operator has to act.
+    /// The server's disk is full ([`FailureKind::StorageFull`]).
+    pub fn storage_full() -> EngineError {
+        EngineError::new(FailureKind::StorageFull, DISK_FULL)
+    }
+
+    /// A local file-system failure, with what we were doing when it happened. A full disk
+    /// becomes [`EngineError::storage_full`] (without the path); other failures are permanent:
+    /// an operator has to act.
     pub(crate) fn io(context: impl std::fmt::Display, err: std::io::Error) -> EngineError {
+        if is_storage_full(&err) {
+            return EngineError::storage_full();
+        }
         EngineError::permanent(format!("{context}: {err}"))
     }
+}
+
+/// ENOSPC (and EDQUOT, a full quota), however the standard library spells them.
+pub fn is_storage_full(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(err.raw_os_error(), Some(28 | 122))
 }
 
 /// Shorthand used throughout the crate.

@@ -19,6 +19,9 @@ use crate::fsutil::{self, blocking};
 use crate::git::{Git, GitEnv};
 use crate::{Engine, Fetched, RepoSource};
 
+/// How long an operation waits for an orphaned git process to leave a mirror.
+const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Namespaces a mirror keeps from upstream.
 const HEADS_AND_TAGS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 const PULLS: &str = "+refs/pull/*:refs/pull/*";
@@ -26,12 +29,26 @@ const PULLS: &str = "+refs/pull/*:refs/pull/*";
 impl Engine {
     /// Creates the bare mirror if missing, then fetches incrementally (never a re-clone when the
     /// mirror exists). The token reaches git only through the environment of the askpass script.
+    /// A full disk is reported as [`ghbs_core::FailureKind::StorageFull`] with the free space.
     pub async fn fetch(
         &self,
         src: &RepoSource,
         token: Option<&Secret>,
     ) -> Result<Fetched, EngineError> {
+        self.fetch_inner(src, token)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    async fn fetch_inner(
+        &self,
+        src: &RepoSource,
+        token: Option<&Secret>,
+    ) -> Result<Fetched, EngineError> {
         fsutil::validate_key(&src.key)?;
+        if self.disk_full_injected() {
+            return Err(EngineError::storage_full());
+        }
         check_clean_url(&src.clone_url)?;
         let locks = self.locks(&src.key);
         let _ops = locks.ops.lock().await;
@@ -40,7 +57,7 @@ impl Engine {
         if !mirror.exists() {
             self.init_mirror(&mirror).await?;
         } else {
-            self.recover(&mirror, started).await;
+            self.recover(&mirror, started).await?;
         }
         self.set_origin(&mirror, &src.clone_url).await?;
 
@@ -71,8 +88,9 @@ impl Engine {
             .remote()
             .run()
             .await
-            .map_err(|e| {
-                EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message))
+            .map_err(|e| match e.kind {
+                ghbs_core::FailureKind::StorageFull => e,
+                _ => EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message)),
             })?;
         let after = fsutil::pack_sizes(&mirror);
         let bytes_fetched = after
@@ -205,8 +223,29 @@ impl Engine {
         .await
     }
 
-    /// Clears leftovers of a git process that was killed while working on this mirror.
-    pub(crate) async fn recover(&self, mirror: &Path, started: SystemTime) {
+    /// Clears leftovers of a git process that was killed while working on this mirror. A git
+    /// process still working in it (an orphan of a previous server process: its lock files are
+    /// live, not leftovers) is waited for, briefly; if it is still there the operation fails
+    /// (transient: the next run retries) rather than fetch into a mirror something else writes.
+    pub(crate) async fn recover(&self, mirror: &Path, started: SystemTime) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + ORPHAN_WAIT;
+        loop {
+            let path = mirror.to_path_buf();
+            let users = blocking(move || Ok(fsutil::processes_using(&path)))
+                .await
+                .unwrap_or_default();
+            if users.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(mirror = %mirror.display(), pids = ?users, "processes of an earlier server still work in this mirror");
+                return Err(EngineError::transient(
+                    "a git process of an earlier server run is still working on this repository's \
+                     mirror; the next run retries",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         let path = mirror.to_path_buf();
         let removed = blocking(move || Ok(fsutil::clean_stale(&path, started)))
             .await
@@ -214,6 +253,7 @@ impl Engine {
         if !removed.is_empty() {
             tracing::warn!(mirror = %mirror.display(), count = removed.len(), "removed leftovers of an interrupted git run");
         }
+        Ok(())
     }
 
     /// Points `origin` at the clean clone URL (it may change when a repository is renamed).

@@ -224,6 +224,41 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| EngineError::permanent(format!("background task failed: {e}")))?
 }
 
+/// Processes other than this one that work inside `dir`: their working directory is in it, or
+/// an argument names it (`git -C dir`, and the wrapper git runs under). Linux `/proc`; other
+/// systems (or processes we may not inspect) report nothing.
+pub(crate) fn processes_using(dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let proc_dir = entry.path();
+        let in_dir = fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+        let named = fs::read(proc_dir.join("cmdline")).is_ok_and(|cmdline| {
+            cmdline.split(|b| *b == 0).any(|arg| {
+                arg.starts_with(needle) && matches!(arg.get(needle.len()), None | Some(b'/'))
+            })
+        });
+        if in_dir || named {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +286,22 @@ mod tests {
             1,
             "no temp file left behind"
         );
+    }
+
+    #[test]
+    fn processes_using_finds_a_child_working_in_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(super::processes_using(&dir).is_empty());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&dir)
+            .spawn()
+            .unwrap();
+        let found = super::processes_using(&dir);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, vec![child.id()]);
+        assert!(super::processes_using(&dir).is_empty());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ghbs_core::{FailureKind, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, DISK_FULL};
 
 /// The environment variable the askpass script reads the token from.
 const TOKEN_VAR: &str = "GHBS_GIT_TOKEN";
@@ -26,6 +26,9 @@ pub(crate) struct GitEnv {
     pub askpass: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
     pub timeout: Option<Duration>,
+    /// Program and arguments git is started through so that it dies with the server (see
+    /// [`death_wrapper`]); empty runs git directly.
+    pub wrapper: Vec<OsString>,
 }
 
 impl GitEnv {
@@ -35,12 +38,62 @@ impl GitEnv {
             askpass: None,
             ca_cert: None,
             timeout: None,
+            wrapper: Vec::new(),
         }
     }
 
     fn isolated(&self) -> bool {
         self.askpass.is_some()
     }
+}
+
+/// How the service's git processes die with the server, even on `kill -9` (nothing of ours runs
+/// then): `setpriv --pdeathsig TERM -- timeout --kill-after=2 0 git …`. setpriv (util-linux)
+/// sets the parent-death signal and execs coreutils' `timeout`, which keeps it; when the server
+/// dies, `timeout` gets SIGTERM and, running as the leader of git's process group (we spawn
+/// with `process_group(0)`), forwards it to the whole group — git and its helpers
+/// (remote-https, index-pack) — then SIGKILLs the group two seconds later. `0` disables
+/// timeout's own timer (ours is in [`Git::run`]).
+///
+/// The parent-death signal fires when the *thread* that spawned the child exits: git is
+/// spawned by `tokio::process` on the runtime worker thread that polls [`Git::run`], and those
+/// threads live as long as the runtime (never call `Git::run` from `spawn_blocking`, whose
+/// threads exit when idle). Without setpriv or timeout git runs directly, with a warning.
+pub(crate) fn death_wrapper() -> Vec<OsString> {
+    match (find_program("setpriv"), find_program("timeout")) {
+        (Some(setpriv), Some(timeout)) => vec![
+            setpriv.into_os_string(),
+            "--pdeathsig".into(),
+            "TERM".into(),
+            "--".into(),
+            timeout.into_os_string(),
+            "--kill-after=2".into(),
+            "0".into(),
+        ],
+        (setpriv, _) => {
+            let missing = if setpriv.is_none() {
+                "setpriv (util-linux)"
+            } else {
+                "timeout (coreutils)"
+            };
+            tracing::warn!(
+                "{missing} not found: git processes will not stop if the server is killed; \
+                 install it so that a killed server leaves no git running"
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The first executable `name` on `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Writes `dir/askpass.sh` (mode 0700) unless it already holds exactly our script.
@@ -140,7 +193,14 @@ impl<'a> Git<'a> {
     /// holds the (token-scrubbed) tail of stderr.
     pub async fn run(self) -> Result<GitOutput> {
         let what = self.describe();
-        let mut cmd = tokio::process::Command::new("git");
+        let mut cmd = match self.env.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args).arg("git");
+                cmd
+            }
+            None => tokio::process::Command::new("git"),
+        };
         self.configure(&mut cmd);
         let mut child = cmd
             .spawn()
@@ -192,6 +252,11 @@ impl<'a> Git<'a> {
         }
         let stderr = scrub(&String::from_utf8_lossy(&err), self.token);
         let kind = classify(&stderr, self.remote);
+        if kind == FailureKind::StorageFull {
+            // git's message names files inside the data folder: say what happened, not where.
+            tracing::warn!(git = %what, stderr = %tail(stderr.trim(), 2000), "git ran out of disk space");
+            return Err(EngineError::new(kind, format!("git {what}: {DISK_FULL}")));
+        }
         let tail = tail(stderr.trim(), 2000);
         Err(EngineError::new(
             kind,
@@ -346,10 +411,15 @@ fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// Maps git's stderr to a failure class. Order matters: authentication first (GitHub answers 403
-/// or 401 to bad tokens), then "not found", then the network patterns.
+/// Maps git's stderr to a failure class. Order matters: a full local disk first (whatever git was
+/// talking to), then authentication (GitHub answers 403 or 401 to bad tokens), then "not
+/// found", then the network patterns.
 pub(crate) fn classify(stderr: &str, remote: bool) -> FailureKind {
     let s = stderr.to_ascii_lowercase();
+    const STORAGE_FULL: &[&str] = &["no space left on device", "disk quota exceeded"];
+    if STORAGE_FULL.iter().any(|p| s.contains(p)) {
+        return FailureKind::StorageFull;
+    }
     const AUTH: &[&str] = &[
         "authentication failed",
         "authentication required",
@@ -430,6 +500,9 @@ mod tests {
             classify("fatal: bad object", false),
             FailureKind::Permanent
         ));
+        let full = "error: file write error: No space left on device\nfatal: unable to write loose object file";
+        assert_eq!(classify(full, true), FailureKind::StorageFull);
+        assert_eq!(classify(full, false), FailureKind::StorageFull);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::EngineError;
+pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
 pub use restore::restore;
 
@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub git_timeout: Duration,
     /// Extra CA bundle for HTTPS remotes (GitHub Enterprise with a private CA).
     pub ca_cert: Option<PathBuf>,
+    /// Testing hook: while this file exists the engine behaves as on a full disk (fetches fail
+    /// with ENOSPC, [`Engine::free_space`] answers 0), so tests run without a small filesystem.
+    pub disk_full_flag: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -61,6 +64,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             git_timeout: Duration::from_secs(3600),
             ca_cert: None,
+            disk_full_flag: None,
         }
     }
 }
@@ -197,6 +201,7 @@ impl Engine {
             askpass: Some(askpass),
             ca_cert: cfg.ca_cert.clone(),
             timeout: Some(cfg.git_timeout),
+            wrapper: git::death_wrapper(),
         };
         let cfg = EngineConfig { data_dir, ..cfg };
         Ok(Engine {
@@ -237,6 +242,41 @@ impl Engine {
     pub(crate) fn scratch(&self, prefix: &str) -> PathBuf {
         self.tmp_dir()
             .join(format!("{prefix}-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Bytes an unprivileged writer may still use on the data folder's filesystem.
+    pub fn free_space(&self) -> std::io::Result<u64> {
+        if self.disk_full_injected() {
+            return Ok(0);
+        }
+        let st = rustix::fs::statvfs(self.data_dir())?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// "disk full on the server: N MiB free in DATA_DIR": the run's owner learns what happened
+    /// and how bad it is, never where the data folder is.
+    pub fn disk_full_message(&self) -> String {
+        match self.free_space() {
+            Ok(free) => format!("{DISK_FULL}: {} MiB free in DATA_DIR", free >> 20),
+            Err(_) => DISK_FULL.to_owned(),
+        }
+    }
+
+    /// Gives a full-disk error the free space (operations call this on what they return).
+    pub(crate) fn explain(&self, e: EngineError) -> EngineError {
+        if e.kind == ghbs_core::FailureKind::StorageFull {
+            EngineError::new(e.kind, self.disk_full_message())
+        } else {
+            e
+        }
+    }
+
+    pub(crate) fn disk_full_injected(&self) -> bool {
+        self.inner
+            .cfg
+            .disk_full_flag
+            .as_deref()
+            .is_some_and(Path::exists)
     }
 
     pub(crate) fn git(&self) -> &GitEnv {

@@ -32,6 +32,12 @@ impl Engine {
     /// a durable pending marker records the snapshot; the caller removes it with
     /// [`Engine::confirm_snapshot`] once the snapshot is recorded on its side (see `pending`).
     pub async fn commit_snapshot(&self, manifest: &Manifest) -> Result<(), EngineError> {
+        self.commit_snapshot_inner(manifest)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    async fn commit_snapshot_inner(&self, manifest: &Manifest) -> Result<(), EngineError> {
         validate_manifest(manifest)?;
         for repo in &manifest.repos {
             snapshot_targets(&manifest.snapshot_key, repo)?;
@@ -86,7 +92,7 @@ impl Engine {
                 repo.full_name, repo.key
             )));
         }
-        self.recover(&mirror, SystemTime::now()).await;
+        self.recover(&mirror, SystemTime::now()).await?;
         let targets = snapshot_targets(snapshot_key, repo)?;
         if targets.is_empty() {
             return Ok(());
@@ -219,7 +225,7 @@ impl Engine {
         if !mirror.exists() {
             return Ok(());
         }
-        self.recover(&mirror, SystemTime::now()).await;
+        self.recover(&mirror, SystemTime::now()).await?;
         // One listing and one transaction for all the snapshots forgotten in this mirror.
         let prefixes: Vec<String> = snapshots
             .iter()

@@ -35,6 +35,13 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the scheduler when a run is requested, instead of waiting for the next poll.
     pub wake: Notify,
+    /// This node's identity, persisted in the data folder (`DATA_DIR/node-id`) and used as the
+    /// lease owner: a restarted process knows which leases its dead predecessor held.
+    pub node_id: String,
+    /// Readiness checks that are too costly for every probe (see `routes::health`).
+    pub readiness: crate::routes::health::Readiness,
+    /// Set on SIGTERM: running backups drain, reads keep working, writes answer 503.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -65,10 +72,14 @@ impl AppState {
             data_dir: cfg.data_dir.join("backups"),
             git_timeout: std::time::Duration::from_secs(3600),
             ca_cert: cfg.ca_cert.clone(),
+            disk_full_flag: cfg.disk_full_flag.clone(),
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
         // Before the scheduler can start a run (none is committing a snapshot yet).
         crate::backup::settle_pending_snapshots(store.as_ref(), &engine).await;
+        let node_id = node_identity(&cfg.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot read or create the node identity: {e}"))?;
+        settle_own_leases(store.as_ref(), &node_id).await;
         Ok(Arc::new(AppState {
             cfg: Arc::new(cfg),
             store,
@@ -78,7 +89,62 @@ impl AppState {
             clock,
             metrics: Metrics::default(),
             wake: Notify::new(),
+            node_id,
+            readiness: Default::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+}
+
+/// The node's identity: `DATA_DIR/node-id`, created once (host name plus a random suffix, so
+/// two machines never share one) and read at every start. One server process per data folder.
+fn node_identity(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let id = format!(
+        "{host}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let tmp = data_dir.join(format!(".node-id.{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+/// A process that starts holds no lease yet, so every lease under its node id belongs to a
+/// previous process on this data folder that died (`kill -9`, a crash, a power cut) with runs
+/// in flight. They are released at once, so those runs go back to `queued` and run again at the
+/// first claim instead of showing `running` until their lease expires. Other nodes' leases (a
+/// shared PostgreSQL) are never touched. On failure the leases simply expire as before.
+async fn settle_own_leases(store: &dyn Store, node_id: &str) {
+    match store.release_node(node_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            node = %node_id,
+            runs = n,
+            "requeued runs left running by this node's previous process (it stopped without finishing them)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release the previous process's leases; they expire on their own")
+        }
     }
 }
 
@@ -123,10 +189,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_writes_while_draining,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+
+/// During a shutdown drain the API keeps answering reads (`run --wait` follows its run to the
+/// end) while anything that changes state or asks for work is refused with a 503.
+async fn refuse_writes_while_draining(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let read = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !read && state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ghbs_wire::codes::UNAVAILABLE,
+            "the server is shutting down (finishing running backups); try again once it is back",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// After the drain the listener stays open this long, so that a client polling a run about
+/// once a second (`run --wait`) sees the final status before the connection goes.
+const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn openapi_json() -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
@@ -140,7 +237,9 @@ async fn not_found() -> ApiError {
 }
 
 /// Serve the API and run the scheduler on `listener` until `shutdown` resolves, then drain:
-/// stop claiming, let running backups finish within the grace period, release the rest.
+/// stop claiming, let running backups finish within the grace period, release the rest. While
+/// draining, `/readyz` fails, reads keep working and writes are refused (503); the listener
+/// closes once the drain is over (after [`DRAIN_LINGER`]).
 pub async fn launch(
     state: Arc<AppState>,
     executor: Arc<dyn Executor>,
@@ -148,17 +247,30 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (http_stop_tx, mut http_stop) = tokio::sync::watch::channel(false);
     let scheduler = Scheduler::new(state.clone(), executor);
-    let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
-    let mut http_stop = stop_rx;
+    let sched_task = tokio::spawn(scheduler.run(stop_rx));
     let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
     });
     let server_task = tokio::spawn(async move { server.await });
     shutdown.await;
     tracing::info!("shutting down: no new claims; draining running backups");
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let busy = state
+        .metrics
+        .runs_in_progress
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0;
     let _ = stop_tx.send(true);
     sched_task.await?;
+    if busy {
+        tokio::time::sleep(DRAIN_LINGER).await;
+    }
+    tracing::info!("drain complete: closing the API");
+    let _ = http_stop_tx.send(true);
     server_task.await??;
     Ok(())
 }

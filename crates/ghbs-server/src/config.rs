@@ -96,6 +96,9 @@ pub struct ServerConfig {
     pub master_key: Option<String>,
     /// Retry pacing of the GitHub client (tests shorten it).
     pub github_retry_base: Duration,
+    /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, never in the config file): while this file
+    /// exists the backup engine behaves as on a full disk.
+    pub disk_full_flag: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used. Each message says how to fix it.
@@ -123,6 +126,7 @@ impl ServerConfig {
             poll_interval: Duration::from_secs(5),
             master_key: None,
             github_retry_base: Duration::from_secs(1),
+            disk_full_flag: None,
         }
     }
 

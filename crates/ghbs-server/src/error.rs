@@ -61,7 +61,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Store errors: `NotFound` is the caller's 404 (the handler names the thing when it can),
-/// `Unavailable` a 503, anything else a logged 500.
+/// `Unavailable` and `StorageFull` a 503, anything else a logged 500.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
@@ -75,6 +75,15 @@ impl From<StoreError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     codes::UNAVAILABLE,
                     "the database is unavailable; try again shortly",
+                )
+            }
+            StoreError::StorageFull(m) => {
+                tracing::error!(error = %m, "database disk full");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::UNAVAILABLE,
+                    "the server's disk is full: changes cannot be saved until space is freed \
+                     (reading still works)",
                 )
             }
             StoreError::Other(m) => ApiError::internal(m),

@@ -26,7 +26,10 @@ use ghbs_core::{Clock, SystemClock};
 /// Run the server until SIGINT or SIGTERM: load the configuration, open the store, bind, print
 /// `listening on http://ADDR` as the first line on stdout, serve, drain.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let cfg = ServerConfig::load(&args, &|k| std::env::var(k).ok())?;
+    let mut cfg = ServerConfig::load(&args, &|k| std::env::var(k).ok())?;
+    // Testing hook, as GHBS_TEST_CLOCK_START: end-to-end tests fill the disk without a small
+    // filesystem by creating the file this names.
+    cfg.disk_full_flag = std::env::var_os("GHBS_TEST_DISK_FULL_FLAG").map(Into::into);
     let clock: Arc<dyn Clock> = match std::env::var("GHBS_TEST_CLOCK_START") {
         // Testing hook: end-to-end tests start the real binary with a clock shifted to a chosen
         // instant, so "time passed while the server was down" needs no sleeping.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ghbs_store::{Claim, RunOutcome};
 use ghbs_wire::{RunStatus, RunTrigger};
-use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::metrics::Metrics;
 use crate::planning::{spread_key, Plan};
+
+/// Pause between two attempts at recording a run's outcome.
+const FINISH_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a run ended, as the executor reports it.
 #[derive(Debug, Clone, Default)]
@@ -80,12 +82,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(state: Arc<AppState>, executor: Arc<dyn Executor>) -> Scheduler {
-        let node = format!(
-            "{}-{}-{:08x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
-            std::process::id(),
-            rand::thread_rng().gen::<u32>()
-        );
+        let node = state.node_id.clone();
         let permits = Arc::new(Semaphore::new(state.cfg.workers));
         Scheduler {
             state,
@@ -269,25 +266,32 @@ async fn work(
             Metrics::add(&state.metrics.runs_failed, 1);
         }
     }
-    let written = state
-        .store
-        .finish_run(
-            job_id,
-            token,
-            run_id,
-            RunOutcome {
-                status,
-                error: outcome.error,
-                bytes_fetched: outcome.bytes_fetched,
-                api_requests: outcome.api_requests,
-                api_requests_conditional: outcome.api_requests_conditional,
-                snapshot_id: outcome.snapshot_id,
-                needs_login: outcome.needs_login,
-                next_run_at,
-            },
-            now,
-        )
-        .await;
+    let result = RunOutcome {
+        status,
+        error: outcome.error,
+        bytes_fetched: outcome.bytes_fetched,
+        api_requests: outcome.api_requests,
+        api_requests_conditional: outcome.api_requests_conditional,
+        snapshot_id: outcome.snapshot_id,
+        needs_login: outcome.needs_login,
+        next_run_at,
+    };
+    // A database that cannot write for a while (a full disk) gets the outcome once it can:
+    // retried for half a lease, after which the lease expires and the job is taken over.
+    let retry_until = tokio::time::Instant::now() + state.cfg.lease / 2;
+    let written = loop {
+        let written = state
+            .store
+            .finish_run(job_id, token, run_id, result.clone(), now)
+            .await;
+        match written {
+            Err(e) if tokio::time::Instant::now() < retry_until => {
+                tracing::warn!(error = %e, "could not record the run's outcome; retrying");
+                tokio::time::sleep(FINISH_RETRY_EVERY).await;
+            }
+            other => break other,
+        }
+    };
     match written {
         Ok(true) => {}
         Ok(false) => {

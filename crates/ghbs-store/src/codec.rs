@@ -166,9 +166,17 @@ pub(crate) fn finished_status(status: RunStatus) -> StoreResult<&'static str> {
 }
 
 /// `transient` recognises the backend's error codes that mean "try again later".
-pub(crate) fn db_error(e: sqlx::Error, transient: fn(&str) -> bool) -> StoreError {
+pub(crate) fn db_error(
+    e: sqlx::Error,
+    transient: fn(&str) -> bool,
+    full: fn(&str) -> bool,
+) -> StoreError {
     match &e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Io(io) if is_storage_full(io) => StoreError::StorageFull(e.to_string()),
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| full(&c)) => {
+            StoreError::StorageFull(e.to_string())
+        }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
@@ -184,6 +192,22 @@ pub(crate) fn db_error(e: sqlx::Error, transient: fn(&str) -> bool) -> StoreErro
         }
         _ => StoreError::Other(e.to_string()),
     }
+}
+
+/// ENOSPC, however the standard library spells it.
+fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+}
+
+/// Whether a connection coming back to the pool may serve the next caller. One still inside a
+/// transaction is closed instead: it happens when the database ended the transaction on its own
+/// (SQLite rolls back by itself on a full disk, so the driver's ROLLBACK then fails and its
+/// depth count stays up), and such a connection would refuse every later `begin_with`.
+pub(crate) fn reusable_after_release(in_transaction: bool) -> bool {
+    if in_transaction {
+        tracing::warn!("closing a database connection left inside a transaction after an error");
+    }
+    !in_transaction
 }
 
 /// Name a bare conflict from [`db_error`] after what the call site was writing.

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// The database could not be reached or timed out: retrying later may help.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database's disk is full: writes fail until space is freed; reads still work.
+    #[error("database disk full: {0}")]
+    StorageFull(String),
     #[error("database error: {0}")]
     Other(String),
 }

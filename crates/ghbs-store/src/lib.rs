@@ -130,6 +130,15 @@ pub trait Store: Send + Sync + 'static {
     /// Give a claim back without finishing it (graceful shutdown): the run returns to `queued`
     /// so the next claim, here or on another node, resumes it. False when the token is stale.
     async fn release(&self, job_id: i64, lease_token: i64, run_id: i64) -> StoreResult<bool>;
+    /// Give back every lease `node` holds, whatever its token or expiry: a node calls this for
+    /// its own id when it starts, since a new process holds no lease yet and any lease under
+    /// its id belongs to a previous incarnation that died (killed, crashed) with runs in
+    /// flight. Those runs return to `queued` and run again at the next claim. Leases of other
+    /// nodes are untouched. Returns how many runs were requeued.
+    async fn release_node(&self, node: &str) -> StoreResult<u64>;
+    /// A cheap real write (one row per node) for readiness: fails while the database cannot
+    /// write, for example on a full disk.
+    async fn probe_write(&self, node: &str, now: DateTime<Utc>) -> StoreResult<()>;
     /// Newest first.
     async fn list_runs(&self, user_id: i64, job_id: i64, limit: i64) -> StoreResult<Vec<RunRow>>;
     async fn get_run(&self, user_id: i64, run_id: i64) -> StoreResult<RunRow>;

@@ -6,6 +6,8 @@
 
 #[path = "conformance/accounts.rs"]
 mod accounts;
+#[path = "conformance/failures.rs"]
+mod failures;
 #[path = "conformance/jobs.rs"]
 mod jobs;
 #[path = "conformance/repos.rs"]
@@ -211,6 +213,16 @@ async fn release_requeues() {
     on_each_backend(scheduler::release_requeues).await;
 }
 
+#[tokio::test]
+async fn release_node_settles_only_own_leases() {
+    on_each_backend(scheduler::release_node_settles_only_own_leases).await;
+}
+
+#[tokio::test]
+async fn probe_write() {
+    on_each_backend(scheduler::probe_write).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claimers_never_share_a_job() {
     on_each_backend_twice(scheduler::concurrent_claimers).await;
@@ -253,6 +265,25 @@ async fn connect_errors_are_classified() {
     match ghbs_store::connect("mysql://localhost/db").await {
         Err(ghbs_store::StoreError::Other(msg)) => assert!(msg.contains("unsupported")),
         other => panic!("expected Other, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// A write failing inside a claim's transaction (as a full disk makes it fail) must not leave
+/// the pooled connection in that transaction: the next claims work without a restart.
+#[tokio::test]
+async fn failed_write_in_transaction_then_claims_work() {
+    for db in databases().await {
+        failures::failed_claim_leaves_no_open_transaction(&db).await;
+        db.cleanup().await;
+    }
+}
+
+/// Authenticating is a read: a refused `last_used_at` write is logged, not an error.
+#[tokio::test]
+async fn authentication_survives_a_refused_write() {
+    for db in databases().await {
+        failures::authentication_survives_a_failed_refresh(&db).await;
+        db.cleanup().await;
     }
 }
 

@@ -98,6 +98,7 @@ pub fn engine_with_timeout(dir: &Path, git_timeout: Duration) -> Engine {
         data_dir: dir.to_path_buf(),
         git_timeout,
         ca_cert: None,
+        disk_full_flag: None,
     })
     .expect("engine")
 }

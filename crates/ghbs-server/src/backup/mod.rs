@@ -132,7 +132,7 @@ async fn run(
     let user = store
         .get_user(job.user_id)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| store_failure(state, &e))?;
     let token = state
         .sealer
         .open(&user.token_sealed)
@@ -175,6 +175,13 @@ async fn run(
             tracing::warn!(error = %err, "could not forget a failed snapshot; retried at the next start");
             discard_metadata(state, &manifest.snapshot_key).await;
         }
+        if e.kind == FailureKind::StorageFull {
+            tracing::error!(error = %e, "snapshot not recorded: disk full");
+            return Err(ExecOutcome::failed(format!(
+                "{}; this snapshot was not recorded, earlier snapshots are kept",
+                state.engine.disk_full_message()
+            )));
+        }
         return Err(internal(&e.message));
     }
     let keys: Vec<String> = manifest.repos.iter().map(|r| r.key.clone()).collect();
@@ -194,7 +201,7 @@ async fn run(
         // The snapshot stays pending: a failed insert may still have been committed (the
         // connection lost after COMMIT), so forgetting it now could delete a snapshot the
         // database lists. The next start asks the database and settles it either way.
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| store_failure(state, &e))?;
     if let Err(e) = state.engine.confirm_snapshot(&manifest.snapshot_key).await {
         tracing::warn!(error = %e, "could not confirm a recorded snapshot; the next start does");
     }
@@ -241,6 +248,21 @@ struct Recorded {
     bytes: u64,
 }
 
+/// A database failure as the run reports it: a full disk says so with the free space (the
+/// user can act on it); anything else is logged here and named without driver text.
+fn store_failure(state: &AppState, e: &ghbs_store::StoreError) -> ExecOutcome {
+    tracing::error!(error = %e, "backup failed on the server side (database)");
+    match e {
+        ghbs_store::StoreError::StorageFull(_) => ExecOutcome::failed(format!(
+            "{}; earlier snapshots are kept",
+            state.engine.disk_full_message()
+        )),
+        _ => ExecOutcome::failed(
+            "the server could not record this backup (database error); it will be retried",
+        ),
+    }
+}
+
 /// Removes the metadata folders a run wrote for a snapshot that will not be recorded.
 async fn discard_metadata(state: &AppState, snapshot_key: &str) {
     let manifest = Manifest {
@@ -283,7 +305,7 @@ async fn resolve_and_fetch(
         .store
         .list_job_repos(job.id)
         .await
-        .map_err(|e| ExecOutcome::failed(format!("database error: {e}")))?;
+        .map_err(|e| store_failure(state, &e))?;
     let now = state.clock.now();
     // Repositories this job backed up before that GitHub no longer shows it: kept, carried
     // forward (see `carry`), never silently left out.
@@ -461,15 +483,20 @@ async fn carry_forward(
     if failed.is_empty() && gone.is_empty() {
         return Ok(());
     }
-    let internal = |e: &dyn std::fmt::Display| {
+    let internal = |e: &ghbs_engine::EngineError| {
         tracing::error!(error = %e, "carrying repositories forward failed");
-        ExecOutcome::failed(
-            "the server could not record this backup (database or disk error); it will be retried",
-        )
+        ExecOutcome::failed(if e.kind == FailureKind::StorageFull {
+            format!(
+                "{}; earlier snapshots are kept",
+                state.engine.disk_full_message()
+            )
+        } else {
+            "the server could not record this backup (disk error); it will be retried".to_owned()
+        })
     };
     let history = History::load(state.store.as_ref(), job_id)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| store_failure(state, &e))?;
     for f in failed {
         let why = Missing::Failed(f.error);
         let copy = usable(state, history.last_copy(&f.key)).await;
@@ -559,7 +586,7 @@ async fn back_up_repo(
         .store
         .job_repo(job.id, &gh.full_name, Some(gh.id))
         .await
-        .map_err(|e| ExecOutcome::failed(format!("database error: {e}")))?;
+        .map_err(|e| store_failure(state, &e))?;
     let key = mirror_key(row.id);
     let mut st: RepoState = serde_json::from_value(row.state.clone()).unwrap_or_default();
     let unchanged = st.pushed_at.is_some()

@@ -1,15 +1,19 @@
 //! Liveness, readiness and Prometheus metrics.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use ghbs_store::StoreError;
 use ghbs_wire::Health;
 
 use crate::app::AppState;
 
+// Liveness only: the process answers. Never depends on the database or the disk.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
@@ -18,33 +22,87 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// The data folder counts as full below this much free space: a fetch or a snapshot would
+/// fail part-way, so the node says it is not ready rather than accepting work it cannot do.
+pub const MIN_FREE_BYTES: u64 = 8 << 20;
+
+/// How long a write-probe result is reused: `/readyz` may be polled every second by several
+/// load balancers, and a write per poll would be a write queue of its own.
+const WRITE_PROBE_EVERY: Duration = Duration::from_secs(3);
+
+/// The cached result of the last write probe.
+#[derive(Default)]
+pub struct Readiness {
+    last_write: tokio::sync::Mutex<Option<(Instant, Result<(), StoreError>)>>,
+}
+
+async fn write_probe(state: &AppState) -> Result<(), String> {
+    let mut last = state.readiness.last_write.lock().await;
+    let fresh = last
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < WRITE_PROBE_EVERY);
+    if !fresh {
+        let result = state
+            .store
+            .probe_write(&state.node_id, state.clock.now())
+            .await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "readiness: the database cannot write");
+        }
+        *last = Some((Instant::now(), result));
+    }
+    match last.as_ref().map(|(_, r)| r) {
+        Some(Err(StoreError::StorageFull(_))) => {
+            Err("database cannot write: its disk is full".into())
+        }
+        Some(Err(_)) => Err("database cannot write".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Why the node is not ready, or `None` when it is: shutting down, the database unreachable or
+/// unable to write (probed at most every few seconds), the data folder missing or full.
+pub async fn not_ready(state: &AppState) -> Option<String> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Some("shutting down: finishing running backups".into());
+    }
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness: database");
+        return Some("database unreachable".into());
+    }
+    if let Err(reason) = write_probe(state).await {
+        return Some(reason);
+    }
+    match tokio::fs::metadata(&state.cfg.data_dir).await {
+        Ok(m) if m.is_dir() => {}
+        _ => return Some("data folder unavailable".into()),
+    }
+    match state.engine.free_space() {
+        Ok(free) if free < MIN_FREE_BYTES => Some(state.engine.disk_full_message()),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: cannot read the data folder's free space");
+            Some("data folder unavailable".into())
+        }
+    }
+}
+
 /// Ready when the database answers and the data folder is writable.
+// In full: see `not_ready`; the reason is the body's `status`.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
-    let db = state.store.ping().await;
-    let storage = tokio::fs::metadata(&state.cfg.data_dir).await;
-    match (db, storage) {
-        (Ok(()), Ok(m)) if m.is_dir() => (
+    match not_ready(&state).await {
+        None => (
             StatusCode::OK,
             Json(Health {
                 status: "ready".into(),
                 version: None,
             }),
         ),
-        (Err(e), _) => {
-            tracing::warn!(error = %e, "readiness: database");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "database unreachable".into(),
-                    version: None,
-                }),
-            )
-        }
-        _ => (
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
-                status: "data folder unavailable".into(),
+                status: reason,
                 version: None,
             }),
         ),

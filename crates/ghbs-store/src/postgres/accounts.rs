@@ -86,16 +86,22 @@ pub(super) async fn authenticate_key(
     // minute so that reads do not queue behind a write each (SQLite has one writer).
     let stale_before = now - chrono::Duration::seconds(LAST_USED_GRANULARITY_SECS);
     if key.last_used_at.is_none_or(|t| t < stale_before) {
-        sqlx::query(
+        let refreshed = sqlx::query(
             "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
         )
         .bind(now)
         .bind(key.id)
         .bind(stale_before)
         .execute(pool)
-        .await
-        .map_err(db_err)?;
-        key.last_used_at = Some(now);
+        .await;
+        // Bookkeeping only: a database that cannot write (a full disk) must not turn every
+        // authenticated read into an error.
+        match refreshed {
+            Ok(_) => key.last_used_at = Some(now),
+            Err(e) => {
+                tracing::warn!(error = %db_err(e), key.id = key.id, "could not record the API key's last use")
+            }
+        }
     }
     let user = get_user(pool, key.user_id).await?;
     Ok((key, user))

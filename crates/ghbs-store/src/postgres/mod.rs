@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
     postgres::{PgPool, PgPoolOptions, PgRow},
-    Row,
+    Connection, Row,
 };
 
 use crate::codec::{self, decode_err, Cols};
@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "partial runs",
         include_str!("../../migrations/postgres/0002_partial_runs.sql"),
     ),
+    (
+        3,
+        "write probe",
+        include_str!("../../migrations/postgres/0003_write_probe.sql"),
+    ),
 ];
 
 /// A [`Store`] on a PostgreSQL database shared by any number of server nodes.
@@ -51,6 +56,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _meta| {
+                // A dropped transaction queues its ROLLBACK and lowers the depth at once, so a
+                // depth still above zero means a transaction nobody can end any more.
+                Box::pin(async move { Ok(codec::reusable_after_release(conn.is_in_transaction())) })
+            })
             .connect(url)
             .await
             .map_err(db_err)?;
@@ -83,13 +93,18 @@ impl PgStore {
 }
 
 /// Map a driver error; connection exceptions (class 08), shutdowns (57P), too many
-/// connections, serialization failures and deadlocks are transient.
+/// connections, serialization failures and deadlocks are transient; `disk_full` (53100) is a
+/// full disk on the database server.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    codec::db_error(e, |code| {
-        code.starts_with("08")
-            || code.starts_with("57P")
-            || matches!(code, "53300" | "40001" | "40P01")
-    })
+    codec::db_error(
+        e,
+        |code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code, "53300" | "40001" | "40P01")
+        },
+        |code| code == "53100",
+    )
 }
 
 impl Cols for PgRow {
@@ -235,6 +250,12 @@ impl Store for PgStore {
     }
     async fn release(&self, job_id: i64, lease_token: i64, run_id: i64) -> StoreResult<bool> {
         scheduler::release(&self.pool, job_id, lease_token, run_id).await
+    }
+    async fn release_node(&self, node: &str) -> StoreResult<u64> {
+        scheduler::release_node(&self.pool, node).await
+    }
+    async fn probe_write(&self, node: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        scheduler::probe_write(&self.pool, node, now).await
     }
     async fn list_runs(&self, user_id: i64, job_id: i64, limit: i64) -> StoreResult<Vec<RunRow>> {
         jobs::list_runs(&self.pool, user_id, job_id, limit).await

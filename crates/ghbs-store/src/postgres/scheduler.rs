@@ -294,3 +294,42 @@ pub(super) async fn release(
     tx.commit().await.map_err(db_err)?;
     Ok(true)
 }
+
+pub(super) async fn release_node(pool: &PgPool, node: &str) -> StoreResult<u64> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let jobs: Vec<(i64,)> = sqlx::query_as(
+        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE lease_owner = $1 RETURNING id",
+    )
+    .bind(node)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = jobs.iter().map(|(id,)| *id).collect();
+    let done = sqlx::query(
+        "UPDATE runs SET status = 'queued', started_at = NULL, progress = NULL
+         WHERE status = 'running' AND job_id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn probe_write(pool: &PgPool, node: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO write_probe (node, probed_at) VALUES ($1, $2)
+         ON CONFLICT (node) DO UPDATE SET probed_at = EXCLUDED.probed_at",
+    )
+    .bind(node)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}

@@ -23,7 +23,7 @@ use sqlx::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
     },
-    Row,
+    Connection, Row,
 };
 
 use crate::codec::{self, decode_err, Cols};
@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "partial runs",
         include_str!("../../migrations/sqlite/0002_partial_runs.sql"),
+    ),
+    (
+        3,
+        "write probe",
+        include_str!("../../migrations/sqlite/0003_write_probe.sql"),
     ),
 ];
 
@@ -79,6 +84,14 @@ impl SqliteStore {
         };
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    // A transaction dropped on an error queued its ROLLBACK on the connection's
+                    // worker; the ping runs after it, so the depth below is the settled one.
+                    conn.ping().await?;
+                    Ok(codec::reusable_after_release(conn.is_in_transaction()))
+                })
+            })
             .connect_with(options)
             .await
             .map_err(db_err)?;
@@ -109,11 +122,14 @@ impl SqliteStore {
     }
 }
 
-/// Map a driver error; SQLite's busy and locked codes (any extended variant) are transient.
+/// Map a driver error; SQLite's busy and locked codes (any extended variant) are transient,
+/// `SQLITE_FULL` (13) is a full disk.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    codec::db_error(e, |code| {
-        code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-    })
+    codec::db_error(
+        e,
+        |code| code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
+        |code| code.parse::<i64>().is_ok_and(|n| n & 0xff == 13),
+    )
 }
 
 /// Timestamps are stored as microseconds since the epoch: integer order is time order.
@@ -281,6 +297,12 @@ impl Store for SqliteStore {
     }
     async fn release(&self, job_id: i64, lease_token: i64, run_id: i64) -> StoreResult<bool> {
         scheduler::release(&self.pool, job_id, lease_token, run_id).await
+    }
+    async fn release_node(&self, node: &str) -> StoreResult<u64> {
+        scheduler::release_node(&self.pool, node).await
+    }
+    async fn probe_write(&self, node: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        scheduler::probe_write(&self.pool, node, now).await
     }
     async fn list_runs(&self, user_id: i64, job_id: i64, limit: i64) -> StoreResult<Vec<RunRow>> {
         jobs::list_runs(&self.pool, user_id, job_id, limit).await

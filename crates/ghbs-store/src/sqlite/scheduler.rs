@@ -292,3 +292,46 @@ pub(super) async fn release(
     tx.commit().await.map_err(db_err)?;
     Ok(true)
 }
+
+pub(super) async fn release_node(pool: &SqlitePool, node: &str) -> StoreResult<u64> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let jobs: Vec<(i64,)> = sqlx::query_as(
+        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE lease_owner = ? RETURNING id",
+    )
+    .bind(node)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let ids = id_list(&jobs.iter().map(|(id,)| *id).collect::<Vec<_>>());
+    let done = sqlx::query(
+        "UPDATE runs SET status = 'queued', started_at = NULL, progress = NULL
+         WHERE status = 'running' AND job_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn probe_write(
+    pool: &SqlitePool,
+    node: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO write_probe (node, probed_at) VALUES (?, ?)
+         ON CONFLICT (node) DO UPDATE SET probed_at = excluded.probed_at",
+    )
+    .bind(node)
+    .bind(us(now))
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}

@@ -522,3 +522,53 @@ pub async fn manual_takeover(store: Arc<dyn Store>) {
         2
     );
 }
+
+/// A restarted node gives back its dead incarnation's leases at once (not after they expire);
+/// another node's leases on the same database are untouched.
+pub async fn release_node_settles_only_own_leases(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    for target in ["a/mine", "a/theirs"] {
+        store
+            .create_job(new_job(alice.id, target, t(0)))
+            .await
+            .unwrap();
+    }
+    let a = store.claim_due("node-a", t(10), t(310), 1).await.unwrap();
+    let b = store.claim_due("node-b", t(10), t(310), 1).await.unwrap();
+    assert_eq!((a.len(), b.len()), (1, 1));
+    let (a, b) = (&a[0], &b[0]);
+    assert_eq!(store.release_node("node-a").await.unwrap(), 1);
+    assert_eq!(store.release_node("node-a").await.unwrap(), 0, "idempotent");
+    assert_eq!(store.release_node("node-c").await.unwrap(), 0);
+
+    let settled = store.get_run(alice.id, a.run.id).await.unwrap();
+    assert_eq!(
+        (settled.status, settled.started_at),
+        (RunStatus::Queued, None)
+    );
+    let other = store.get_run(alice.id, b.run.id).await.unwrap();
+    assert_eq!(other.status, RunStatus::Running);
+    let other_job = store.get_job(alice.id, b.job.id).await.unwrap();
+    assert_eq!(other_job.lease_owner.as_deref(), Some("node-b"));
+    // The dead incarnation cannot write any more (its token is stale once the job is claimed
+    // again), and the requeued run is claimed long before the old lease would have expired.
+    let again = store.claim_due("node-a", t(11), t(311), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].run.id, a.run.id);
+    assert_eq!(again[0].job.id, a.job.id);
+    assert!(!store
+        .heartbeat(a.job.id, a.lease_token, t(400))
+        .await
+        .unwrap());
+    assert!(store
+        .heartbeat(b.job.id, b.lease_token, t(400))
+        .await
+        .unwrap());
+}
+
+/// The readiness write probe writes (repeatedly, per node).
+pub async fn probe_write(store: Arc<dyn Store>) {
+    store.probe_write("node-a", t(1)).await.unwrap();
+    store.probe_write("node-a", t(2)).await.unwrap();
+    store.probe_write("node-b", t(2)).await.unwrap();
+}
