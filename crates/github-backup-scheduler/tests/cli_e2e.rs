@@ -277,8 +277,15 @@ fn tar_names(path: &std::path::Path) -> Vec<String> {
     names
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_format_for_repository_and_account_jobs() {
+/// `octo/hello` and `octo/tools`, a repository job for the first and an account job for both,
+/// each run once: (world, repository job id, account job id, refs of hello, refs of tools).
+async fn two_jobs() -> (
+    World,
+    String,
+    String,
+    std::collections::BTreeMap<String, String>,
+    std::collections::BTreeMap<String, String>,
+) {
     let w = World::start().await;
     w.github
         .create_repo("octo", "tools", ghbs_testkit::RepoOptions::default());
@@ -292,6 +299,12 @@ async fn every_format_for_repository_and_account_jobs() {
     }
     let hello = w.github.refs("octo/hello");
     let tools = w.github.refs("octo/tools");
+    (w, repo_job, account_job, hello, tools)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_for_repository_and_account_jobs() {
+    let (w, repo_job, account_job, hello, tools) = two_jobs().await;
 
     // A repository job: the same single file with or without --repo.
     for repo in [None, Some("octo/hello")] {
@@ -411,19 +424,7 @@ async fn every_format_for_repository_and_account_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_of_an_account_job_needs_a_repository_or_an_owner() {
-    let w = World::start().await;
-    w.github
-        .create_repo("octo", "tools", ghbs_testkit::RepoOptions::default());
-    w.github
-        .commit("octo/tools", "main", &[("t.txt", "t\n")], "tools");
-    w.login().await;
-    let account_job = w.ok(&["schedule", "octo", "--json"]).await.json()["id"].to_string();
-    let repo_job = w.ok(&["schedule", "octo/hello", "--json"]).await.json()["id"].to_string();
-    for job in [&account_job, &repo_job] {
-        w.ok(&["run", job, "--wait"]).await;
-    }
-    let hello = w.github.refs("octo/hello");
-    let tools = w.github.refs("octo/tools");
+    let (w, repo_job, account_job, hello, tools) = two_jobs().await;
 
     // Neither --repo nor --to-owner: refused (usage), naming both working commands.
     let lone = w.path("lone.git");
