@@ -29,6 +29,7 @@ mod pending;
 mod refs;
 mod restore;
 mod snapshot;
+pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
