@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 pub use error::EngineError;
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
 pub use restore::restore;
+pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation};
 
 use error::Result;
 use git::GitEnv;
@@ -53,6 +54,9 @@ pub struct EngineConfig {
     pub git_timeout: Duration,
     /// Extra CA bundle for HTTPS remotes (GitHub Enterprise with a private CA).
     pub ca_cert: Option<PathBuf>,
+    /// Where manifests go (see the `storage` module); `None` is `file://{data_dir}`, today's
+    /// layout. Git mirrors, metadata, artifacts, markers and scratch stay under `data_dir`.
+    pub storage: Option<Storage>,
 }
 
 impl EngineConfig {
@@ -62,6 +66,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             git_timeout: Duration::from_secs(3600),
             ca_cert: None,
+            storage: None,
         }
     }
 }
@@ -156,6 +161,7 @@ pub struct Engine {
 struct Inner {
     cfg: EngineConfig,
     git: GitEnv,
+    storage: Storage,
     locks: Mutex<HashMap<String, Arc<MirrorLocks>>>,
     /// One builder at a time per artifact file, so an artifact and its digest file always belong
     /// together.
@@ -199,11 +205,16 @@ impl Engine {
             ca_cert: cfg.ca_cert.clone(),
             timeout: Some(cfg.git_timeout),
         };
+        let storage = match &cfg.storage {
+            Some(storage) => storage.clone(),
+            None => Storage::local(&data_dir)?,
+        };
         let cfg = EngineConfig { data_dir, ..cfg };
         Ok(Engine {
             inner: Arc::new(Inner {
                 cfg,
                 git,
+                storage,
                 locks: Mutex::new(HashMap::new()),
                 builds: Mutex::new(HashMap::new()),
             }),
@@ -220,10 +231,19 @@ impl Engine {
         self.data_dir().join("mirrors").join(format!("{key}.git"))
     }
 
-    pub(crate) fn manifest_path(&self, snapshot_key: &str) -> PathBuf {
-        self.data_dir()
-            .join("manifests")
-            .join(format!("{snapshot_key}.json"))
+    /// The storage manifests live in.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// Whether the storage answers (for a readiness probe): `Ok` or a classified error.
+    pub async fn storage_ready(&self) -> Result<(), EngineError> {
+        self.inner.storage.ready().await.map_err(Into::into)
+    }
+
+    /// The storage key of a snapshot's manifest (the key must already be validated).
+    pub(crate) fn manifest_key(snapshot_key: &str) -> String {
+        format!("manifests/{snapshot_key}.json")
     }
 
     pub(crate) fn artifacts_dir(&self, snapshot_key: &str) -> PathBuf {

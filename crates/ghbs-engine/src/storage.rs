@@ -311,6 +311,17 @@ impl Storage {
         Ok(keys)
     }
 
+    /// When an object was last written.
+    pub async fn modified(&self, key: &str) -> Result<chrono::DateTime<chrono::Utc>, StorageError> {
+        let path = object_path(key)?;
+        let meta = self
+            .inner
+            .head(&path)
+            .await
+            .map_err(|e| self.classify("head", key, e))?;
+        Ok(meta.last_modified)
+    }
+
     /// Deletes an object; deleting a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = object_path(key)?;

@@ -65,6 +65,7 @@ impl AppState {
             data_dir: cfg.data_dir.join("backups"),
             git_timeout: std::time::Duration::from_secs(3600),
             ca_cert: cfg.ca_cert.clone(),
+            storage: None,
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
         // Before the scheduler can start a run (none is committing a snapshot yet).

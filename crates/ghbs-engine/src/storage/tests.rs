@@ -3,36 +3,11 @@
 
 use super::*;
 
-/// A fresh bucket on the endpoint `TEST_S3_ENDPOINT` names, and the `AWS_*` settings to reach
-/// it; `None` (with the reason printed) when the variable is unset.
-pub(crate) async fn s3_bucket(test: &str) -> Option<(String, Vec<(String, String)>)> {
-    let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
-        eprintln!("skipping {test}: TEST_S3_ENDPOINT is unset (.ci/run starts moto and sets it)");
-        return None;
-    };
-    let bucket = format!("ghbs-test-{}", uuid::Uuid::new_v4().simple());
-    // moto accepts an unsigned CreateBucket.
-    let resp = reqwest::Client::new()
-        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
-        .send()
+/// A fresh bucket on `TEST_S3_ENDPOINT` and its `AWS_*` settings, or `None` (reason printed).
+async fn s3_bucket(test: &str) -> Option<(String, Vec<(String, String)>)> {
+    ghbs_testkit::S3Bucket::create(test)
         .await
-        .expect("reach TEST_S3_ENDPOINT");
-    assert!(
-        resp.status().is_success(),
-        "create bucket: {}",
-        resp.status()
-    );
-    let vars = vec![
-        ("AWS_ENDPOINT_URL".to_owned(), endpoint),
-        ("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            "testing-secret".to_owned(),
-        ),
-        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        ("AWS_ALLOW_HTTP".to_owned(), "true".to_owned()),
-    ];
-    Some((bucket, vars))
+        .map(|b| (b.name, b.vars))
 }
 
 async fn conformance(storage: &Storage) {
