@@ -5,7 +5,8 @@
 //!
 //! Layout under `data_dir`:
 //! - `mirrors/{key}.git` — one bare mirror per repository (`key` is an internal id, `[a-z0-9_-]`).
-//! - `manifests/{snapshot}.json` — what a snapshot holds, written atomically at commit.
+//! - `manifests/{snapshot}.json` — what a snapshot holds, one whole-object put at commit, in the
+//!   [`Storage`] (by default `file://{data_dir}`, i.e. this very path; or an S3 bucket).
 //! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete, each
 //!   with its SHA-256 in `{file}.sha256`.
 //! - `metadata/` — issues, pull requests, ... as JSON and wiki bundles, shared between
