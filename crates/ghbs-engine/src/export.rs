@@ -432,11 +432,10 @@ impl Engine {
         single: Option<&RepoCapture>,
         ext: &str,
     ) -> String {
-        let written = tokio::fs::metadata(self.manifest_path(&manifest.snapshot_key))
+        let when = self
+            .storage()
+            .modified(&Engine::manifest_key(&manifest.snapshot_key))
             .await
-            .and_then(|m| m.modified());
-        let when: chrono::DateTime<chrono::Utc> = written
-            .map(Into::into)
             .unwrap_or_else(|_| chrono::Utc::now());
         let date = when.format("%Y-%m-%d");
         let stem = match single {

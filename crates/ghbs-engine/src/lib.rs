@@ -5,7 +5,8 @@
 //!
 //! Layout under `data_dir`:
 //! - `mirrors/{key}.git` — one bare mirror per repository (`key` is an internal id, `[a-z0-9_-]`).
-//! - `manifests/{snapshot}.json` — what a snapshot holds, written atomically at commit.
+//! - `manifests/{snapshot}.json` — what a snapshot holds, one whole-object put at commit, in the
+//!   [`Storage`] (by default `file://{data_dir}`, i.e. this very path; or an S3 bucket).
 //! - `artifacts/{snapshot}/…` — cached downloads, each published by rename when complete, each
 //!   with its SHA-256 in `{file}.sha256`.
 //! - `metadata/` — issues, pull requests, ... as JSON and wiki bundles, shared between
@@ -29,6 +30,7 @@ mod pending;
 mod refs;
 mod restore;
 mod snapshot;
+pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
 pub use restore::restore;
+pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation};
 
 use error::Result;
 use git::GitEnv;
@@ -55,6 +58,9 @@ pub struct EngineConfig {
     /// Testing hook: while this file exists the engine behaves as on a full disk (fetches fail
     /// with ENOSPC, [`Engine::free_space`] answers 0), so tests run without a small filesystem.
     pub disk_full_flag: Option<PathBuf>,
+    /// Where manifests go (see the `storage` module); `None` is `file://{data_dir}`, today's
+    /// layout. Git mirrors, metadata, artifacts, markers and scratch stay under `data_dir`.
+    pub storage: Option<Storage>,
 }
 
 impl EngineConfig {
@@ -65,6 +71,7 @@ impl EngineConfig {
             git_timeout: Duration::from_secs(3600),
             ca_cert: None,
             disk_full_flag: None,
+            storage: None,
         }
     }
 }
@@ -159,6 +166,7 @@ pub struct Engine {
 struct Inner {
     cfg: EngineConfig,
     git: GitEnv,
+    storage: Storage,
     locks: Mutex<HashMap<String, Arc<MirrorLocks>>>,
     /// One builder at a time per artifact file, so an artifact and its digest file always belong
     /// together.
@@ -203,11 +211,16 @@ impl Engine {
             timeout: Some(cfg.git_timeout),
             wrapper: git::death_wrapper(),
         };
+        let storage = match &cfg.storage {
+            Some(storage) => storage.clone(),
+            None => Storage::local(&data_dir)?,
+        };
         let cfg = EngineConfig { data_dir, ..cfg };
         Ok(Engine {
             inner: Arc::new(Inner {
                 cfg,
                 git,
+                storage,
                 locks: Mutex::new(HashMap::new()),
                 builds: Mutex::new(HashMap::new()),
             }),
@@ -224,10 +237,19 @@ impl Engine {
         self.data_dir().join("mirrors").join(format!("{key}.git"))
     }
 
-    pub(crate) fn manifest_path(&self, snapshot_key: &str) -> PathBuf {
-        self.data_dir()
-            .join("manifests")
-            .join(format!("{snapshot_key}.json"))
+    /// The storage manifests live in.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// Whether the storage answers (for a readiness probe): `Ok` or a classified error.
+    pub async fn storage_ready(&self) -> Result<(), EngineError> {
+        self.inner.storage.ready().await.map_err(Into::into)
+    }
+
+    /// The storage key of a snapshot's manifest (the key must already be validated).
+    pub(crate) fn manifest_key(snapshot_key: &str) -> String {
+        format!("manifests/{snapshot_key}.json")
     }
 
     pub(crate) fn artifacts_dir(&self, snapshot_key: &str) -> PathBuf {

@@ -15,6 +15,7 @@ use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
 use crate::git::Git;
 use crate::refs;
+use crate::storage::StorageErrorKind;
 use crate::{snapshot_ref, Engine, Manifest, RepoCapture};
 
 /// Mirrors whose snapshot refs are recorded at the same time (each is a few file and directory
@@ -74,8 +75,14 @@ impl Engine {
         }
         let bytes = serde_json::to_vec_pretty(manifest)
             .map_err(|e| EngineError::permanent(format!("serialise manifest: {e}")))?;
-        let path = self.manifest_path(&manifest.snapshot_key);
-        blocking(move || fsutil::write_atomic(&path, &bytes)).await
+        // One whole-object put: the manifest appears complete or not at all.
+        self.storage()
+            .put(
+                &Engine::manifest_key(&manifest.snapshot_key),
+                bytes::Bytes::from(bytes),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Records one repository's snapshot refs: without a git process when the engine's record of
@@ -203,16 +210,10 @@ impl Engine {
         for manifest in manifests {
             let artifacts = self.artifacts_dir(&manifest.snapshot_key);
             let trash = self.tmp_dir();
-            let manifest_path = self.manifest_path(&manifest.snapshot_key);
-            blocking(move || {
-                fsutil::remove_dir_atomic(&artifacts, &trash)?;
-                match std::fs::remove_file(&manifest_path) {
-                    Ok(()) => fsutil::fsync_dir(manifest_path.parent().expect("manifests dir")),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(EngineError::io("remove manifest", e)),
-                }
-            })
-            .await?;
+            blocking(move || fsutil::remove_dir_atomic(&artifacts, &trash)).await?;
+            self.storage()
+                .delete(&Engine::manifest_key(&manifest.snapshot_key))
+                .await?;
             self.drop_metadata(&manifest.snapshot_key).await?;
         }
         Ok(())
@@ -319,8 +320,19 @@ impl Engine {
                 forgotten.extend(orphans);
             }
         }
-        for (dir, suffix) in [("manifests", ".json"), ("artifacts", "")] {
-            let mut entries = tokio::fs::read_dir(self.data_dir().join(dir))
+        for key in self.storage().list("manifests").await? {
+            let Some(name) = key
+                .strip_prefix("manifests/")
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if fsutil::validate_snapshot_key(name).is_ok() && !keep.contains(name) {
+                forgotten.insert(name.to_owned());
+            }
+        }
+        {
+            let mut entries = tokio::fs::read_dir(self.data_dir().join("artifacts"))
                 .await
                 .map_err(|e| EngineError::io("list snapshots", e))?;
             while let Some(entry) = entries
@@ -329,9 +341,7 @@ impl Engine {
                 .map_err(|e| EngineError::io("list snapshots", e))?
             {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(key) = name.strip_suffix(suffix) else {
-                    continue;
-                };
+                let key = name.as_str();
                 if fsutil::validate_snapshot_key(key).is_ok() && !keep.contains(key) {
                     forgotten.insert(key.to_owned());
                 }
@@ -357,13 +367,16 @@ impl Engine {
     /// Reads back a manifest written by [`Engine::commit_snapshot`].
     pub async fn load_manifest(&self, snapshot_key: &str) -> Result<Manifest, EngineError> {
         fsutil::validate_snapshot_key(snapshot_key)?;
-        let path = self.manifest_path(snapshot_key);
-        let bytes = tokio::fs::read(&path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                EngineError::not_found(format!("no manifest for snapshot {snapshot_key}"))
-            }
-            _ => EngineError::io("read manifest", e),
-        })?;
+        let bytes = self
+            .storage()
+            .get(&Engine::manifest_key(snapshot_key))
+            .await
+            .map_err(|e| match e.kind {
+                StorageErrorKind::NotFound => {
+                    EngineError::not_found(format!("no manifest for snapshot {snapshot_key}"))
+                }
+                _ => e.into(),
+            })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| EngineError::permanent(format!("corrupt manifest {snapshot_key}: {e}")))
     }

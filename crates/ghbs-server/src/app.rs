@@ -68,11 +68,19 @@ impl AppState {
             clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("cannot set up the GitHub client: {}", e.message))?;
+        let storage = match &cfg.storage_url {
+            Some(url) => Some(
+                ghbs_engine::Storage::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))?,
+            ),
+            None => None,
+        };
         let engine = Engine::new(EngineConfig {
             data_dir: cfg.data_dir.join("backups"),
             git_timeout: std::time::Duration::from_secs(3600),
             ca_cert: cfg.ca_cert.clone(),
             disk_full_flag: cfg.disk_full_flag.clone(),
+            storage,
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
         // Before the scheduler can start a run (none is committing a snapshot yet).

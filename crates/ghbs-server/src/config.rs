@@ -23,6 +23,10 @@ pub struct ServerArgs {
     /// Database URL: `sqlite://PATH` (default: state.db in the data dir) or `postgres://…`.
     #[arg(long = "database", env = "GHBS_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Where snapshot manifests go: `file://PATH` (default: the data dir's `backups` folder) or
+    /// `s3://BUCKET[/PREFIX]` (endpoint, region and credentials from the `AWS_*` environment).
+    #[arg(long = "storage", env = "GHBS_STORAGE_URL")]
+    pub storage_url: Option<String>,
     /// GitHub API base URL; GitHub Enterprise Server uses `https://HOST/api/v3`.
     #[arg(long, env = "GHBS_GITHUB_API_URL")]
     pub github_api_url: Option<String>,
@@ -62,6 +66,7 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub storage_url: Option<String>,
     pub github_api_url: Option<String>,
     pub ca_cert: Option<PathBuf>,
     pub workers: Option<usize>,
@@ -79,6 +84,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// `file://…` or `s3://…`, validated; `None` is `file://{data_dir}/backups`.
+    pub storage_url: Option<String>,
     pub github_api_url: String,
     pub ca_cert: Option<PathBuf>,
     pub workers: usize,
@@ -113,6 +120,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             database_url: sqlite_url(&data_dir),
             data_dir,
+            storage_url: None,
             github_api_url: "https://api.github.com".into(),
             ca_cert: None,
             workers: 4,
@@ -163,6 +171,11 @@ impl ServerConfig {
         }
         if let Some(url) = args.database_url.clone().or(file.database_url) {
             cfg.database_url = url;
+        }
+        if let Some(url) = args.storage_url.clone().or(file.storage_url) {
+            ghbs_engine::StorageLocation::parse(&url)
+                .map_err(|e| ConfigError(format!("--storage: {e}")))?;
+            cfg.storage_url = Some(url);
         }
         if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
             cfg.github_api_url = url.trim_end_matches('/').to_string();
@@ -307,6 +320,94 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:4000");
         assert_eq!(cfg.workers, 2);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/f"));
+    }
+
+    #[test]
+    fn storage_url_flag_over_file_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "storage_url = \"s3://from-file/ghbs\"\n").unwrap();
+        let base = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ServerConfig::load(&base, &no_env).unwrap().storage_url,
+            None
+        );
+        let from_file = ServerArgs {
+            config: Some(path),
+            ..base.clone()
+        };
+        assert_eq!(
+            ServerConfig::load(&from_file, &no_env)
+                .unwrap()
+                .storage_url
+                .as_deref(),
+            Some("s3://from-file/ghbs")
+        );
+        let flag = ServerArgs {
+            storage_url: Some("file:///srv/ghbs-backups".into()),
+            ..from_file
+        };
+        assert_eq!(
+            ServerConfig::load(&flag, &no_env)
+                .unwrap()
+                .storage_url
+                .as_deref(),
+            Some("file:///srv/ghbs-backups")
+        );
+    }
+
+    #[test]
+    fn storage_url_from_the_environment_through_clap() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        use clap::{CommandFactory, FromArgMatches};
+        let storage = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "storage_url")
+            .map(|a| {
+                (
+                    a.get_long().map(str::to_owned),
+                    a.get_env().map(|e| e.to_owned()),
+                )
+            })
+            .unwrap();
+        assert_eq!(storage.0.as_deref(), Some("storage"));
+        assert_eq!(
+            storage.1.as_deref(),
+            Some(std::ffi::OsStr::new("GHBS_STORAGE_URL"))
+        );
+        let matches = Cli::command()
+            .try_get_matches_from(["x", "--storage", "s3://flag-bucket"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.server.storage_url.as_deref(), Some("s3://flag-bucket"));
+    }
+
+    #[test]
+    fn malformed_storage_url_is_refused_with_the_accepted_forms() {
+        for url in [
+            "backups",
+            "s3://",
+            "gs://bucket",
+            "file://relative",
+            "s3://AKID:hunter2@bucket",
+        ] {
+            let args = ServerArgs {
+                data_dir: Some("/tmp/x".into()),
+                storage_url: Some(url.into()),
+                ..Default::default()
+            };
+            let err = ServerConfig::load(&args, &no_env).unwrap_err();
+            assert!(err.0.starts_with("--storage: invalid storage URL"), "{err}");
+            assert!(err.0.contains("s3://bucket[/prefix]"), "{err}");
+            assert!(!err.0.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod gitcli;
 mod http_util;
 mod metadata;
 mod rest;
+mod s3;
 mod server;
 mod world;
 
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use gitcli::{clone_bundle, git, git_with_env, refs_of};
+pub use s3::S3Bucket;
 
 /// Options of [`GitHubStandIn::create_repo`]; `Default` is a public, non-fork, unarchived repo
 /// with a wiki and `main` as default branch.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ghbs_core::Secret;
-use ghbs_engine::{Engine, EngineConfig, Fetched, Manifest, RepoCapture, RepoSource};
+use ghbs_engine::{Engine, EngineConfig, Fetched, Manifest, RepoCapture, RepoSource, Storage};
 use ghbs_testkit::{GitHubStandIn, RepoOptions};
 
 pub const OWNER: &str = "octo";
@@ -20,13 +20,25 @@ pub struct World {
 
 impl World {
     pub async fn start() -> World {
+        World::start_with_storage(None).await
+    }
+
+    /// Like [`World::start`] with manifests in the given storage.
+    pub async fn start_with_storage(storage: Option<Storage>) -> World {
         let gh = GitHubStandIn::start().await;
         let (_, token) = gh.add_user(OWNER);
         let dir = tempfile::Builder::new()
             .prefix("ghbs-engine-test-")
             .tempdir()
             .unwrap();
-        let engine = engine_with_timeout(dir.path(), Duration::from_secs(300));
+        let engine = Engine::new(EngineConfig {
+            data_dir: dir.path().to_path_buf(),
+            git_timeout: Duration::from_secs(300),
+            ca_cert: None,
+            disk_full_flag: None,
+            storage,
+        })
+        .expect("engine");
         World {
             gh,
             token: Secret::new(token),
@@ -99,6 +111,7 @@ pub fn engine_with_timeout(dir: &Path, git_timeout: Duration) -> Engine {
         git_timeout,
         ca_cert: None,
         disk_full_flag: None,
+        storage: None,
     })
     .expect("engine")
 }

@@ -5,3 +5,4 @@ mod exports;
 mod fetching;
 mod pending;
 mod snapshots;
+mod storage;

@@ -73,6 +73,10 @@ pub async fn not_ready(state: &AppState) -> Option<String> {
     if let Err(reason) = write_probe(state).await {
         return Some(reason);
     }
+    if let Err(e) = state.engine.storage_ready().await {
+        tracing::warn!(error = %e, "readiness: storage");
+        return Some("backup storage unreachable".into());
+    }
     match tokio::fs::metadata(&state.cfg.data_dir).await {
         Ok(m) if m.is_dir() => {}
         _ => return Some("data folder unavailable".into()),
@@ -87,7 +91,8 @@ pub async fn not_ready(state: &AppState) -> Option<String> {
     }
 }
 
-/// Ready when the database answers and the data folder is writable.
+/// Ready when the database answers and can write, the backup storage answers, and the data
+/// folder has room.
 // In full: see `not_ready`; the reason is the body's `status`.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {

@@ -1,0 +1,63 @@
+//! A backup with `storage_url = s3://…` (moto when `TEST_S3_ENDPOINT` is set): the snapshot's
+//! manifest lands in the bucket and the snapshot downloads. One test in its own binary, because
+//! the server reads the `AWS_*` settings from the process environment.
+
+mod common;
+
+use axum::http::StatusCode;
+use chrono::Duration;
+use common::TestApp;
+use ghbs_engine::Storage;
+use ghbs_testkit::{RepoOptions, S3Bucket};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_on_s3_storage_downloads() {
+    let Some(bucket) = S3Bucket::create("a_backup_on_s3_storage_downloads").await else {
+        return;
+    };
+    for (k, v) in &bucket.vars {
+        // The only test in this binary: nothing else reads the environment concurrently.
+        std::env::set_var(k, v);
+    }
+    let url = format!("{}/node-a", bucket.url());
+    let app = TestApp::with(|cfg| cfg.storage_url = Some(url.clone())).await;
+    let (key, _) = app.login("ana").await;
+    app.gh.create_repo("ana", "proj", RepoOptions::default());
+    app.gh
+        .commit("ana/proj", "main", &[("README.md", "hello\n")], "first");
+    let (status, body) = app
+        .post(
+            "/api/v1/jobs",
+            &key,
+            json!({"target": "ana/proj", "schedule": "daily at 09:00", "timezone": "UTC"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let job = body["id"].as_i64().unwrap();
+    app.clock.advance(Duration::days(1));
+    assert_eq!(app.backup_scheduler().run_due_once().await, 1);
+
+    let (_, snaps) = app
+        .get(&format!("/api/v1/jobs/{job}/snapshots"), &key)
+        .await;
+    let snaps = snaps["snapshots"].as_array().unwrap().clone();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+
+    // The manifest is in the bucket, under the prefix, and not in the local folder.
+    let observer = Storage::from_url_with(&bucket.url(), bucket.vars.clone(), None).unwrap();
+    let manifests = observer.list("node-a/manifests").await.unwrap();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let local = app.dir.path().join("backups/manifests");
+    assert_eq!(std::fs::read_dir(&local).unwrap().count(), 0);
+    app.state.engine.storage_ready().await.unwrap();
+
+    let bundle = app
+        .download(&key, snaps[0]["id"].as_i64().unwrap(), "bundle")
+        .await;
+    assert!(bundle.starts_with(b"# v2 git bundle"), "not a bundle");
+    let tar = app
+        .download(&key, snaps[0]["id"].as_i64().unwrap(), "tar.gz")
+        .await;
+    assert!(tar.starts_with(&[0x1f, 0x8b]), "not gzip");
+}
