@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use axum::http::StatusCode;
 use chrono::Duration;
@@ -66,21 +65,9 @@ async fn download(app: &TestApp, key: &str, snapshot: &Value, format: &str) -> V
         .await
 }
 
-/// The regular files of a `.tar.gz`, by path.
+/// The regular files of a snapshot's `.tar.gz`, by path.
 async fn tar_files(app: &TestApp, key: &str, snapshot: &Value) -> BTreeMap<String, Vec<u8>> {
-    let bytes = download(app, key, snapshot, "tar.gz").await;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
-    let mut out = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.header().entry_type().is_file() {
-            let path = entry.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            out.insert(path, data);
-        }
-    }
-    out
+    app.tar_files(key, snapshot["id"].as_i64().unwrap()).await
 }
 
 fn json_file(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Value {

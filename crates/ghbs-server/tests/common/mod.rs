@@ -118,6 +118,28 @@ impl TestApp {
         body
     }
 
+    /// The regular files of a snapshot's `.tar.gz` download, by path.
+    pub async fn tar_files(
+        &self,
+        key: &str,
+        snapshot: i64,
+    ) -> std::collections::BTreeMap<String, Vec<u8>> {
+        use std::io::Read;
+        let bytes = self.download(key, snapshot, "tar.gz").await;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        let mut out = std::collections::BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.header().entry_type().is_file() {
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).unwrap();
+                out.insert(path, data);
+            }
+        }
+        out
+    }
+
     /// Download a snapshot through the router; checks the status and that the body is as long as
     /// `Content-Length` says.
     pub async fn download(&self, key: &str, snapshot: i64, format: &str) -> Vec<u8> {
