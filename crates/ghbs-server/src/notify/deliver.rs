@@ -118,9 +118,9 @@ impl Deliverer {
             while tasks.try_join_next().is_some() {}
             let free = CONCURRENCY - tasks.len() as i64;
             if free > 0 {
-                for claimed in self.claim(free).await {
+                for batch in by_target(self.claim(free).await) {
                     let me = self.clone();
-                    tasks.spawn(async move { me.attempt(claimed).await });
+                    tasks.spawn(async move { me.attempt_in_order(batch).await });
                 }
             }
             if tokio::time::Instant::now() >= next_stale {
@@ -148,9 +148,9 @@ impl Deliverer {
             }
             n += claimed.len();
             let mut tasks = JoinSet::new();
-            for c in claimed {
+            for batch in by_target(claimed) {
                 let me = self.clone();
-                tasks.spawn(async move { me.attempt(c).await });
+                tasks.spawn(async move { me.attempt_in_order(batch).await });
             }
             while tasks.join_next().await.is_some() {}
         }
@@ -165,6 +165,14 @@ impl Deliverer {
                 tracing::warn!(error = %e, "cannot claim notification deliveries; retrying soon");
                 Vec::new()
             }
+        }
+    }
+
+    /// One target's deliveries one after the other, so a receiver sees `failed` before
+    /// `recovered`; different targets proceed side by side.
+    async fn attempt_in_order(&self, batch: Vec<ClaimedDelivery>) {
+        for claimed in batch {
+            self.attempt(claimed).await;
         }
     }
 
@@ -325,6 +333,18 @@ impl Deliverer {
             )))
         }
     }
+}
+
+/// Claimed deliveries grouped by target, each group in claim (queue) order.
+fn by_target(claimed: Vec<ClaimedDelivery>) -> Vec<Vec<ClaimedDelivery>> {
+    let mut groups: Vec<Vec<ClaimedDelivery>> = Vec::new();
+    for c in claimed {
+        match groups.iter_mut().find(|g| g[0].target.id == c.target.id) {
+            Some(g) => g.push(c),
+            None => groups.push(vec![c]),
+        }
+    }
+    groups
 }
 
 fn subject_for(event: &str, payload: &Value) -> String {
