@@ -13,7 +13,7 @@ use std::{borrow::Cow, future::Future};
 
 use chrono::{DateTime, Utc};
 use sqlx::{
-    migrate::{Migration, MigrationType, Migrator},
+    migrate::{Migrate, MigrationType, Migrator},
     query::Query,
     Database, Encode, Executor, IntoArguments, Pool, Transaction, Type,
 };
@@ -32,7 +32,7 @@ pub struct SqlStore<D: Backend> {
 /// (`postgres.rs`); sealed, since the statements are written for exactly these two.
 pub trait Backend:
     TimeCodec
-    + Database<Row: Cols>
+    + Database<Row: Cols, Connection: Migrate>
     + for<'q> Database<Arguments<'q>: IntoArguments<'q, Self>>
     + for<'q> Bind<'q, i64>
     + for<'q> Bind<'q, Option<i64>>
@@ -55,11 +55,14 @@ pub trait Backend:
 
     /// The statements whose text differs between the dialects.
     const SQL: Dialect;
+
     /// Whether writers lock rows (PostgreSQL) rather than the whole database (SQLite); see
     /// `scheduler::finish_run`.
     const ROW_LOCKS: bool;
 
     fn ids(ids: &[i64]) -> Self::Ids;
+    /// This backend's file of a [`Migration`].
+    fn migration(m: &Migration) -> &'static str;
     fn conn(c: &mut Self::Connection) -> Self::ConnEx<'_>;
     fn pool(p: &Pool<Self>) -> Self::PoolEx<'_>;
     fn rows_affected(r: &Self::QueryResult) -> u64;
@@ -220,25 +223,55 @@ pub(crate) async fn commit<D: Backend>(tx: Transaction<'_, D>) -> StoreResult<()
     tx.commit().await.map_err(D::err)
 }
 
-/// The migrator for a backend's embedded list of `(version, description, sql)`.
-pub(crate) fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
-    Migrator {
+/// One version of the schema, written once per backend in `migrations/<backend>/`. Listed
+/// here together so that a version cannot land on one backend only.
+pub struct Migration {
+    pub(crate) version: i64,
+    pub(crate) description: &'static str,
+    pub(crate) sqlite: &'static str,
+    pub(crate) postgres: &'static str,
+}
+
+/// Every migration; a landed file is never edited, a change is the next number.
+#[rustfmt::skip] // a table
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, description: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, description: "partial runs",
+        sqlite: include_str!("../migrations/sqlite/0002_partial_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0002_partial_runs.sql") },
+    Migration { version: 3, description: "write probe",
+        sqlite: include_str!("../migrations/sqlite/0003_write_probe.sql"),
+        postgres: include_str!("../migrations/postgres/0003_write_probe.sql") },
+];
+
+/// The store on `pool` once the pending migrations have run; `name` is the backend's, for the
+/// error message.
+pub(crate) async fn migrated<D: Backend>(pool: Pool<D>, name: &str) -> StoreResult<SqlStore<D>> {
+    let migrator = Migrator {
         migrations: Cow::Owned(
-            migrations
+            MIGRATIONS
                 .iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        Cow::Borrowed(*description),
+                .map(|m| {
+                    sqlx::migrate::Migration::new(
+                        m.version,
+                        Cow::Borrowed(m.description),
                         MigrationType::Simple,
-                        Cow::Borrowed(*sql),
+                        Cow::Borrowed(D::migration(m)),
                         false,
                     )
                 })
                 .collect(),
         ),
         ignore_missing: false,
+        // PostgreSQL: an advisory lock keeps nodes starting together from migrating twice.
         locking: true,
         no_tx: false,
-    }
+    };
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Other(format!("{name} migration failed: {e}")))?;
+    Ok(SqlStore { pool })
 }

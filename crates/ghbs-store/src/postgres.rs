@@ -11,31 +11,12 @@ use sqlx::{
     Connection, PgConnection, Pool, Postgres,
 };
 
-use crate::backend::{migrator, Backend, Dialect, SqlStore};
+use crate::backend::{migrated, Backend, Dialect, Migration, SqlStore};
 use crate::codec::{self, TimeCodec};
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
 
 /// A [`Store`](crate::Store) on a PostgreSQL database shared by any number of server nodes.
 pub type PgStore = SqlStore<Postgres>;
-
-/// Versioned migrations; a landed file is never edited, a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "partial runs",
-        include_str!("../migrations/postgres/0002_partial_runs.sql"),
-    ),
-    (
-        3,
-        "write probe",
-        include_str!("../migrations/postgres/0003_write_probe.sql"),
-    ),
-];
 
 impl SqlStore<Postgres> {
     /// Connect to `url` (`postgres://user:pass@host/db`, libpq-style query options such as
@@ -52,12 +33,7 @@ impl SqlStore<Postgres> {
             .connect(url)
             .await
             .map_err(Postgres::err)?;
-        // The migrator takes an advisory lock, so nodes starting together do not migrate twice.
-        migrator(MIGRATIONS)
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("PostgreSQL migration failed: {e}")))?;
-        Ok(SqlStore { pool })
+        migrated(pool, "PostgreSQL").await
     }
 }
 
@@ -126,6 +102,9 @@ impl Backend for Postgres {
         lock_own_job: "SELECT 1 FROM jobs WHERE id = $1 AND user_id = $2 FOR UPDATE",
     };
 
+    fn migration(m: &Migration) -> &'static str {
+        m.postgres
+    }
     fn ids(ids: &[i64]) -> Vec<i64> {
         ids.to_vec()
     }

@@ -20,31 +20,12 @@ use sqlx::{
     Connection, Pool, Sqlite, SqliteConnection,
 };
 
-use crate::backend::{migrator, Backend, Dialect, SqlStore};
+use crate::backend::{migrated, Backend, Dialect, Migration, SqlStore};
 use crate::codec::{self, decode_err, TimeCodec};
 use crate::{StoreError, StoreResult};
 
 /// A [`Store`](crate::Store) on one SQLite file.
 pub type SqliteStore = SqlStore<Sqlite>;
-
-/// Versioned migrations; a landed file is never edited, a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "partial runs",
-        include_str!("../migrations/sqlite/0002_partial_runs.sql"),
-    ),
-    (
-        3,
-        "write probe",
-        include_str!("../migrations/sqlite/0003_write_probe.sql"),
-    ),
-];
 
 impl SqlStore<Sqlite> {
     /// Open (creating the file if missing) the database named by `url`, e.g.
@@ -84,11 +65,7 @@ impl SqlStore<Sqlite> {
             .connect_with(options)
             .await
             .map_err(Sqlite::err)?;
-        migrator(MIGRATIONS)
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("SQLite migration failed: {e}")))?;
-        Ok(SqlStore { pool })
+        migrated(pool, "SQLite").await
     }
 }
 
@@ -156,6 +133,9 @@ impl Backend for Sqlite {
         lock_own_job: "SELECT 1 FROM jobs WHERE id = $1 AND user_id = $2",
     };
 
+    fn migration(m: &Migration) -> &'static str {
+        m.sqlite
+    }
     fn ids(ids: &[i64]) -> String {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         format!("[{}]", list.join(","))
