@@ -5,7 +5,7 @@ use sqlx::Pool;
 
 use crate::backend::{begin, commit, sql, Backend};
 use crate::codec::{self, conflict};
-use crate::{ApiKeyRow, StoreError, StoreResult, UserRow, LAST_USED_GRANULARITY_SECS};
+use crate::{ApiKeyRow, StoreResult, UserRow, LAST_USED_GRANULARITY_SECS};
 
 pub(crate) async fn upsert_user<D: Backend>(
     pool: &Pool<D>,
@@ -15,7 +15,7 @@ pub(crate) async fn upsert_user<D: Backend>(
     now: DateTime<Utc>,
 ) -> StoreResult<UserRow> {
     let mut tx = begin(pool).await?;
-    let row = sql::<D>(
+    let row = sql(
         "INSERT INTO users (github_id, login, token_sealed, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (github_id) DO UPDATE
              SET login = excluded.login, token_sealed = excluded.token_sealed
@@ -28,7 +28,7 @@ pub(crate) async fn upsert_user<D: Backend>(
     .one(&mut tx)
     .await?;
     let user = codec::user(&row)?;
-    sql::<D>("UPDATE jobs SET needs_login = FALSE WHERE user_id = $1 AND needs_login")
+    sql("UPDATE jobs SET needs_login = FALSE WHERE user_id = $1 AND needs_login")
         .arg(user.id)
         .run(&mut tx)
         .await?;
@@ -37,7 +37,7 @@ pub(crate) async fn upsert_user<D: Backend>(
 }
 
 pub(crate) async fn get_user<D: Backend>(pool: &Pool<D>, user_id: i64) -> StoreResult<UserRow> {
-    let row = sql::<D>("SELECT * FROM users WHERE id = $1")
+    let row = sql("SELECT * FROM users WHERE id = $1")
         .arg(user_id)
         .one(pool)
         .await?;
@@ -51,7 +51,7 @@ pub(crate) async fn create_api_key<D: Backend>(
     label: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<ApiKeyRow> {
-    let row = sql::<D>(
+    let row = sql(
         "INSERT INTO api_keys (user_id, key_hash, label, created_at) VALUES ($1, $2, $3, $4)
          RETURNING *",
     )
@@ -70,7 +70,7 @@ pub(crate) async fn authenticate_key<D: Backend>(
     key_hash: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<(ApiKeyRow, UserRow)> {
-    let row = sql::<D>("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+    let row = sql("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
         .arg(key_hash)
         .one(pool)
         .await?;
@@ -79,10 +79,8 @@ pub(crate) async fn authenticate_key<D: Backend>(
     // minute so that reads do not queue behind a write each (SQLite has one writer).
     let stale_before = now - chrono::Duration::seconds(LAST_USED_GRANULARITY_SECS);
     if key.last_used_at.is_none_or(|t| t < stale_before) {
-        let refreshed = sql::<D>(
-            "UPDATE api_keys SET last_used_at = $1
-             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
+        let refreshed = sql("UPDATE api_keys SET last_used_at = $1
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
         .time(now)
         .arg(key.id)
         .time(stale_before)
@@ -105,7 +103,7 @@ pub(crate) async fn list_api_keys<D: Backend>(
     pool: &Pool<D>,
     user_id: i64,
 ) -> StoreResult<Vec<ApiKeyRow>> {
-    sql::<D>("SELECT * FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id")
+    sql("SELECT * FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id")
         .arg(user_id)
         .all(pool)
         .await?
@@ -119,17 +117,12 @@ pub(crate) async fn revoke_api_key<D: Backend>(
     user_id: i64,
     key_id: i64,
 ) -> StoreResult<()> {
-    let done = sql::<D>(
-        "UPDATE api_keys SET revoked_at = $1
-         WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-    )
+    sql("UPDATE api_keys SET revoked_at = $1
+         WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
     .time(Utc::now())
     .arg(key_id)
     .arg(user_id)
     .run(pool)
-    .await?;
-    if done == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    .await
+    .and_then(codec::changed)
 }

@@ -212,6 +212,15 @@ pub(crate) fn refs_i64(refs: u64) -> StoreResult<i64> {
     i64::try_from(refs).map_err(|_| StoreError::Other(format!("ref count {refs} out of range")))
 }
 
+/// `NotFound` when a write that names its row by id changed no row.
+pub(crate) fn changed(rows: u64) -> StoreResult<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// Only a finished status may end a run.
 pub(crate) fn finished_status(status: RunStatus) -> StoreResult<&'static str> {
     if status.is_finished() {

@@ -15,7 +15,7 @@ pub(crate) async fn owns_job<'c, D: Backend>(
     user_id: i64,
     job_id: i64,
 ) -> StoreResult<()> {
-    sql::<D>("SELECT 1 FROM jobs WHERE id = $1 AND user_id = $2")
+    sql("SELECT 1 FROM jobs WHERE id = $1 AND user_id = $2")
         .arg(job_id)
         .arg(user_id)
         .opt(db)
@@ -35,7 +35,7 @@ async fn target_conflict<D: Backend>(
     let StoreError::Conflict { .. } = e else {
         return e;
     };
-    let existing = sql::<D>("SELECT id FROM jobs WHERE user_id = $1 AND lower(target) = lower($2)")
+    let existing = sql("SELECT id FROM jobs WHERE user_id = $1 AND lower(target) = lower($2)")
         .arg(user_id)
         .arg(target)
         .opt(pool)
@@ -48,7 +48,7 @@ async fn target_conflict<D: Backend>(
 }
 
 pub(crate) async fn create_job<D: Backend>(pool: &Pool<D>, job: NewJob) -> StoreResult<JobRow> {
-    let inserted = sql::<D>(
+    let inserted = sql(
         "INSERT INTO jobs (user_id, target, target_kind, schedule, timezone, retention, options,
                            next_run_at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -76,7 +76,7 @@ pub(crate) async fn get_job<D: Backend>(
     user_id: i64,
     job_id: i64,
 ) -> StoreResult<JobRow> {
-    let row = sql::<D>("SELECT * FROM jobs WHERE id = $1 AND user_id = $2")
+    let row = sql("SELECT * FROM jobs WHERE id = $1 AND user_id = $2")
         .arg(job_id)
         .arg(user_id)
         .one(pool)
@@ -88,7 +88,7 @@ pub(crate) async fn list_jobs<D: Backend>(
     pool: &Pool<D>,
     user_id: i64,
 ) -> StoreResult<Vec<JobRow>> {
-    sql::<D>("SELECT * FROM jobs WHERE user_id = $1 ORDER BY id")
+    sql("SELECT * FROM jobs WHERE user_id = $1 ORDER BY id")
         .arg(user_id)
         .all(pool)
         .await?
@@ -103,8 +103,7 @@ pub(crate) async fn update_job<D: Backend>(
     job_id: i64,
     patch: JobPatch,
 ) -> StoreResult<JobRow> {
-    let updated = sql::<D>(
-        "UPDATE jobs SET
+    let updated = sql("UPDATE jobs SET
              target = COALESCE($1, target),
              schedule = COALESCE($2, schedule),
              timezone = COALESCE($3, timezone),
@@ -113,8 +112,7 @@ pub(crate) async fn update_job<D: Backend>(
              paused = COALESCE($6, paused),
              next_run_at = COALESCE($7, next_run_at)
          WHERE id = $8 AND user_id = $9
-         RETURNING *",
-    )
+         RETURNING *")
     .arg(patch.target.as_deref())
     .arg(patch.schedule.as_deref())
     .arg(patch.timezone.as_deref())
@@ -141,7 +139,7 @@ pub(crate) async fn delete_job<D: Backend>(
 ) -> StoreResult<()> {
     let mut tx = begin(pool).await?;
     // Runs and job_repos go with the job (ON DELETE CASCADE).
-    let done = sql::<D>("DELETE FROM jobs WHERE id = $1 AND user_id = $2")
+    let done = sql("DELETE FROM jobs WHERE id = $1 AND user_id = $2")
         .arg(job_id)
         .arg(user_id)
         .run(&mut tx)
@@ -150,7 +148,7 @@ pub(crate) async fn delete_job<D: Backend>(
         return Err(StoreError::NotFound);
     }
     if purge {
-        sql::<D>("DELETE FROM snapshots WHERE job_id = $1 AND user_id = $2")
+        sql("DELETE FROM snapshots WHERE job_id = $1 AND user_id = $2")
             .arg(job_id)
             .arg(user_id)
             .run(&mut tx)
@@ -160,7 +158,7 @@ pub(crate) async fn delete_job<D: Backend>(
 }
 
 pub(crate) async fn count_jobs<D: Backend>(pool: &Pool<D>) -> StoreResult<i64> {
-    sql::<D>("SELECT COUNT(*) AS n FROM jobs")
+    sql("SELECT COUNT(*) AS n FROM jobs")
         .one(pool)
         .await?
         .int("n")
@@ -175,25 +173,22 @@ pub(crate) async fn request_run<D: Backend>(
     // The write transaction (SQLite) or the lock on the job row (PostgreSQL) makes
     // check-then-insert safe here; the unique index on active runs would refuse a second one.
     let mut tx = begin(pool).await?;
-    sql::<D>(D::SQL.lock_own_job)
+    sql(D::SQL.lock_own_job)
         .arg(job_id)
         .arg(user_id)
         .opt(&mut tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-    let active =
-        sql::<D>("SELECT * FROM runs WHERE job_id = $1 AND status IN ('queued', 'running')")
-            .arg(job_id)
-            .opt(&mut tx)
-            .await?;
+    let active = sql("SELECT * FROM runs WHERE job_id = $1 AND status IN ('queued', 'running')")
+        .arg(job_id)
+        .opt(&mut tx)
+        .await?;
     if let Some(row) = active {
         return codec::run(&row);
     }
-    let row = sql::<D>(
-        "INSERT INTO runs (job_id, trigger_kind, status, queued_at)
+    let row = sql("INSERT INTO runs (job_id, trigger_kind, status, queued_at)
          VALUES ($1, 'manual', 'queued', $2)
-         RETURNING *",
-    )
+         RETURNING *")
     .arg(job_id)
     .time(now)
     .one(&mut tx)
@@ -208,10 +203,8 @@ pub(crate) async fn count_manual_runs_since<D: Backend>(
     job_id: i64,
     since: DateTime<Utc>,
 ) -> StoreResult<i64> {
-    sql::<D>(
-        "SELECT COUNT(*) AS n FROM runs
-         WHERE job_id = $1 AND trigger_kind = 'manual' AND queued_at >= $2",
-    )
+    sql("SELECT COUNT(*) AS n FROM runs
+         WHERE job_id = $1 AND trigger_kind = 'manual' AND queued_at >= $2")
     .arg(job_id)
     .time(since)
     .one(pool)
@@ -225,11 +218,9 @@ pub(crate) async fn list_runs<D: Backend>(
     job_id: i64,
     limit: i64,
 ) -> StoreResult<Vec<RunRow>> {
-    let rows = sql::<D>(
-        "SELECT r.* FROM runs r JOIN jobs j ON j.id = r.job_id
+    let rows = sql("SELECT r.* FROM runs r JOIN jobs j ON j.id = r.job_id
          WHERE r.job_id = $1 AND j.user_id = $2
-         ORDER BY r.id DESC LIMIT $3",
-    )
+         ORDER BY r.id DESC LIMIT $3")
     .arg(job_id)
     .arg(user_id)
     .arg(limit)
@@ -246,7 +237,7 @@ pub(crate) async fn get_run<D: Backend>(
     user_id: i64,
     run_id: i64,
 ) -> StoreResult<RunRow> {
-    let row = sql::<D>(
+    let row = sql(
         "SELECT r.* FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = $1 AND j.user_id = $2",
     )
     .arg(run_id)
@@ -263,7 +254,7 @@ pub(crate) async fn last_runs<D: Backend>(
     if job_ids.is_empty() {
         return Ok(Vec::new());
     }
-    sql::<D>(D::SQL.last_runs)
+    sql(D::SQL.last_runs)
         .ids(job_ids)
         .all(pool)
         .await?

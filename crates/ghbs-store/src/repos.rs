@@ -13,12 +13,10 @@ pub(crate) async fn insert_snapshot<D: Backend>(
     s: NewSnapshot,
 ) -> StoreResult<SnapshotRow> {
     // The owner is copied from the job so that reads stay scoped after the job is deleted.
-    let row = sql::<D>(
-        "INSERT INTO snapshots
+    let row = sql("INSERT INTO snapshots
              (user_id, job_id, run_id, created_at, refs, size_bytes, repos, manifest)
          SELECT user_id, id, $1, $2, $3, $4, $5, $6 FROM jobs WHERE id = $7
-         RETURNING *",
-    )
+         RETURNING *")
     .arg(s.run_id)
     .time(s.created_at)
     .arg(refs_i64(s.refs)?)
@@ -37,12 +35,11 @@ pub(crate) async fn list_snapshots<D: Backend>(
     user_id: i64,
     job_id: i64,
 ) -> StoreResult<Vec<SnapshotRow>> {
-    let rows =
-        sql::<D>("SELECT * FROM snapshots WHERE user_id = $1 AND job_id = $2 ORDER BY id DESC")
-            .arg(user_id)
-            .arg(job_id)
-            .all(pool)
-            .await?;
+    let rows = sql("SELECT * FROM snapshots WHERE user_id = $1 AND job_id = $2 ORDER BY id DESC")
+        .arg(user_id)
+        .arg(job_id)
+        .all(pool)
+        .await?;
     if rows.is_empty() {
         // Kept snapshots of a deleted job are listed above; an empty list needs a live job.
         owns_job(pool, user_id, job_id).await?;
@@ -55,7 +52,7 @@ pub(crate) async fn get_snapshot<D: Backend>(
     user_id: i64,
     snapshot_id: i64,
 ) -> StoreResult<SnapshotRow> {
-    let row = sql::<D>("SELECT * FROM snapshots WHERE id = $1 AND user_id = $2")
+    let row = sql("SELECT * FROM snapshots WHERE id = $1 AND user_id = $2")
         .arg(snapshot_id)
         .arg(user_id)
         .one(pool)
@@ -67,7 +64,7 @@ pub(crate) async fn job_snapshots<D: Backend>(
     pool: &Pool<D>,
     job_id: i64,
 ) -> StoreResult<Vec<SnapshotRow>> {
-    sql::<D>("SELECT * FROM snapshots WHERE job_id = $1 ORDER BY id DESC")
+    sql("SELECT * FROM snapshots WHERE job_id = $1 ORDER BY id DESC")
         .arg(job_id)
         .all(pool)
         .await?
@@ -81,7 +78,7 @@ pub(crate) async fn delete_snapshots<D: Backend>(
     snapshot_ids: &[i64],
 ) -> StoreResult<()> {
     if !snapshot_ids.is_empty() {
-        sql::<D>(D::SQL.delete_snapshots)
+        sql(D::SQL.delete_snapshots)
             .ids(snapshot_ids)
             .run(pool)
             .await?;
@@ -94,7 +91,7 @@ pub(crate) async fn snapshot_key_exists<D: Backend>(
     key: &str,
 ) -> StoreResult<bool> {
     // A scan of the snapshot rows: this runs once per crash-leftover at startup.
-    sql::<D>(D::SQL.snapshot_key_exists)
+    sql(D::SQL.snapshot_key_exists)
         .arg(key)
         .one(pool)
         .await?
@@ -114,7 +111,7 @@ pub(crate) async fn job_repo<D: Backend>(
                     WHERE job_id = $1 AND full_name = $2 AND id <> $3";
 
     if let Some(gid) = github_id {
-        let found = sql::<D>("SELECT * FROM job_repos WHERE job_id = $1 AND github_id = $2")
+        let found = sql("SELECT * FROM job_repos WHERE job_id = $1 AND github_id = $2")
             .arg(job_id)
             .arg(gid)
             .opt(&mut tx)
@@ -122,13 +119,13 @@ pub(crate) async fn job_repo<D: Backend>(
         if let Some(row) = found {
             let mut repo = codec::job_repo(&row)?;
             if repo.full_name != full_name {
-                sql::<D>(displace)
+                sql(displace)
                     .arg(job_id)
                     .arg(full_name)
                     .arg(repo.id)
                     .run(&mut tx)
                     .await?;
-                sql::<D>("UPDATE job_repos SET full_name = $1 WHERE id = $2")
+                sql("UPDATE job_repos SET full_name = $1 WHERE id = $2")
                     .arg(full_name)
                     .arg(repo.id)
                     .run(&mut tx)
@@ -140,7 +137,7 @@ pub(crate) async fn job_repo<D: Backend>(
         }
     }
 
-    let found = sql::<D>("SELECT * FROM job_repos WHERE job_id = $1 AND full_name = $2")
+    let found = sql("SELECT * FROM job_repos WHERE job_id = $1 AND full_name = $2")
         .arg(job_id)
         .arg(full_name)
         .opt(&mut tx)
@@ -149,7 +146,7 @@ pub(crate) async fn job_repo<D: Backend>(
         let mut repo = codec::job_repo(&row)?;
         match (repo.github_id, github_id) {
             (None, Some(gid)) => {
-                sql::<D>("UPDATE job_repos SET github_id = $1 WHERE id = $2")
+                sql("UPDATE job_repos SET github_id = $1 WHERE id = $2")
                     .arg(gid)
                     .arg(repo.id)
                     .run(&mut tx)
@@ -159,7 +156,7 @@ pub(crate) async fn job_repo<D: Backend>(
                 return Ok(repo);
             }
             (Some(old), Some(new)) if old != new => {
-                sql::<D>(displace)
+                sql(displace)
                     .arg(job_id)
                     .arg(full_name)
                     .arg(0_i64)
@@ -170,18 +167,17 @@ pub(crate) async fn job_repo<D: Backend>(
         }
     }
 
-    let row = sql::<D>(
-        "INSERT INTO job_repos (job_id, full_name, github_id) VALUES ($1, $2, $3) RETURNING *",
-    )
-    .arg(job_id)
-    .arg(full_name)
-    .arg(github_id)
-    .one(&mut tx)
-    .await
-    .map_err(conflict(
-        "a repository row with this name already exists",
-        None,
-    ))?;
+    let row =
+        sql("INSERT INTO job_repos (job_id, full_name, github_id) VALUES ($1, $2, $3) RETURNING *")
+            .arg(job_id)
+            .arg(full_name)
+            .arg(github_id)
+            .one(&mut tx)
+            .await
+            .map_err(conflict(
+                "a repository row with this name already exists",
+                None,
+            ))?;
     let repo = codec::job_repo(&row)?;
     commit(tx).await?;
     Ok(repo)
@@ -191,7 +187,7 @@ pub(crate) async fn list_job_repos<D: Backend>(
     pool: &Pool<D>,
     job_id: i64,
 ) -> StoreResult<Vec<JobRepoRow>> {
-    sql::<D>("SELECT * FROM job_repos WHERE job_id = $1 ORDER BY id")
+    sql("SELECT * FROM job_repos WHERE job_id = $1 ORDER BY id")
         .arg(job_id)
         .all(pool)
         .await?
@@ -205,15 +201,12 @@ pub(crate) async fn delete_job_repo<D: Backend>(
     job_id: i64,
     job_repo_id: i64,
 ) -> StoreResult<()> {
-    let done = sql::<D>("DELETE FROM job_repos WHERE job_id = $1 AND id = $2")
+    sql("DELETE FROM job_repos WHERE job_id = $1 AND id = $2")
         .arg(job_id)
         .arg(job_repo_id)
         .run(pool)
-        .await?;
-    if done == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+        .await
+        .and_then(codec::changed)
 }
 
 pub(crate) async fn set_job_repo_state<D: Backend>(
@@ -221,15 +214,12 @@ pub(crate) async fn set_job_repo_state<D: Backend>(
     job_repo_id: i64,
     state: &serde_json::Value,
 ) -> StoreResult<()> {
-    let done = sql::<D>("UPDATE job_repos SET state = $1 WHERE id = $2")
+    sql("UPDATE job_repos SET state = $1 WHERE id = $2")
         .arg(to_json(state)?)
         .arg(job_repo_id)
         .run(pool)
-        .await?;
-    if done == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+        .await
+        .and_then(codec::changed)
 }
 
 pub(crate) async fn get_http_cache<D: Backend>(
@@ -237,7 +227,7 @@ pub(crate) async fn get_http_cache<D: Backend>(
     user_id: i64,
     url: &str,
 ) -> StoreResult<Option<HttpCacheRow>> {
-    sql::<D>("SELECT * FROM http_cache WHERE user_id = $1 AND url = $2")
+    sql("SELECT * FROM http_cache WHERE user_id = $1 AND url = $2")
         .arg(user_id)
         .arg(url)
         .opt(pool)
@@ -251,7 +241,7 @@ pub(crate) async fn put_http_cache<D: Backend>(
     pool: &Pool<D>,
     row: &HttpCacheRow,
 ) -> StoreResult<()> {
-    sql::<D>(
+    sql(
         "INSERT INTO http_cache (user_id, url, etag, last_modified, body, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (user_id, url) DO UPDATE

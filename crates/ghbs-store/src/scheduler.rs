@@ -27,7 +27,7 @@ pub(crate) async fn claim_due<D: Backend>(
     // Jobs due by schedule first; then, when that left room in the batch, jobs not due that
     // have a queued run, or a running run whose lease expired (a node died during a manual
     // run), driven by the partial index on active runs.
-    let mut rows = sql::<D>(D::SQL.claim_by_schedule)
+    let mut rows = sql(D::SQL.claim_by_schedule)
         .time(now)
         .arg(limit)
         .arg(node)
@@ -36,7 +36,7 @@ pub(crate) async fn claim_due<D: Backend>(
         .await?;
     let left = limit - rows.len() as i64;
     if left > 0 {
-        let more = sql::<D>(D::SQL.claim_by_run)
+        let more = sql(D::SQL.claim_by_run)
             .time(now)
             .arg(left)
             .arg(node)
@@ -56,7 +56,7 @@ pub(crate) async fn claim_due<D: Backend>(
 
     // Runs left running by a node whose lease expired: fail them, and remember their trigger
     // so that the run taking over is of the same kind.
-    let stale = sql::<D>(D::SQL.fail_stale_runs)
+    let stale = sql(D::SQL.fail_stale_runs)
         .time(now)
         .arg(TAKEOVER_ERROR)
         .ids(&ids)
@@ -68,7 +68,7 @@ pub(crate) async fn claim_due<D: Backend>(
     }
 
     // The unique index on active runs guarantees at most one queued run per job.
-    let started = sql::<D>(D::SQL.start_queued_runs)
+    let started = sql(D::SQL.start_queued_runs)
         .time(now)
         .ids(&ids)
         .all(&mut tx)
@@ -88,7 +88,7 @@ pub(crate) async fn claim_due<D: Backend>(
         })
         .collect();
     if !missing.is_empty() {
-        let inserted = sql::<D>(D::SQL.insert_running_runs)
+        let inserted = sql(D::SQL.insert_running_runs)
             .arg(serde_json::Value::Array(missing).to_string())
             .time(now)
             .all(&mut tx)
@@ -121,10 +121,8 @@ pub(crate) async fn heartbeat<D: Backend>(
     lease_token: i64,
     lease_until: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let done = sql::<D>(
-        "UPDATE jobs SET lease_expires_at = $1
-         WHERE id = $2 AND lease_token = $3 AND lease_owner IS NOT NULL",
-    )
+    let done = sql("UPDATE jobs SET lease_expires_at = $1
+         WHERE id = $2 AND lease_token = $3 AND lease_owner IS NOT NULL")
     .time(lease_until)
     .arg(job_id)
     .arg(lease_token)
@@ -140,12 +138,10 @@ pub(crate) async fn set_run_progress<D: Backend>(
     run_id: i64,
     progress: Option<&str>,
 ) -> StoreResult<bool> {
-    let done = sql::<D>(
-        "UPDATE runs SET progress = $1
+    let done = sql("UPDATE runs SET progress = $1
          WHERE id = $2 AND job_id = $3 AND status = 'running'
            AND EXISTS (SELECT 1 FROM jobs
-                       WHERE id = $3 AND lease_token = $4 AND lease_owner IS NOT NULL)",
-    )
+                       WHERE id = $3 AND lease_token = $4 AND lease_owner IS NOT NULL)")
     .arg(progress)
     .arg(run_id)
     .arg(job_id)
@@ -165,7 +161,7 @@ pub(crate) async fn finish_run<D: Backend>(
 ) -> StoreResult<bool> {
     let status = finished_status(outcome.status)?;
     let mut tx = begin(pool).await?;
-    let user = sql::<D>(
+    let user = sql(
         "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, next_run_at = $1
          WHERE id = $2 AND lease_token = $3 AND lease_owner IS NOT NULL
          RETURNING user_id",
@@ -179,7 +175,7 @@ pub(crate) async fn finish_run<D: Backend>(
         return Ok(false);
     };
     let user_id = user.int("user_id")?;
-    let done = sql::<D>(
+    let done = sql(
         "UPDATE runs SET status = $1, finished_at = $2, error = $3, progress = NULL,
                          bytes_fetched = $4, api_requests = $5, api_requests_conditional = $6,
                          snapshot_id = $7
@@ -208,10 +204,10 @@ pub(crate) async fn finish_run<D: Backend>(
         // row lock could deadlock with another of their jobs finishing the same way. Should
         // this fail, the run is still recorded and the next run of a sibling flags again.
         commit(tx).await?;
-        sql::<D>(flag).arg(user_id).run(pool).await?;
+        sql(flag).arg(user_id).run(pool).await?;
     } else {
         // One writer, no row locks: in the same transaction as the outcome.
-        sql::<D>(flag).arg(user_id).run(&mut tx).await?;
+        sql(flag).arg(user_id).run(&mut tx).await?;
         commit(tx).await?;
     }
     Ok(true)
@@ -224,10 +220,8 @@ pub(crate) async fn release<D: Backend>(
     run_id: i64,
 ) -> StoreResult<bool> {
     let mut tx = begin(pool).await?;
-    let done = sql::<D>(
-        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND lease_token = $2 AND lease_owner IS NOT NULL",
-    )
+    let done = sql("UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND lease_token = $2 AND lease_owner IS NOT NULL")
     .arg(job_id)
     .arg(lease_token)
     .run(&mut tx)
@@ -235,7 +229,7 @@ pub(crate) async fn release<D: Backend>(
     if done == 0 {
         return Ok(false);
     }
-    let done = sql::<D>(
+    let done = sql(
         "UPDATE runs SET status = 'queued', started_at = NULL, progress = NULL
          WHERE id = $1 AND job_id = $2 AND status = 'running'",
     )
@@ -252,10 +246,8 @@ pub(crate) async fn release<D: Backend>(
 
 pub(crate) async fn release_node<D: Backend>(pool: &Pool<D>, node: &str) -> StoreResult<u64> {
     let mut tx = begin(pool).await?;
-    let jobs = sql::<D>(
-        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE lease_owner = $1 RETURNING id",
-    )
+    let jobs = sql("UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE lease_owner = $1 RETURNING id")
     .arg(node)
     .all(&mut tx)
     .await?;
@@ -266,7 +258,7 @@ pub(crate) async fn release_node<D: Backend>(pool: &Pool<D>, node: &str) -> Stor
         .iter()
         .map(|r| r.int("id"))
         .collect::<StoreResult<Vec<_>>>()?;
-    let requeued = sql::<D>(D::SQL.requeue_runs).ids(&ids).run(&mut tx).await?;
+    let requeued = sql(D::SQL.requeue_runs).ids(&ids).run(&mut tx).await?;
     commit(tx).await?;
     Ok(requeued)
 }
@@ -276,10 +268,8 @@ pub(crate) async fn probe_write<D: Backend>(
     node: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sql::<D>(
-        "INSERT INTO write_probe (node, probed_at) VALUES ($1, $2)
-         ON CONFLICT (node) DO UPDATE SET probed_at = excluded.probed_at",
-    )
+    sql("INSERT INTO write_probe (node, probed_at) VALUES ($1, $2)
+         ON CONFLICT (node) DO UPDATE SET probed_at = excluded.probed_at")
     .arg(node)
     .time(now)
     .run(pool)

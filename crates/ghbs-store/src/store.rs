@@ -14,7 +14,7 @@ use crate::{
 #[async_trait]
 impl<D: Backend> Store for SqlStore<D> {
     async fn ping(&self) -> StoreResult<()> {
-        sql::<D>("SELECT 1").run(&self.pool).await.map(|_| ())
+        sql("SELECT 1").run(&self.pool).await.map(|_| ())
     }
 
     async fn upsert_user(
