@@ -70,8 +70,17 @@ impl AppState {
         .map_err(|e| anyhow::anyhow!("cannot set up the GitHub client: {}", e.message))?;
         let storage = match &cfg.storage_url {
             Some(url) => Some(
-                ghbs_engine::Storage::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))?,
+                // Config file and `*_FILE` settings first, the process environment after them:
+                // later settings win, so the environment overrides the file.
+                ghbs_engine::Storage::from_url_with(
+                    url,
+                    cfg.storage_settings
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                        .chain(std::env::vars()),
+                    None,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))?,
             ),
             None => None,
         };
