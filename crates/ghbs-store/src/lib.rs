@@ -4,10 +4,16 @@
 //! [`Store`] is the one interface; [`sqlite::SqliteStore`] and [`postgres::PgStore`] implement it,
 //! each with its own migrations. [`connect`] picks the backend from the URL at run time.
 
+mod accounts;
+mod backend;
 mod codec;
 mod error;
+mod jobs;
 mod model;
 mod notify;
+mod repos;
+mod scheduler;
+mod store;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
@@ -187,7 +193,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>>;
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()>;
 
-    // --- notifications (issue 11; statements in `{sqlite,postgres}/notify.rs`) -----------------
+    // --- notifications (issue 11; statements in `notify.rs`) -----------------
 
     async fn create_notify_target(&self, target: NewNotifyTarget) -> StoreResult<NotifyTargetRow>;
     /// The user's targets ordered by id.
