@@ -7,6 +7,7 @@ pub mod failure;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod stale;
 pub mod target;
 
 pub use clock::*;
@@ -14,4 +15,5 @@ pub use failure::*;
 pub use retention::*;
 pub use schedule::*;
 pub use secret::*;
+pub use stale::*;
 pub use target::*;

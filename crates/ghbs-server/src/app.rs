@@ -18,7 +18,7 @@ use crate::config::ServerConfig;
 use crate::crypto::TokenSealer;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{health, jobs, login, runs, snapshots};
+use crate::routes::{self, health, jobs, login, runs, snapshots};
 use crate::scheduler::{Executor, Scheduler};
 
 /// Largest JSON body accepted. Requests here are small; anything bigger is a mistake or abuse.
@@ -198,6 +198,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/snapshots", get(snapshots::list))
         .route("/snapshots/{id}", get(snapshots::show))
         .route("/snapshots/{id}/download", get(snapshots::download))
+        .route(
+            "/notifications",
+            get(routes::notify::list).post(routes::notify::create),
+        )
+        .route(
+            "/notifications/{id}",
+            get(routes::notify::show).delete(routes::notify::delete),
+        )
+        .route("/notifications/{id}/test", post(routes::notify::test))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found);
     Router::new()
@@ -266,6 +275,9 @@ pub async fn launch(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (http_stop_tx, mut http_stop) = tokio::sync::watch::channel(false);
     let scheduler = Scheduler::new(state.clone(), executor);
+    // Notifications go out from their own task: a slow or dead sink never holds a worker.
+    let notify_task =
+        tokio::spawn(crate::notify::Deliverer::new(state.clone())?.run(stop_rx.clone()));
     let sched_task = tokio::spawn(scheduler.run(stop_rx));
     let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
@@ -283,6 +295,7 @@ pub async fn launch(
         > 0;
     let _ = stop_tx.send(true);
     sched_task.await?;
+    notify_task.await?;
     if busy {
         tokio::time::sleep(DRAIN_LINGER).await;
     }

@@ -57,6 +57,23 @@ pub struct ServerArgs {
     /// TOML configuration file (keys as the long flags with `_`, e.g. `data_dir`).
     #[arg(long, env = "GHBS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// SMTP server for e-mail notifications (unset: e-mail targets cannot be added). The
+    /// password comes from `GHBS_SMTP_PASSWORD` or the file named by `GHBS_SMTP_PASSWORD_FILE`.
+    #[arg(long, env = "GHBS_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port [default: 587 with starttls, 465 with tls, 25 with none].
+    #[arg(long, env = "GHBS_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// SMTP user name (no authentication when unset).
+    #[arg(long, env = "GHBS_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+    /// Sender of notification e-mails, e.g. `Backups <backups@example.com>`.
+    #[arg(long, env = "GHBS_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// starttls (default: required STARTTLS), tls (TLS from the first byte) or none (plain
+    /// text; only to a loopback relay).
+    #[arg(long, env = "GHBS_SMTP_TLS")]
+    pub smtp_tls: Option<String>,
 }
 
 /// The file form: same keys as the flags. Unknown keys are an error, so typos do not pass silently.
@@ -76,6 +93,11 @@ pub struct FileConfig {
     pub min_interval_hours: Option<u64>,
     pub manual_runs_per_hour: Option<u32>,
     pub shutdown_grace_secs: Option<u64>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_username: Option<String>,
+    pub smtp_from: Option<String>,
+    pub smtp_tls: Option<String>,
     /// S3 settings for `storage_url = "s3://…"`; the `AWS_*` environment overrides each.
     pub s3: Option<S3FileConfig>,
 }
@@ -130,6 +152,8 @@ pub struct ServerConfig {
     /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, `test-hooks` builds only): while this file
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
+    /// Server-wide SMTP settings for e-mail notifications; `None`: e-mail is not offered.
+    pub smtp: Option<crate::notify::SmtpConfig>,
     /// `AWS_*` settings for the storage from the config file's `[s3]` and from `AWS_*_FILE`
     /// files, in order of rising precedence; the process environment's `AWS_*` come after them
     /// (and so win). Values are `Secret`s so that this `Debug` struct never prints them.
@@ -215,6 +239,7 @@ impl ServerConfig {
             master_key: None,
             github_retry_base: Duration::from_secs(1),
             disk_full_flag: None,
+            smtp: None,
             storage_settings: Vec::new(),
         }
     }
@@ -320,6 +345,14 @@ impl ServerConfig {
             )),
             (None, None) => None,
         };
+        let smtp_file = crate::notify::SmtpSettings {
+            host: file.smtp_host,
+            port: file.smtp_port,
+            username: file.smtp_username,
+            from: file.smtp_from,
+            tls: file.smtp_tls,
+        };
+        cfg.smtp = crate::notify::SmtpConfig::load(args, smtp_file, env)?;
         cfg.check_registration_policy()?;
         Ok(cfg)
     }

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod planning;
 pub mod routes;

@@ -42,7 +42,9 @@ impl Modify for BearerKey {
 
 /// The document as served and committed (pretty JSON, trailing newline).
 pub fn document() -> String {
-    let mut s = ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::routes::notify::NotifyDoc::openapi());
+    let mut s = doc
         .to_pretty_json()
         .expect("the OpenAPI document serialises");
     s.push('\n');

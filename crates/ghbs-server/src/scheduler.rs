@@ -299,7 +299,7 @@ async fn work(
         }
     };
     match written {
-        Ok(true) => {}
+        Ok(true) => crate::notify::run_finished(&state, &claim, &result).await,
         Ok(false) => {
             tracing::warn!("run finished after its lease was taken over; result discarded")
         }

@@ -104,6 +104,9 @@ pub struct Dialect {
     /// `$1` job id, `$2` user id, inside `request_run`'s transaction: a row when the job is
     /// the user's, locked on PostgreSQL (SQLite's write transaction already serialises).
     pub lock_own_job: &'static str,
+    /// `$1` lease until, `$2` now, `$3` limit: due, unleased pending deliveries get the lease
+    /// and `attempts + 1`; returns them (`notify::claim`).
+    pub claim_deliveries: &'static str,
 }
 
 /// `T` can be bound to a statement of `Self`; holds for every `T` sqlx can encode. As a
@@ -244,6 +247,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, description: "write probe",
         sqlite: include_str!("../migrations/sqlite/0003_write_probe.sql"),
         postgres: include_str!("../migrations/postgres/0003_write_probe.sql") },
+    Migration { version: 6, description: "notifications",
+        sqlite: include_str!("../migrations/sqlite/0006_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0006_notifications.sql") },
 ];
 
 /// The store on `pool` once the pending migrations have run; `name` is the backend's, for the

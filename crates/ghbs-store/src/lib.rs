@@ -10,12 +10,14 @@ mod codec;
 mod error;
 mod jobs;
 mod model;
+mod notify;
 mod repos;
 mod scheduler;
 mod store;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
+pub use notify::*;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -190,6 +192,51 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>>;
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()>;
+
+    // --- notifications (issue 11; statements in `notify.rs`) -----------------
+
+    async fn create_notify_target(&self, target: NewNotifyTarget) -> StoreResult<NotifyTargetRow>;
+    /// The user's targets ordered by id.
+    async fn list_notify_targets(&self, user_id: i64) -> StoreResult<Vec<NotifyTargetRow>>;
+    async fn get_notify_target(&self, user_id: i64, target_id: i64)
+        -> StoreResult<NotifyTargetRow>;
+    /// Delete a target and its queued deliveries; `NotFound` if it is not the user's.
+    async fn delete_notify_target(&self, user_id: i64, target_id: i64) -> StoreResult<()>;
+    /// Queue `event` for every target of the user subscribed to it (`events` is `all` or lists
+    /// it), in one statement. Returns how many deliveries were queued.
+    async fn enqueue_notification(
+        &self,
+        user_id: i64,
+        event: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Claim up to `limit` pending deliveries that are due and not leased: sets the lease and
+    /// increments `attempts` (the fencing token), in one guarded statement.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Record an attempt: delivered, pending again at `retry_at`, or failed for good; and the
+    /// target's last result. False (nothing written) when the claim is stale.
+    async fn finish_delivery(&self, result: DeliveryResult) -> StoreResult<bool>;
+    /// Record a delivery made outside the queue (`notify test`) as the target's last result.
+    async fn record_notify_result(
+        &self,
+        target_id: i64,
+        event: &str,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// A target's deliveries, oldest first (tests and diagnostics).
+    async fn target_deliveries(&self, target_id: i64) -> StoreResult<Vec<DeliveryRow>>;
+    /// Every job that is not paused, with the time its newest run succeeded.
+    async fn job_freshness(&self) -> StoreResult<Vec<JobFreshness>>;
+    /// Remember that a stale notification for `job_id` was sent for `basis` (its last success,
+    /// or its creation). True when this is new (notify now); false when already recorded.
+    async fn mark_stale_notified(&self, job_id: i64, basis: DateTime<Utc>) -> StoreResult<bool>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

@@ -100,6 +100,14 @@ impl Backend for Postgres {
         // Locking the job row serialises `request_run` with claims (which skip a locked job
         // for this round) and with a concurrent "run now", so check-then-insert cannot race.
         lock_own_job: "SELECT 1 FROM jobs WHERE id = $1 AND user_id = $2 FOR UPDATE",
+        // SKIP LOCKED: nodes claim side by side, never waiting on or double-claiming a row.
+        claim_deliveries: "UPDATE notify_deliveries SET attempts = attempts + 1, lease_until = $1
+         WHERE id IN (SELECT id FROM notify_deliveries
+                      WHERE status = 'pending' AND next_attempt_at <= $2
+                        AND (lease_until IS NULL OR lease_until <= $2)
+                      ORDER BY next_attempt_at, id LIMIT $3
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING *",
     };
 
     fn migration(m: &Migration) -> &'static str {

@@ -131,6 +131,13 @@ impl Backend for Sqlite {
         snapshot_key_exists: "SELECT EXISTS (SELECT 1 FROM snapshots
             WHERE json_extract(manifest, '$.snapshot_key') = $1) AS found",
         lock_own_job: "SELECT 1 FROM jobs WHERE id = $1 AND user_id = $2",
+        // One statement under SQLite's single writer: two claimers never take one row.
+        claim_deliveries: "UPDATE notify_deliveries SET attempts = attempts + 1, lease_until = $1
+         WHERE id IN (SELECT id FROM notify_deliveries
+                      WHERE status = 'pending' AND next_attempt_at <= $2
+                        AND (lease_until IS NULL OR lease_until <= $2)
+                      ORDER BY next_attempt_at, id LIMIT $3)
+         RETURNING *",
     };
 
     fn migration(m: &Migration) -> &'static str {

@@ -5,10 +5,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{sql, Backend, SqlStore};
-use crate::{accounts, jobs, repos, scheduler};
+use crate::{accounts, jobs, notify, repos, scheduler};
 use crate::{
     ApiKeyRow, Claim, HttpCacheRow, JobPatch, JobRepoRow, JobRow, NewJob, NewSnapshot, RunOutcome,
     RunRow, SnapshotRow, Store, StoreResult, UserRow,
+};
+use crate::{
+    ClaimedDelivery, DeliveryResult, DeliveryRow, JobFreshness, NewNotifyTarget, NotifyTargetRow,
 };
 
 #[async_trait]
@@ -183,5 +186,60 @@ impl<D: Backend> Store for SqlStore<D> {
     }
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()> {
         repos::put_http_cache(&self.pool, row).await
+    }
+
+    async fn create_notify_target(&self, target: NewNotifyTarget) -> StoreResult<NotifyTargetRow> {
+        notify::create_target(&self.pool, target).await
+    }
+    async fn list_notify_targets(&self, user_id: i64) -> StoreResult<Vec<NotifyTargetRow>> {
+        notify::list_targets(&self.pool, user_id).await
+    }
+    async fn get_notify_target(
+        &self,
+        user_id: i64,
+        target_id: i64,
+    ) -> StoreResult<NotifyTargetRow> {
+        notify::get_target(&self.pool, user_id, target_id).await
+    }
+    async fn delete_notify_target(&self, user_id: i64, target_id: i64) -> StoreResult<()> {
+        notify::delete_target(&self.pool, user_id, target_id).await
+    }
+    async fn enqueue_notification(
+        &self,
+        user_id: i64,
+        event: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        notify::enqueue(&self.pool, user_id, event, payload, now).await
+    }
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        notify::claim(&self.pool, now, lease_until, limit).await
+    }
+    async fn finish_delivery(&self, result: DeliveryResult) -> StoreResult<bool> {
+        notify::finish(&self.pool, result).await
+    }
+    async fn record_notify_result(
+        &self,
+        target_id: i64,
+        event: &str,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        notify::record_result(&self.pool, target_id, event, error, now).await
+    }
+    async fn target_deliveries(&self, target_id: i64) -> StoreResult<Vec<DeliveryRow>> {
+        notify::target_deliveries(&self.pool, target_id).await
+    }
+    async fn job_freshness(&self) -> StoreResult<Vec<JobFreshness>> {
+        notify::job_freshness(&self.pool).await
+    }
+    async fn mark_stale_notified(&self, job_id: i64, basis: DateTime<Utc>) -> StoreResult<bool> {
+        notify::mark_stale(&self.pool, job_id, basis).await
     }
 }

@@ -300,3 +300,21 @@ async fn reopen_keeps_data() {
         db.cleanup().await;
     }
 }
+
+#[path = "conformance/notify.rs"]
+mod notify;
+
+#[tokio::test]
+async fn notify_targets_are_scoped() {
+    on_each_backend(notify::targets_are_scoped).await;
+}
+
+#[tokio::test]
+async fn notify_queue_claim_retry_finish() {
+    on_each_backend(notify::queue_claim_retry_finish).await;
+}
+
+#[tokio::test]
+async fn notify_freshness_and_stale_marks() {
+    on_each_backend(notify::freshness_and_stale_marks).await;
+}

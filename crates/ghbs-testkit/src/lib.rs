@@ -19,6 +19,7 @@ mod metadata;
 mod rest;
 mod s3;
 mod server;
+mod smtp;
 mod world;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use gitcli::{clone_bundle, git, git_with_env, refs_of};
 pub use s3::S3Bucket;
+pub use smtp::{SmtpMessage, SmtpSink};
 
 /// Options of [`GitHubStandIn::create_repo`]; `Default` is a public, non-fork, unarchived repo
 /// with a wiki and `main` as default branch.

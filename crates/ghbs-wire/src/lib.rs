@@ -500,3 +500,6 @@ pub struct Health {
     #[serde(default)]
     pub version: Option<String>,
 }
+
+mod notify;
+pub use notify::*;

@@ -294,3 +294,28 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
     cur.to_string()
 }
+
+// --- notifications (issue 11) ----------------------------------------------------------------
+
+impl Api {
+    pub async fn notify_targets(&self) -> CliResult<ghbs_wire::NotifyTargetList> {
+        self.get("/api/v1/notifications").await
+    }
+
+    pub async fn add_notify_target(
+        &self,
+        req: &ghbs_wire::NotifyTargetCreate,
+    ) -> CliResult<ghbs_wire::NotifyTargetCreated> {
+        self.post("/api/v1/notifications", req).await
+    }
+
+    pub async fn test_notify_target(&self, id: i64) -> CliResult<ghbs_wire::NotifyTestResult> {
+        self.post_empty(&format!("/api/v1/notifications/{id}/test"))
+            .await
+    }
+
+    pub async fn remove_notify_target(&self, id: i64) -> CliResult {
+        self.send_empty(self.request(Method::DELETE, &format!("/api/v1/notifications/{id}"))?)
+            .await
+    }
+}

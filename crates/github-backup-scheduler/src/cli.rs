@@ -68,6 +68,10 @@ pub enum Command {
     Keys(KeysArgs),
     /// Run the backup server (HTTP API, scheduler and workers).
     Server(ghbs_server::ServerArgs),
+    /// Be told when a backup fails, is partial, recovers, needs a login or goes stale:
+    /// webhooks (Slack, Discord or signed JSON) and e-mail.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -371,6 +375,61 @@ pub enum KeysCommand {
         /// Key id (see `keys`).
         id: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Add a notification target.
+    #[command(subcommand)]
+    Add(NotifyAddCommand),
+    /// List your targets (webhook URLs masked), their events and last delivery.
+    List,
+    /// Send a test notification to a target now.
+    Test {
+        /// Target id (see `notify list`).
+        id: i64,
+    },
+    /// Remove a target.
+    Remove {
+        /// Target id (see `notify list`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAddCommand {
+    /// A webhook. Its URL is asked for (hidden) or read with --url-stdin, never taken as an
+    /// argument: webhook URLs carry their credential, and arguments show in `ps`.
+    Webhook {
+        /// Read the URL from the first line of standard input.
+        #[arg(long)]
+        url_stdin: bool,
+        #[command(flatten)]
+        events: NotifyEventsArg,
+        /// json (signed JSON event), slack or discord (a chat message).
+        #[arg(long, default_value = "json", value_parser = parse_webhook_format)]
+        format: ghbs_wire::WebhookFormat,
+    },
+    /// An e-mail address (the server's operator must have set up SMTP).
+    Email {
+        /// Recipient, e.g. ops@example.com.
+        address: String,
+        #[command(flatten)]
+        events: NotifyEventsArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyEventsArg {
+    /// Events to send, comma-separated: failed, partial, recovered, needs-login, stale, or
+    /// all [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "EVENT,...")]
+    pub events: Option<Vec<String>>,
+}
+
+fn parse_webhook_format(s: &str) -> Result<ghbs_wire::WebhookFormat, String> {
+    ghbs_wire::WebhookFormat::parse(s)
+        .ok_or_else(|| format!("unknown format `{s}`: use json, slack or discord"))
 }
 
 fn parse_format(s: &str) -> Result<DownloadFormat, String> {

@@ -3,5 +3,6 @@
 pub mod health;
 pub mod jobs;
 pub mod login;
+pub mod notify;
 pub mod runs;
 pub mod snapshots;

@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod jobs;
 pub mod login;
+pub mod notify;
 pub mod restore;
 pub mod run;
 pub mod schedule;
