@@ -4,10 +4,12 @@
 //! [`Store`] is the one interface; [`sqlite::SqliteStore`] and [`postgres::PgStore`] implement it,
 //! each with its own migrations. [`connect`] picks the backend from the URL at run time.
 
+mod audit;
 mod codec;
 mod error;
 mod model;
 
+pub use audit::{AuditRow, NewApiKey, NewAuditEntry};
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 
@@ -184,6 +186,24 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>>;
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()>;
+
+    // --- scoped keys and the audit trail (issue 15) -------------------------------------------
+
+    /// Store a new key with its scope and expiry, unless the user already holds
+    /// `key.max_live` live keys (not revoked, not expired at `key.now`): then `Conflict`.
+    /// The count and the insert are one transaction, so concurrent logins cannot pass the cap.
+    async fn create_scoped_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRow>;
+    /// Append one entry to a user's audit trail.
+    async fn record_audit(&self, entry: &NewAuditEntry) -> StoreResult<()>;
+    /// The user's entries, newest first, with ids below `before_id` when given (paging).
+    async fn list_audit(
+        &self,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRow>>;
+    /// Delete entries older than `older_than` (every user's); returns how many went.
+    async fn prune_audit(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

@@ -14,6 +14,8 @@ mod jobs;
 mod repos;
 #[path = "conformance/scheduler.rs"]
 mod scheduler;
+#[path = "conformance/security.rs"]
+mod security;
 
 use std::{future::Future, sync::Arc, sync::Once};
 
@@ -299,4 +301,14 @@ async fn reopen_keeps_data() {
         again.ping().await.unwrap();
         db.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn scoped_keys_and_cap() {
+    on_each_backend(security::scoped_keys_and_cap).await;
+}
+
+#[tokio::test]
+async fn audit_trail() {
+    on_each_backend(security::audit_trail).await;
 }

@@ -9,6 +9,7 @@
 //! same file (tests, a CLI beside the server) are serialised by SQLite itself, not by us.
 
 mod accounts;
+mod audit;
 mod jobs;
 mod repos;
 mod scheduler;
@@ -48,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "write probe",
         include_str!("../../migrations/sqlite/0003_write_probe.sql"),
+    ),
+    (
+        4,
+        "key scopes and audit",
+        include_str!("../../migrations/sqlite/0004_key_scopes_audit.sql"),
     ),
 ];
 
@@ -360,5 +366,23 @@ impl Store for SqliteStore {
     }
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()> {
         repos::put_http_cache(&self.pool, row).await
+    }
+
+    async fn create_scoped_api_key(&self, key: crate::NewApiKey<'_>) -> StoreResult<ApiKeyRow> {
+        audit::create_scoped_api_key(&self.pool, key).await
+    }
+    async fn record_audit(&self, entry: &crate::NewAuditEntry) -> StoreResult<()> {
+        audit::record_audit(&self.pool, entry).await
+    }
+    async fn list_audit(
+        &self,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::AuditRow>> {
+        audit::list_audit(&self.pool, user_id, before_id, limit).await
+    }
+    async fn prune_audit(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        audit::prune_audit(&self.pool, older_than).await
     }
 }
