@@ -19,6 +19,7 @@ mod metadata;
 mod rest;
 mod s3;
 mod server;
+pub mod tls;
 mod world;
 
 use std::path::PathBuf;
