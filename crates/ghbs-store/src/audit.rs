@@ -1,7 +1,12 @@
-//! Rows of scoped API keys and the audit trail (kept apart from `model.rs` so the additions of
-//! issue 15 stay in their own files).
+//! Scoped, expiring API keys with a live-key cap, and the per-user audit trail (issue 15):
+//! their rows and statements, written once for both backends.
 
 use chrono::{DateTime, Utc};
+use sqlx::Pool;
+
+use crate::backend::{begin, commit, sql, Backend};
+use crate::codec::{self, conflict, Cols};
+use crate::{ApiKeyRow, StoreError, StoreResult};
 
 /// A key to store: [`crate::Store::create_scoped_api_key`].
 #[derive(Debug, Clone)]
@@ -47,7 +52,7 @@ pub struct NewAuditEntry {
     pub detail: serde_json::Value,
 }
 
-pub(crate) fn audit_row<R: crate::codec::Cols>(r: &R) -> crate::StoreResult<AuditRow> {
+fn audit_row<R: Cols>(r: &R) -> StoreResult<AuditRow> {
     let detail = r.text("detail")?;
     Ok(AuditRow {
         id: r.int("id")?,
@@ -57,6 +62,93 @@ pub(crate) fn audit_row<R: crate::codec::Cols>(r: &R) -> crate::StoreResult<Audi
         key_id: r.opt_int("key_id")?,
         client_addr: r.opt_text("client_addr")?,
         job_id: r.opt_int("job_id")?,
-        detail: serde_json::from_str(&detail).map_err(|e| crate::codec::decode_err("detail", e))?,
+        detail: serde_json::from_str(&detail).map_err(|e| codec::decode_err("detail", e))?,
     })
+}
+
+/// Lock the user (PostgreSQL; SQLite's write transaction serialises already), count, insert.
+pub(crate) async fn create_scoped_api_key<D: Backend>(
+    pool: &Pool<D>,
+    key: NewApiKey<'_>,
+) -> StoreResult<ApiKeyRow> {
+    let mut tx = begin(pool).await?;
+    sql(D::SQL.lock_user)
+        .arg(key.user_id)
+        .opt(&mut tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let live = sql(
+        "SELECT COUNT(*) AS n FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .arg(key.user_id)
+    .time(key.now)
+    .one(&mut tx)
+    .await?
+    .int("n")?;
+    if live >= key.max_live {
+        return Err(StoreError::Conflict {
+            what: format!("the user already holds {live} live API keys"),
+            existing_id: None,
+        });
+    }
+    let row = sql(
+        "INSERT INTO api_keys (user_id, key_hash, label, created_at, read_only, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+    )
+    .arg(key.user_id)
+    .arg(key.key_hash)
+    .arg(key.label)
+    .time(key.now)
+    .arg(Some(key.read_only))
+    .opt_time(key.expires_at)
+    .one(&mut tx)
+    .await
+    .map_err(conflict("an API key with this hash already exists", None))?;
+    let key = codec::api_key(&row)?;
+    commit(tx).await?;
+    Ok(key)
+}
+
+pub(crate) async fn record_audit<D: Backend>(pool: &Pool<D>, e: &NewAuditEntry) -> StoreResult<()> {
+    sql(
+        "INSERT INTO audit_log (user_id, at, action, key_id, client_addr, job_id, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .arg(e.user_id)
+    .time(e.at)
+    .arg(e.action.as_str())
+    .arg(e.key_id)
+    .arg(e.client_addr.as_deref())
+    .arg(e.job_id)
+    .arg(codec::to_json(&e.detail)?)
+    .run(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn list_audit<D: Backend>(
+    pool: &Pool<D>,
+    user_id: i64,
+    before_id: Option<i64>,
+    limit: i64,
+) -> StoreResult<Vec<AuditRow>> {
+    let rows =
+        sql("SELECT * FROM audit_log WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
+            .arg(user_id)
+            .arg(before_id.unwrap_or(i64::MAX))
+            .arg(limit)
+            .all(pool)
+            .await?;
+    rows.iter().map(audit_row).collect()
+}
+
+pub(crate) async fn prune_audit<D: Backend>(
+    pool: &Pool<D>,
+    older_than: DateTime<Utc>,
+) -> StoreResult<u64> {
+    sql("DELETE FROM audit_log WHERE at < $1")
+        .time(older_than)
+        .run(pool)
+        .await
 }
