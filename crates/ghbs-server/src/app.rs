@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use ghbs_core::Clock;
 use ghbs_engine::{Engine, EngineConfig};
@@ -18,7 +18,7 @@ use crate::config::ServerConfig;
 use crate::crypto::TokenSealer;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{self, health, jobs, login, runs, snapshots};
+use crate::routes::{self, audit, health, jobs, login, runs, snapshots};
 use crate::scheduler::{Executor, Scheduler};
 
 /// Largest JSON body accepted. Requests here are small; anything bigger is a mistake or abuse.
@@ -42,6 +42,8 @@ pub struct AppState {
     pub readiness: crate::routes::health::Readiness,
     /// Set on SIGTERM: running backups drain, reads keep working, writes answer 503.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Failed authentications per client address (`--auth-failures-per-minute`).
+    pub auth_limiter: crate::security::AuthLimiter,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("cannot read or create the node identity: {e}"))?;
         settle_own_leases(store.as_ref(), &node_id).await;
         Ok(Arc::new(AppState {
+            auth_limiter: crate::security::AuthLimiter::new(cfg.auth_failures_per_minute),
             cfg: Arc::new(cfg),
             store,
             sealer,
@@ -178,36 +181,46 @@ fn ensure_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/login", post(login::login))
-        .route("/logout", post(login::logout))
-        .route("/me", get(login::me))
-        .route("/keys", get(login::list_keys))
-        .route("/keys/{id}", delete(login::revoke_key))
-        .route("/jobs", get(jobs::list).post(jobs::create))
-        .route(
+/// Every route under `/api/v1`, as (path, methods). The router is built from this list and the
+/// read-only-key test walks it, so a new route is covered by that test the day it is added.
+pub fn api_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        ("/login", post(login::login)),
+        ("/logout", post(login::logout)),
+        ("/me", get(login::me)),
+        ("/keys", get(login::list_keys).post(login::create_key_route)),
+        ("/keys/{id}", delete(login::revoke_key)),
+        ("/jobs", get(jobs::list).post(jobs::create)),
+        (
             "/jobs/{id}",
             get(jobs::show).patch(jobs::update).delete(jobs::delete),
-        )
-        .route("/jobs/{id}/pause", post(jobs::pause))
-        .route("/jobs/{id}/resume", post(jobs::resume))
-        .route("/jobs/{id}/forget-repo", post(jobs::forget_repo))
-        .route("/jobs/{id}/runs", get(runs::list).post(runs::run_now))
-        .route("/runs/{id}", get(runs::show))
-        .route("/jobs/{id}/snapshots", get(snapshots::list))
-        .route("/snapshots/{id}", get(snapshots::show))
-        .route("/snapshots/{id}/download", get(snapshots::download))
-        .route(
+        ),
+        ("/jobs/{id}/pause", post(jobs::pause)),
+        ("/jobs/{id}/resume", post(jobs::resume)),
+        ("/jobs/{id}/forget-repo", post(jobs::forget_repo)),
+        ("/jobs/{id}/runs", get(runs::list).post(runs::run_now)),
+        ("/runs/{id}", get(runs::show)),
+        ("/jobs/{id}/snapshots", get(snapshots::list)),
+        ("/snapshots/{id}", get(snapshots::show)),
+        ("/snapshots/{id}/download", get(snapshots::download)),
+        (
             "/notifications",
             get(routes::notify::list).post(routes::notify::create),
-        )
-        .route(
+        ),
+        (
             "/notifications/{id}",
             get(routes::notify::show).delete(routes::notify::delete),
-        )
-        .route("/notifications/{id}/test", post(routes::notify::test))
-        .route("/openapi.json", get(openapi_json))
+        ),
+        ("/notifications/{id}/test", post(routes::notify::test)),
+        ("/audit", get(audit::list)),
+        ("/openapi.json", get(openapi_json)),
+    ]
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = api_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)
@@ -220,6 +233,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             refuse_writes_while_draining,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::security::security_headers,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -274,15 +291,46 @@ pub async fn launch(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (http_stop_tx, mut http_stop) = tokio::sync::watch::channel(false);
+    let tls = match &state.cfg.tls {
+        Some((cert, key)) => Some(crate::tls::load(cert, key).await?),
+        None => None,
+    };
     let scheduler = Scheduler::new(state.clone(), executor);
     // Notifications go out from their own task: a slow or dead sink never holds a worker.
     let notify_task =
         tokio::spawn(crate::notify::Deliverer::new(state.clone())?.run(stop_rx.clone()));
-    let sched_task = tokio::spawn(scheduler.run(stop_rx));
-    let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|s| *s).await;
-    });
-    let server_task = tokio::spawn(async move { server.await });
+    let prune_task = tokio::spawn(crate::audit::prune_loop(state.clone(), stop_rx.clone()));
+    let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    // The peer address reaches handlers as `ConnectInfo` (rate limits, audit trail).
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server_task = match tls {
+        None => {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            });
+            tokio::spawn(async move { server.await })
+        }
+        Some(config) => {
+            if let Some((cert, key)) = state.cfg.tls.clone() {
+                tokio::spawn(crate::tls::watch(
+                    config.clone(),
+                    cert,
+                    key,
+                    state.cfg.tls_reload_interval,
+                    stop_rx.clone(),
+                ));
+            }
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                .handle(handle.clone())
+                .serve(app);
+            tokio::spawn(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+                handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            tokio::spawn(server)
+        }
+    };
     shutdown.await;
     tracing::info!("shutting down: no new claims; draining running backups");
     state
@@ -296,6 +344,7 @@ pub async fn launch(
     let _ = stop_tx.send(true);
     sched_task.await?;
     notify_task.await?;
+    let _ = prune_task.await;
     if busy {
         tokio::time::sleep(DRAIN_LINGER).await;
     }

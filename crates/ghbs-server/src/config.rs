@@ -74,6 +74,23 @@ pub struct ServerArgs {
     /// text; only to a loopback relay).
     #[arg(long, env = "GHBS_SMTP_TLS")]
     pub smtp_tls: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Reloaded when it changes.
+    #[arg(long, env = "GHBS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "GHBS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (IP addresses, comma-separated) whose `X-Forwarded-For` is believed for
+    /// the client address (rate limits, audit trail). Anyone else's header is ignored.
+    #[arg(long, env = "GHBS_TRUST_PROXY", value_delimiter = ',')]
+    pub trust_proxy: Option<Vec<String>>,
+    /// Days the audit trail is kept (pruned hourly).
+    #[arg(long, env = "GHBS_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u32>,
+    /// Failed authentications (bad GitHub token at login, unknown or expired API key) allowed
+    /// per client address in a burst; afterwards one more per 60/N seconds, else 429.
+    #[arg(long, env = "GHBS_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 /// The file form: same keys as the flags. Unknown keys are an error, so typos do not pass silently.
@@ -98,6 +115,11 @@ pub struct FileConfig {
     pub smtp_username: Option<String>,
     pub smtp_from: Option<String>,
     pub smtp_tls: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub trust_proxy: Option<Vec<String>>,
+    pub audit_retention_days: Option<u32>,
+    pub auth_failures_per_minute: Option<u32>,
     /// S3 settings for `storage_url = "s3://…"`; the `AWS_*` environment overrides each.
     pub s3: Option<S3FileConfig>,
 }
@@ -154,6 +176,17 @@ pub struct ServerConfig {
     pub disk_full_flag: Option<PathBuf>,
     /// Server-wide SMTP settings for e-mail notifications; `None`: e-mail is not offered.
     pub smtp: Option<crate::notify::SmtpConfig>,
+    /// HTTPS: (certificate chain, private key), PEM files watched for renewal.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How often the TLS files' modification times are checked.
+    pub tls_reload_interval: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (`--trust-proxy`).
+    pub trust_proxy: Vec<std::net::IpAddr>,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
+    /// Burst of failed authentications per client address before 429 (refills at this many a
+    /// minute).
+    pub auth_failures_per_minute: u32,
     /// `AWS_*` settings for the storage from the config file's `[s3]` and from `AWS_*_FILE`
     /// files, in order of rising precedence; the process environment's `AWS_*` come after them
     /// (and so win). Values are `Secret`s so that this `Debug` struct never prints them.
@@ -240,6 +273,11 @@ impl ServerConfig {
             github_retry_base: Duration::from_secs(1),
             disk_full_flag: None,
             smtp: None,
+            tls: None,
+            tls_reload_interval: Duration::from_secs(10),
+            trust_proxy: Vec::new(),
+            audit_retention: Duration::from_secs(180 * 86_400),
+            auth_failures_per_minute: 10,
             storage_settings: Vec::new(),
         }
     }
@@ -333,6 +371,54 @@ impl ServerConfig {
         }
         if let Some(s) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => cfg.tls = Some((cert, key)),
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError(
+                    "--tls-cert and --tls-key go together: give both (GHBS_TLS_CERT / GHBS_TLS_KEY) or neither"
+                        .into(),
+                ))
+            }
+        }
+        for addr in args
+            .trust_proxy
+            .clone()
+            .or(file.trust_proxy)
+            .unwrap_or_default()
+        {
+            let addr = addr.trim();
+            if addr.is_empty() {
+                continue;
+            }
+            cfg.trust_proxy.push(addr.parse().map_err(|_| {
+                ConfigError(format!(
+                    "--trust-proxy {addr:?} is not an IP address: list the proxies' addresses, e.g. 127.0.0.1,10.0.0.2"
+                ))
+            })?);
+        }
+        if let Some(days) = args.audit_retention_days.or(file.audit_retention_days) {
+            if days == 0 {
+                return Err(ConfigError(
+                    "--audit-retention-days 0: keep the audit trail at least one day".into(),
+                ));
+            }
+            cfg.audit_retention = Duration::from_secs(u64::from(days) * 86_400);
+        }
+        if let Some(n) = args
+            .auth_failures_per_minute
+            .or(file.auth_failures_per_minute)
+        {
+            if n == 0 || n > 10_000 {
+                return Err(ConfigError(format!(
+                    "--auth-failures-per-minute {n}: choose between 1 and 10000"
+                )));
+            }
+            cfg.auth_failures_per_minute = n;
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
             (Some(k), _) => Some(ghbs_core::Secret::new(k)),
@@ -658,6 +744,85 @@ mod tests {
                     ..Default::default()
                 },
                 "https://",
+            ),
+        ] {
+            let args = ServerArgs {
+                data_dir: Some("/tmp/x".into()),
+                ..args
+            };
+            let err = ServerConfig::load(&args, &no_env).unwrap_err();
+            assert!(err.0.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn security_settings_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "tls_cert = \"/etc/ghbs/cert.pem\"\ntls_key = \"/etc/ghbs/key.pem\"\n\
+             trust_proxy = [\"10.0.0.2\"]\naudit_retention_days = 30\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            config: Some(path),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&args, &no_env).unwrap();
+        assert_eq!(
+            cfg.tls,
+            Some(("/etc/ghbs/cert.pem".into(), "/etc/ghbs/key.pem".into()))
+        );
+        assert_eq!(
+            cfg.trust_proxy,
+            vec!["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(cfg.audit_retention, Duration::from_secs(30 * 86_400));
+        let flags = ServerArgs {
+            trust_proxy: Some(vec!["127.0.0.1".into(), "::1".into()]),
+            auth_failures_per_minute: Some(3),
+            ..args
+        };
+        let cfg = ServerConfig::load(&flags, &no_env).unwrap();
+        assert_eq!(cfg.trust_proxy.len(), 2);
+        assert_eq!(cfg.auth_failures_per_minute, 3);
+        let defaults = ServerConfig::with_data_dir("/tmp/x".into());
+        assert_eq!(defaults.audit_retention, Duration::from_secs(180 * 86_400));
+        assert_eq!(defaults.tls, None);
+    }
+
+    #[test]
+    fn malformed_security_settings_are_explained() {
+        for (args, needle) in [
+            (
+                ServerArgs {
+                    tls_cert: Some("/c.pem".into()),
+                    ..Default::default()
+                },
+                "go together",
+            ),
+            (
+                ServerArgs {
+                    trust_proxy: Some(vec!["proxy.example".into()]),
+                    ..Default::default()
+                },
+                "not an IP address",
+            ),
+            (
+                ServerArgs {
+                    audit_retention_days: Some(0),
+                    ..Default::default()
+                },
+                "at least one day",
+            ),
+            (
+                ServerArgs {
+                    auth_failures_per_minute: Some(0),
+                    ..Default::default()
+                },
+                "--auth-failures-per-minute",
             ),
         ] {
             let args = ServerArgs {

@@ -4,6 +4,7 @@
 //! first and never sleep); [`run`] is what the `server` subcommand calls.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod config;
@@ -16,6 +17,8 @@ pub mod openapi;
 pub mod planning;
 pub mod routes;
 pub mod scheduler;
+pub mod security;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -31,8 +34,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    if let Some((cert, key)) = &cfg.tls {
+        tls::load(cert, key).await?;
+    }
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let state = AppState::new(cfg, clock).await?;
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "server ready");
     launch(
         state,

@@ -4,16 +4,17 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{health, jobs, login, runs, snapshots};
+use crate::routes::{audit, health, jobs, login, runs, snapshots};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "github-backup-scheduler", description = "Scheduled, versioned backups of GitHub repositories."),
     paths(
-        login::login, login::logout, login::me, login::list_keys, login::revoke_key,
+        login::login, login::logout, login::me, login::list_keys, login::create_key_route, login::revoke_key,
         jobs::create, jobs::list, jobs::show, jobs::update, jobs::pause, jobs::resume, jobs::forget_repo, jobs::delete,
         runs::run_now, runs::list, runs::show,
         snapshots::list, snapshots::show, snapshots::download,
+        audit::list,
         health::healthz, health::readyz,
     ),
     components(schemas(
@@ -23,6 +24,7 @@ use crate::routes::{health, jobs, login, runs, snapshots};
         ghbs_wire::Job, ghbs_wire::JobList, ghbs_wire::RunStatus, ghbs_wire::RunTrigger, ghbs_wire::Run,
         ghbs_wire::RunList, ghbs_wire::CaptureState, ghbs_wire::SnapshotRepo, ghbs_wire::Snapshot, ghbs_wire::SnapshotList,
         ghbs_wire::DownloadFormat, ghbs_wire::Health, ghbs_wire::ForgetRepo, ghbs_wire::RepoForgotten,
+        ghbs_wire::KeyCreate, ghbs_wire::KeyCreated, ghbs_wire::AuditEntry, ghbs_wire::AuditList,
     )),
     modifiers(&BearerKey)
 )]

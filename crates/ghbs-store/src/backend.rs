@@ -107,6 +107,9 @@ pub struct Dialect {
     /// `$1` lease until, `$2` now, `$3` limit: due, unleased pending deliveries get the lease
     /// and `attempts + 1`; returns them (`notify::claim`).
     pub claim_deliveries: &'static str,
+    /// `$1` user id, inside `create_scoped_api_key`'s transaction: the user's row, locked on
+    /// PostgreSQL so two logins of one user cannot both pass the live-key cap.
+    pub lock_user: &'static str,
 }
 
 /// `T` can be bound to a statement of `Self`; holds for every `T` sqlx can encode. As a
@@ -247,6 +250,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, description: "write probe",
         sqlite: include_str!("../migrations/sqlite/0003_write_probe.sql"),
         postgres: include_str!("../migrations/postgres/0003_write_probe.sql") },
+    Migration { version: 4, description: "key scopes and audit",
+        sqlite: include_str!("../migrations/sqlite/0004_key_scopes_audit.sql"),
+        postgres: include_str!("../migrations/postgres/0004_key_scopes_audit.sql") },
     Migration { version: 6, description: "notifications",
         sqlite: include_str!("../migrations/sqlite/0006_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0006_notifications.sql") },

@@ -130,6 +130,8 @@ pub(crate) fn api_key<R: Cols>(r: &R) -> StoreResult<ApiKeyRow> {
         label: r.opt_text("label")?,
         created_at: r.time("created_at")?,
         last_used_at: r.opt_time("last_used_at")?,
+        read_only: r.flag("read_only")?,
+        expires_at: r.opt_time("expires_at")?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! each with its own migrations. [`connect`] picks the backend from the URL at run time.
 
 mod accounts;
+mod audit;
 mod backend;
 mod codec;
 mod error;
@@ -15,6 +16,7 @@ mod repos;
 mod scheduler;
 mod store;
 
+pub use audit::{AuditRow, NewApiKey, NewAuditEntry};
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use notify::*;
@@ -237,6 +239,23 @@ pub trait Store: Send + Sync + 'static {
     /// Remember that a stale notification for `job_id` was sent for `basis` (its last success,
     /// or its creation). True when this is new (notify now); false when already recorded.
     async fn mark_stale_notified(&self, job_id: i64, basis: DateTime<Utc>) -> StoreResult<bool>;
+    // --- scoped keys and the audit trail (issue 15) -------------------------------------------
+
+    /// Store a new key with its scope and expiry, unless the user already holds
+    /// `key.max_live` live keys (not revoked, not expired at `key.now`): then `Conflict`.
+    /// The count and the insert are one transaction, so concurrent logins cannot pass the cap.
+    async fn create_scoped_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRow>;
+    /// Append one entry to a user's audit trail.
+    async fn record_audit(&self, entry: &NewAuditEntry) -> StoreResult<()>;
+    /// The user's entries, newest first, with ids below `before_id` when given (paging).
+    async fn list_audit(
+        &self,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRow>>;
+    /// Delete entries older than `older_than` (every user's); returns how many went.
+    async fn prune_audit(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

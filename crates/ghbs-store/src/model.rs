@@ -21,6 +21,10 @@ pub struct ApiKeyRow {
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// May only read (list, show, download); see `ghbs-server`'s `auth`.
+    pub read_only: bool,
+    /// `None`: never expires.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

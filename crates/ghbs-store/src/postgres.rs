@@ -108,6 +108,7 @@ impl Backend for Postgres {
                       ORDER BY next_attempt_at, id LIMIT $3
                       FOR UPDATE SKIP LOCKED)
          RETURNING *",
+        lock_user: "SELECT id FROM users WHERE id = $1 FOR UPDATE",
     };
 
     fn migration(m: &Migration) -> &'static str {

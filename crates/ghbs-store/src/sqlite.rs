@@ -138,6 +138,7 @@ impl Backend for Sqlite {
                         AND (lease_until IS NULL OR lease_until <= $2)
                       ORDER BY next_attempt_at, id LIMIT $3)
          RETURNING *",
+        lock_user: "SELECT id FROM users WHERE id = $1",
     };
 
     fn migration(m: &Migration) -> &'static str {

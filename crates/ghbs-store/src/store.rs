@@ -242,4 +242,21 @@ impl<D: Backend> Store for SqlStore<D> {
     async fn mark_stale_notified(&self, job_id: i64, basis: DateTime<Utc>) -> StoreResult<bool> {
         notify::mark_stale(&self.pool, job_id, basis).await
     }
+    async fn create_scoped_api_key(&self, key: crate::NewApiKey<'_>) -> StoreResult<ApiKeyRow> {
+        crate::audit::create_scoped_api_key(&self.pool, key).await
+    }
+    async fn record_audit(&self, entry: &crate::NewAuditEntry) -> StoreResult<()> {
+        crate::audit::record_audit(&self.pool, entry).await
+    }
+    async fn list_audit(
+        &self,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::AuditRow>> {
+        crate::audit::list_audit(&self.pool, user_id, before_id, limit).await
+    }
+    async fn prune_audit(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        crate::audit::prune_audit(&self.pool, older_than).await
+    }
 }

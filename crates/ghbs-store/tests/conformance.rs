@@ -14,6 +14,8 @@ mod jobs;
 mod repos;
 #[path = "conformance/scheduler.rs"]
 mod scheduler;
+#[path = "conformance/security.rs"]
+mod security;
 
 use std::{future::Future, sync::Arc, sync::Once};
 
@@ -317,4 +319,14 @@ async fn notify_queue_claim_retry_finish() {
 #[tokio::test]
 async fn notify_freshness_and_stale_marks() {
     on_each_backend(notify::freshness_and_stale_marks).await;
+}
+
+#[tokio::test]
+async fn scoped_keys_and_cap() {
+    on_each_backend(security::scoped_keys_and_cap).await;
+}
+
+#[tokio::test]
+async fn audit_trail() {
+    on_each_backend(security::audit_trail).await;
 }

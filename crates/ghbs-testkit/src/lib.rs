@@ -20,6 +20,7 @@ mod rest;
 mod s3;
 mod server;
 mod smtp;
+pub mod tls;
 mod world;
 
 use std::path::PathBuf;

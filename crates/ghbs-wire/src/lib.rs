@@ -36,6 +36,12 @@ pub mod codes {
     pub const GITHUB_UNAVAILABLE: &str = "github_unavailable";
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
+    /// A read-only API key asked to change something (403).
+    pub const READ_ONLY_KEY: &str = "read_only_key";
+    /// The API key has passed its expiry (401).
+    pub const KEY_EXPIRED: &str = "key_expired";
+    /// The user already holds the most live API keys allowed (409).
+    pub const TOO_MANY_KEYS: &str = "too_many_keys";
 }
 
 /// `POST /api/v1/login`.
@@ -48,6 +54,10 @@ pub struct LoginRequest {
     /// A label for the API key created, e.g. the client's host name.
     #[serde(default)]
     pub label: Option<String>,
+    /// The key created stops working this many seconds from now (at most ten years);
+    /// absent: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +87,64 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// True for the key that made this request.
     pub current: bool,
+    /// A read-only key may list, show and download, and change nothing.
+    #[serde(default)]
+    pub read_only: bool,
+    /// When the key stops working; absent: never.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/keys`: another key for the caller, e.g. a read-only one for a dashboard.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KeyCreate {
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Only list, show and download; every route that changes something answers 403.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Seconds from now until the key stops working (at most ten years); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// Answer to `POST /api/v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct KeyCreated {
+    /// The new API key. Shown once: the server keeps only its hash.
+    pub api_key: String,
+    pub key: ApiKey,
+}
+
+/// One entry of the caller's audit trail. Never holds a token or a key, only ids.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `login`, `key.create`, `key.revoke`, `job.create`, `job.update`, `job.pause`,
+    /// `job.resume`, `job.delete`, `job.purge`, `repo.forget`, `run.request`,
+    /// `snapshot.download`, `restore`.
+    pub action: String,
+    /// The API key that made the request (for `login`, the key it created).
+    pub key_id: Option<i64>,
+    /// The client's address as the server saw it (with `--trust-proxy`, from `X-Forwarded-For`).
+    pub client_addr: Option<String>,
+    pub job_id: Option<i64>,
+    /// What else identifies the action, e.g. `snapshot_id`, `format`, `repo`, `target`.
+    pub detail: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/audit`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

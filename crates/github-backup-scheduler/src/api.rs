@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use ghbs_wire::{
-    codes, ApiKeyList, DownloadFormat, ErrorBody, ForgetRepo, Job, JobCreate, JobList, JobUpdate,
-    LoginRequest, LoginResponse, RepoForgotten, Run, RunList, Snapshot, SnapshotList, User,
+    codes, ApiKeyList, AuditList, DownloadFormat, ErrorBody, ForgetRepo, Job, JobCreate, JobList,
+    JobUpdate, KeyCreate, KeyCreated, LoginRequest, LoginResponse, RepoForgotten, Run, RunList,
+    Snapshot, SnapshotList, User,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -20,12 +21,39 @@ pub struct Api {
     http: reqwest::Client,
     server: String,
     key: Option<String>,
+    /// Downloads are for `restore` (the server's audit trail records them as restores).
+    restore: bool,
 }
 
 impl Api {
     /// `server` must already be normalized (see [`crate::config::normalize_server`]).
-    pub fn new(server: &str, key: Option<String>) -> CliResult<Self> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        server: &str,
+        key: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> CliResult<Self> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                CliError::usage(format!(
+                    "cannot read the CA certificate {} (--ca-cert): {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "{} (--ca-cert) holds no PEM certificate",
+                        path.display()
+                    ))
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!(
                 "github-backup-scheduler/",
@@ -37,7 +65,14 @@ impl Api {
             http,
             server: server.to_string(),
             key,
+            restore: false,
         })
+    }
+
+    /// Marks this client's downloads as restores.
+    pub fn for_restore(mut self) -> Self {
+        self.restore = true;
+        self
     }
 
     fn request(&self, method: Method, path: &str) -> CliResult<RequestBuilder> {
@@ -93,6 +128,19 @@ impl Api {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> CliError {
+        let cause = root_cause(e);
+        if ["certificate", "UnknownIssuer", "CertNotValid"]
+            .iter()
+            .any(|w| cause.contains(w))
+        {
+            return CliError::Unreachable {
+                server: self.server.clone(),
+                reason: format!(
+                    "its TLS certificate is not trusted ({cause}); for a private CA pass \
+                     --ca-cert FILE (or set ca_cert in the config file)"
+                ),
+            };
+        }
         if e.is_connect() || e.is_timeout() || e.is_request() {
             CliError::Unreachable {
                 server: self.server.clone(),
@@ -139,6 +187,8 @@ impl Api {
                 err.message
             )),
             codes::NOT_FOUND => CliError::NotFound(err.message),
+            // An expired key is a rejected key (exit 3), with the server's words.
+            codes::KEY_EXPIRED => CliError::TokenRejected(err.message),
             codes::BAD_REQUEST
             | codes::INVALID_JSON
             | codes::INVALID_TARGET
@@ -170,6 +220,20 @@ impl Api {
 
     pub async fn keys(&self) -> CliResult<ApiKeyList> {
         self.get("/api/v1/keys").await
+    }
+
+    pub async fn create_key(&self, req: &KeyCreate) -> CliResult<KeyCreated> {
+        self.post("/api/v1/keys", req).await
+    }
+
+    pub async fn audit(&self, limit: u32, before: Option<i64>) -> CliResult<AuditList> {
+        let mut req = self
+            .request(Method::GET, "/api/v1/audit")?
+            .query(&[("limit", limit.to_string())]);
+        if let Some(b) = before {
+            req = req.query(&[("before", b.to_string())]);
+        }
+        self.send(req).await
     }
 
     pub async fn revoke_key(&self, id: i64) -> CliResult {
@@ -265,6 +329,9 @@ impl Api {
             .query(&[("format", format.as_str())]);
         if let Some(repo) = repo {
             req = req.query(&[("repo", repo)]);
+        }
+        if self.restore {
+            req = req.query(&[("purpose", "restore")]);
         }
         if let Some((from, etag)) = resume {
             req = req

@@ -34,6 +34,17 @@ pub struct Cli {
     /// http:// (anyone on the network path can read them); warns every time.
     #[arg(long, global = true)]
     pub insecure_http: bool,
+    /// Trust this CA certificate (PEM) for the server's HTTPS, e.g. a private CA
+    /// [env: GHBS_CLIENT_CA_CERT; default: the config file's `ca_cert`]. (`server --ca-cert`
+    /// is the server's own setting, for GitHub Enterprise.)
+    #[arg(
+        long,
+        global = true,
+        env = "GHBS_CLIENT_CA_CERT",
+        value_name = "FILE",
+        hide_env = true
+    )]
+    pub ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -64,10 +75,13 @@ pub enum Command {
     /// Push a snapshot to a new, empty remote (mirror push); an account's repositories with
     /// --to-owner.
     Restore(RestoreArgs),
-    /// List your API keys, or revoke one.
+    /// List your API keys, make one (read-only, expiring) or revoke one.
     Keys(KeysArgs),
+    /// Show your audit trail: logins, keys, job changes, downloads and restores (newest first).
+    Audit(AuditArgs),
     /// Run the backup server (HTTP API, scheduler and workers).
-    Server(ghbs_server::ServerArgs),
+    // Boxed: the server's settings dwarf every other command's arguments.
+    Server(Box<ghbs_server::ServerArgs>),
     /// Be told when a backup fails, is partial, recovers, needs a login or goes stale:
     /// webhooks (Slack, Discord or signed JSON) and e-mail.
     #[command(subcommand)]
@@ -82,6 +96,19 @@ pub struct LoginArgs {
     /// Label of the API key created (default: this machine's host name).
     #[arg(long)]
     pub label: Option<String>,
+    /// The API key stops working after this long: N followed by m, h, d or w (e.g. 30d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expires: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Show at most N entries (1-1000).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+    /// Only entries older than this entry id (for paging).
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +397,18 @@ pub struct KeysArgs {
 pub enum KeysCommand {
     /// List your API keys (the default).
     List,
+    /// Make another API key and print it once, e.g. a read-only one for a dashboard.
+    Create {
+        /// Only list, show and download; every change is refused.
+        #[arg(long)]
+        read_only: bool,
+        /// The key stops working after this long: N followed by m, h, d or w (e.g. 90d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<u64>,
+        /// A label to recognise the key by in `keys`.
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// Revoke an API key.
     Revoke {
         /// Key id (see `keys`).
@@ -432,6 +471,28 @@ fn parse_webhook_format(s: &str) -> Result<ghbs_wire::WebhookFormat, String> {
         .ok_or_else(|| format!("unknown format `{s}`: use json, slack or discord"))
 }
 
+/// `30d`, `12h`, `2w`, `90m` → seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let bad =
+        || format!("`{s}` is not a duration: use a number followed by m, h, d or w, e.g. 30d");
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let per = match unit {
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Err(format!("`{s}`: a key must live at least one minute"));
+    }
+    n.checked_mul(per)
+        .filter(|secs| *secs <= 10 * 366 * 86_400)
+        .ok_or_else(|| format!("`{s}`: at most ten years"))
+}
+
 fn parse_format(s: &str) -> Result<DownloadFormat, String> {
     DownloadFormat::parse(s)
         .ok_or_else(|| format!("unknown format `{s}`: use bundle, tar.gz or zip"))
@@ -445,6 +506,45 @@ mod tests {
     #[test]
     fn grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_for_expiry() {
+        assert_eq!(parse_duration("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_duration("12h"), Ok(12 * 3600));
+        assert_eq!(parse_duration("2w"), Ok(14 * 86_400));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        for bad in [
+            "",
+            "d",
+            "30",
+            "30x",
+            "-1d",
+            "0d",
+            "1.5d",
+            "99999999999w",
+            "30 days",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_client_ca_flag_does_not_shadow_the_servers() {
+        // `--ca-cert` before a client command is the client's; after `server` it is the
+        // server's own (for GitHub Enterprise), which keeps its meaning.
+        let cli = Cli::try_parse_from(["x", "--ca-cert", "/c.pem", "jobs"]).unwrap();
+        assert_eq!(cli.ca_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
+        let cli = Cli::try_parse_from(["x", "jobs", "--ca-cert", "/c.pem"]).unwrap();
+        assert_eq!(cli.ca_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
+        let cli = Cli::try_parse_from(["x", "server", "--ca-cert", "/gh.pem"]).unwrap();
+        let Some(Command::Server(args)) = cli.command else {
+            panic!("server")
+        };
+        assert_eq!(
+            args.ca_cert.as_deref(),
+            Some(std::path::Path::new("/gh.pem"))
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct FileConfig {
     /// Server URL used when no flag or environment variable gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// CA certificate (PEM) trusted for the server's HTTPS (`--ca-cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// One API key as stored by `login`. Not `Debug`, so that the key cannot leak into a log line.
@@ -220,6 +223,7 @@ mod tests {
     fn flag_or_env_beats_file_beats_default() {
         let file = FileConfig {
             server: Some("http://file:1".into()),
+            ..Default::default()
         };
         assert_eq!(
             resolve_server(Some("http://flag:2/"), &file).unwrap(),
@@ -256,8 +260,13 @@ mod tests {
         cfg.save_credentials(&creds).unwrap();
         cfg.save_config(&FileConfig {
             server: Some("http://x".into()),
+            ca_cert: Some("/etc/ghbs/ca.pem".into()),
         })
         .unwrap();
+        assert_eq!(
+            cfg.load_config().unwrap().ca_cert,
+            Some(PathBuf::from("/etc/ghbs/ca.pem"))
+        );
         assert_eq!(
             cfg.load_credentials().unwrap().servers["http://x"].api_key,
             "k"

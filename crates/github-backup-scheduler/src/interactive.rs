@@ -71,6 +71,7 @@ async fn ensure_login(ctx: &Ctx) -> CliResult {
     let args = crate::cli::LoginArgs {
         token_stdin: false,
         label: None,
+        expires: None,
     };
     crate::commands::login::login(ctx, &args).await
 }

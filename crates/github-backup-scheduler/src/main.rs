@@ -48,10 +48,11 @@ fn run(cli: Cli) -> CliResult {
         quiet,
         verbose,
         insecure_http,
+        ca_cert,
         command,
     } = cli;
     if let Some(Command::Server(args)) = command {
-        return run_server(args);
+        return run_server(*args);
     }
     if verbose {
         init_tracing("github_backup_scheduler=debug");
@@ -59,11 +60,13 @@ fn run(cli: Cli) -> CliResult {
     let config = ConfigDir::locate()?;
     let file = config.load_config()?;
     let server = config::resolve_server(server.as_deref(), &file)?;
+    let ca_cert = ca_cert.or_else(|| file.ca_cert.clone());
     let ctx = Ctx {
         out: Printer { json, quiet },
         config,
         server,
         insecure_http,
+        ca_cert,
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -89,6 +92,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Logout => login::logout(ctx).await,
         Command::Whoami => login::whoami(ctx).await,
         Command::Keys(args) => login::keys(ctx, &args).await,
+        Command::Audit(args) => login::audit(ctx, &args).await,
         Command::Schedule(args) => schedule::schedule(ctx, &args).await,
         Command::Jobs => jobs::list(ctx).await,
         Command::Job(cmd) => jobs::job(ctx, &cmd).await,

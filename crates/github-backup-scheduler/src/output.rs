@@ -226,18 +226,54 @@ fn repositories(s: &Snapshot) -> String {
 }
 
 pub fn keys_table(keys: &[ApiKey]) -> Table {
-    let mut t = table(&["ID", "LABEL", "CREATED", "LAST USED", ""]);
+    let mut t = table(&[
+        "ID",
+        "LABEL",
+        "SCOPE",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "",
+    ]);
+    let now = chrono::Utc::now();
     for k in keys {
         t.add_row(vec![
             k.id.to_string(),
             k.label.clone().unwrap_or_default(),
+            if k.read_only { "read-only" } else { "full" }.into(),
             when(k.created_at),
             k.last_used_at.map(when).unwrap_or_else(|| "-".into()),
+            match k.expires_at {
+                None => "never".into(),
+                Some(t) if t <= now => format!("expired {}", when(t)),
+                Some(t) => when(t),
+            },
             if k.current {
                 "(this client)".into()
             } else {
                 String::new()
             },
+        ]);
+    }
+    t
+}
+
+/// The audit trail, newest first.
+pub fn audit_table(entries: &[ghbs_wire::AuditEntry]) -> Table {
+    let mut t = table(&["ID", "WHEN", "ACTION", "JOB", "KEY", "FROM", "DETAIL"]);
+    for e in entries {
+        t.add_row(vec![
+            e.id.to_string(),
+            when(e.at),
+            e.action.clone(),
+            e.job_id.map(|j| j.to_string()).unwrap_or_default(),
+            e.key_id.map(|k| k.to_string()).unwrap_or_default(),
+            e.client_addr.clone().unwrap_or_default(),
+            e.detail
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         ]);
     }
     t

@@ -103,6 +103,15 @@ pub async fn create(
     match created {
         Ok(job) => {
             tracing::info!(user.id = caller.user.id, job.id = job.id, "job created");
+            let detail = [("target", job.target.clone())];
+            caller
+                .audit(
+                    &state,
+                    crate::audit::Action::JobCreate,
+                    Some(job.id),
+                    &detail,
+                )
+                .await;
             Ok((StatusCode::CREATED, Json(job_json(job, None))))
         }
         Err(StoreError::Conflict { existing_id, .. }) => Err(ApiError::new(
@@ -195,6 +204,9 @@ pub async fn update(
         .update_job(caller.user.id, id, patch)
         .await
         .or_not_found("job")?;
+    caller
+        .audit(&state, crate::audit::Action::JobUpdate, Some(id), &[])
+        .await;
     Ok(Json(with_last_run(&state, job).await?))
 }
 
@@ -227,6 +239,12 @@ async fn set_paused(
         .update_job(caller.user.id, id, patch)
         .await
         .or_not_found("job")?;
+    let action = if paused {
+        crate::audit::Action::JobPause
+    } else {
+        crate::audit::Action::JobResume
+    };
+    caller.audit(state, action, Some(id), &[]).await;
     Ok(Json(with_last_run(state, job).await?))
 }
 
@@ -271,9 +289,16 @@ pub async fn forget_repo(
             format!("repo must be owner/name, got {repo:?}"),
         ));
     }
-    crate::backup::forget_repo(&state, caller.user.id, id, repo)
-        .await
-        .map(Json)
+    let forgotten = crate::backup::forget_repo(&state, caller.user.id, id, repo).await?;
+    caller
+        .audit(
+            &state,
+            crate::audit::Action::RepoForget,
+            Some(id),
+            &[("repo", repo.to_owned())],
+        )
+        .await;
+    Ok(Json(forgotten))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -311,5 +336,13 @@ pub async fn delete(
         purge = q.purge,
         "job deleted"
     );
+    let action = if q.purge {
+        crate::audit::Action::JobPurge
+    } else {
+        crate::audit::Action::JobDelete
+    };
+    caller
+        .audit(&state, action, Some(id), &[("target", job.target.clone())])
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
 //! HTTP routes: one module per resource.
 
+pub mod audit;
 pub mod health;
 pub mod jobs;
 pub mod login;

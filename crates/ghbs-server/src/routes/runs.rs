@@ -54,6 +54,14 @@ pub async fn run_now(
         .request_run(caller.user.id, id, now)
         .await
         .or_not_found("job")?;
+    caller
+        .audit(
+            &state,
+            crate::audit::Action::RunRequest,
+            Some(id),
+            &[("run_id", run.id.to_string())],
+        )
+        .await;
     state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(run)))
 }

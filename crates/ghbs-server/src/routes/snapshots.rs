@@ -75,6 +75,9 @@ pub struct DownloadQuery {
     pub format: Option<String>,
     /// For account jobs: only this repository (`owner/name`).
     pub repo: Option<String>,
+    /// `restore` when the CLI downloads to restore (recorded as such in the audit trail);
+    /// absent or `download` otherwise.
+    pub purpose: Option<String>,
 }
 
 /// Stream a snapshot. The artifact is built once into a file (cached per snapshot and format), so
@@ -107,6 +110,16 @@ pub async fn download(
     ApiQuery(q): ApiQuery<DownloadQuery>,
     mut req: Request,
 ) -> Result<Response, ApiError> {
+    let action = match q.purpose.as_deref() {
+        None | Some("download") => crate::audit::Action::SnapshotDownload,
+        Some("restore") => crate::audit::Action::Restore,
+        Some(p) => {
+            return Err(ApiError::bad_request(
+                codes::BAD_REQUEST,
+                format!("unknown purpose {p:?}: use download or restore"),
+            ))
+        }
+    };
     let format = match q.format.as_deref() {
         None => DownloadFormat::Bundle,
         Some(f) => DownloadFormat::parse(f).ok_or_else(|| {
@@ -199,6 +212,19 @@ pub async fn download(
             header::CONTENT_TYPE,
             HeaderValue::from_static(artifact.content_type),
         );
+        let mut detail = vec![
+            ("snapshot_id", id.to_string()),
+            ("format", format.as_str().to_owned()),
+        ];
+        if let Some(repo) = &q.repo {
+            detail.push(("repo", repo.clone()));
+        }
+        if resp.status() == StatusCode::PARTIAL_CONTENT {
+            detail.push(("resumed", "true".into()));
+        }
+        caller
+            .audit(&state, action, Some(snap.job_id), &detail)
+            .await;
     }
     Ok(resp)
 }

@@ -10,7 +10,7 @@ use ghbs_wire::LoginRequest;
 use serde_json::json;
 
 use super::{prompt, Ctx};
-use crate::cli::{KeysArgs, KeysCommand, LoginArgs};
+use crate::cli::{AuditArgs, KeysArgs, KeysCommand, LoginArgs};
 use crate::config::{FileConfig, StoredKey};
 use crate::exit::{CliError, CliResult};
 use crate::output;
@@ -72,15 +72,21 @@ fn host_label() -> Option<String> {
 pub async fn login(ctx: &Ctx, args: &LoginArgs) -> CliResult {
     ctx.check_transport()?;
     let token = read_token(ctx, args.token_stdin).await?;
-    login_with(ctx, token, args.label.clone()).await
+    login_with(ctx, token, args.label.clone(), args.expires).await
 }
 
 /// Sends the token, stores the API key for this server and makes this server the default.
-pub async fn login_with(ctx: &Ctx, token: Secret, label: Option<String>) -> CliResult {
+pub async fn login_with(
+    ctx: &Ctx,
+    token: Secret,
+    label: Option<String>,
+    expires_in_seconds: Option<u64>,
+) -> CliResult {
     let api = ctx.anonymous_api()?;
     let req = LoginRequest {
         github_token: token.expose().to_string(),
         label: label.or_else(host_label),
+        expires_in_seconds,
     };
     let resp = api.login(&req).await?;
     drop(req);
@@ -99,6 +105,7 @@ pub async fn login_with(ctx: &Ctx, token: Secret, label: Option<String>) -> CliR
     if config.server.as_deref() != Some(ctx.server.as_str()) {
         ctx.config.save_config(&FileConfig {
             server: Some(ctx.server.clone()),
+            ..config
         })?;
     }
 
@@ -158,6 +165,35 @@ pub async fn keys(ctx: &Ctx, args: &KeysArgs) -> CliResult {
                 ctx.out.table(output::keys_table(&keys.keys));
             }
         }
+        Some(KeysCommand::Create {
+            read_only,
+            ref expires,
+            ref label,
+        }) => {
+            let made = api
+                .create_key(&ghbs_wire::KeyCreate {
+                    label: label.clone(),
+                    read_only,
+                    expires_in_seconds: *expires,
+                })
+                .await?;
+            if !ctx.out.json(&made) {
+                ctx.out.note(format!(
+                    "Created {} API key {}{}. It is shown once; keep it somewhere safe:",
+                    if made.key.read_only {
+                        "read-only"
+                    } else {
+                        "full"
+                    },
+                    made.key.id,
+                    made.key
+                        .expires_at
+                        .map(|t| format!(", expires {}", output::when(t)))
+                        .unwrap_or_default()
+                ));
+                ctx.out.line(&made.api_key);
+            }
+        }
         Some(KeysCommand::Revoke { id }) => {
             api.revoke_key(id).await?;
             let own = ctx.stored_key()?.is_some_and(|k| k.key_id == id);
@@ -172,6 +208,25 @@ pub async fn keys(ctx: &Ctx, args: &KeysArgs) -> CliResult {
                     ctx.out.note("That was this client's key: run `github-backup-scheduler login` to log in again.");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(ctx: &Ctx, args: &AuditArgs) -> CliResult {
+    if !(1..=1000).contains(&args.limit) {
+        return Err(CliError::usage(format!(
+            "--limit {}: choose between 1 and 1000",
+            args.limit
+        )));
+    }
+    let list = ctx.api()?.audit(args.limit, args.before).await?;
+    if !ctx.out.json(&list) {
+        ctx.out.table(output::audit_table(&list.entries));
+        if let Some(before) = list.next_before {
+            ctx.out.note(format!(
+                "Older entries: `github-backup-scheduler audit --before {before}`."
+            ));
         }
     }
     Ok(())

@@ -22,6 +22,8 @@ pub struct Ctx {
     pub server: String,
     /// `--insecure-http`: credentials may go to a remote plain-HTTP server (see `transport`).
     pub insecure_http: bool,
+    /// `--ca-cert` (or the config file's `ca_cert`): extra CA for the server's HTTPS.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Ctx {
@@ -42,7 +44,7 @@ impl Ctx {
     /// A client that sends no key (login, which sends a GitHub token: checked like a key).
     pub fn anonymous_api(&self) -> CliResult<Api> {
         crate::transport::check(&self.server, self.insecure_http)?;
-        Api::new(&self.server, None)
+        Api::new(&self.server, None, self.ca_cert.as_deref())
     }
 
     /// A client with this server's API key; fails with "not logged in" before any request.
@@ -51,7 +53,7 @@ impl Ctx {
             server: self.server.clone(),
         })?;
         self.check_transport()?;
-        Api::new(&self.server, Some(key.api_key))
+        Api::new(&self.server, Some(key.api_key), self.ca_cert.as_deref())
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
             "--to needs the URL or path of the new, empty remote",
         ));
     }
-    let api = ctx.api()?;
+    let api = ctx.api()?.for_restore();
     let job = api.job(args.id).await?;
     let account = job.target_kind == TargetKind::Account;
     if account && repo.is_none() && to_owner.is_none() {

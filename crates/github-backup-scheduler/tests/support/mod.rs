@@ -40,6 +40,11 @@ impl World {
     /// A stand-in with user `octo` owning `octo/hello` (two commits on main, a tag, a branch),
     /// and a server started on it.
     pub async fn start() -> World {
+        Self::start_with(&[]).await
+    }
+
+    /// [`World::start`] with extra `server` flags (e.g. `--tls-cert`).
+    pub async fn start_with(server_args: &[&std::ffi::OsStr]) -> World {
         let github = GitHubStandIn::start().await;
         let (_, token) = github.add_user("octo");
         github.create_repo("octo", "hello", RepoOptions::default());
@@ -59,6 +64,7 @@ impl World {
                 "--manual-runs-per-hour",
                 "100",
             ])
+            .args(server_args)
             .env_remove("GHBS_SERVER")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
