@@ -7,9 +7,11 @@
 mod codec;
 mod error;
 mod model;
+mod retry;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
+pub use retry::{JobFreshness, RetryPlan};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -184,6 +186,22 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>>;
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()>;
+
+    // --- retries and freshness (issue 11) ------------------------------------------------------
+    // Claims of due retries happen inside `claim_due` (jobs whose `retry_at` has come before
+    // their `next_run_at`); `finish_run` writes `RunOutcome::retry` in its transaction.
+
+    /// Record which attempt at its slot a claimed run is; false when the token is stale.
+    async fn set_run_attempt(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        attempt: u32,
+    ) -> StoreResult<bool>;
+    /// For each of the given jobs: when it last recorded a snapshot and how its newest finished
+    /// run ended (job listings: freshness, stale and failing flags).
+    async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<JobFreshness>>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

@@ -6,6 +6,7 @@
 mod accounts;
 mod jobs;
 mod repos;
+mod retries;
 mod scheduler;
 
 use std::{borrow::Cow, time::Duration};
@@ -40,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "write probe",
         include_str!("../../migrations/postgres/0003_write_probe.sql"),
+    ),
+    (
+        5,
+        "retries",
+        include_str!("../../migrations/postgres/0005_retries.sql"),
     ),
 ];
 
@@ -313,5 +319,18 @@ impl Store for PgStore {
     }
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()> {
         repos::put_http_cache(&self.pool, row).await
+    }
+
+    async fn set_run_attempt(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        attempt: u32,
+    ) -> StoreResult<bool> {
+        retries::set_run_attempt(&self.pool, job_id, lease_token, run_id, attempt).await
+    }
+    async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<crate::JobFreshness>> {
+        retries::job_freshness(&self.pool, job_ids).await
     }
 }

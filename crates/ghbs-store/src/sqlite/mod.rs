@@ -11,6 +11,7 @@
 mod accounts;
 mod jobs;
 mod repos;
+mod retries;
 mod scheduler;
 
 use std::{borrow::Cow, str::FromStr, time::Duration};
@@ -48,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "write probe",
         include_str!("../../migrations/sqlite/0003_write_probe.sql"),
+    ),
+    (
+        5,
+        "retries",
+        include_str!("../../migrations/sqlite/0005_retries.sql"),
     ),
 ];
 
@@ -137,7 +143,7 @@ pub(crate) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_us(col: &str, v: i64) -> StoreResult<DateTime<Utc>> {
+pub(crate) fn from_us(col: &str, v: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::from_timestamp_micros(v).ok_or_else(|| decode_err(col, format!("bad time {v}")))
 }
 
@@ -360,5 +366,18 @@ impl Store for SqliteStore {
     }
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()> {
         repos::put_http_cache(&self.pool, row).await
+    }
+
+    async fn set_run_attempt(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        attempt: u32,
+    ) -> StoreResult<bool> {
+        retries::set_run_attempt(&self.pool, job_id, lease_token, run_id, attempt).await
+    }
+    async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<crate::JobFreshness>> {
+        retries::job_freshness(&self.pool, job_ids).await
     }
 }

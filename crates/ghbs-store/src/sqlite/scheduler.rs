@@ -57,6 +57,10 @@ pub(super) async fn claim_due(
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
+    let more =
+        super::retries::claim_retry_due(&mut tx, node, now, lease_until, limit - rows.len() as i64)
+            .await?;
+    rows.extend(more);
     let left = limit - rows.len() as i64;
     if left > 0 {
         let more = sqlx::query(CLAIM_BY_RUN)
@@ -247,6 +251,7 @@ pub(super) async fn finish_run(
         // Not the run this lease holds: write nothing (the transaction rolls back on drop).
         return Ok(false);
     }
+    super::retries::record(&mut tx, job_id, run_id, outcome.retry.as_ref()).await?;
     if outcome.needs_login {
         sqlx::query("UPDATE jobs SET needs_login = 1 WHERE user_id = ?")
             .bind(user_id)
