@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// Seconds a running backup may take to finish after SIGTERM before its lease is released.
     #[arg(long, env = "GHBS_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Retries of a run that failed for a passing reason (GitHub 5xx, network, rate limit,
+    /// storage), after 5 min, 20 min, 1 h, then every 4 h, always before the next slot; 0: none.
+    #[arg(long, env = "GHBS_RUN_RETRIES")]
+    pub run_retries: Option<u32>,
     /// TOML configuration file (keys as the long flags with `_`, e.g. `data_dir`).
     #[arg(long, env = "GHBS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -76,6 +80,7 @@ pub struct FileConfig {
     pub min_interval_hours: Option<u64>,
     pub manual_runs_per_hour: Option<u32>,
     pub shutdown_grace_secs: Option<u64>,
+    pub run_retries: Option<u32>,
 }
 
 /// Everything the server needs, resolved. Built by [`ServerConfig::load`] or directly in tests.
@@ -106,6 +111,8 @@ pub struct ServerConfig {
     /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, never in the config file): while this file
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
+    /// Retries of a failed run before its next slot (`--run-retries`).
+    pub retry: ghbs_core::RetryPolicy,
 }
 
 /// Why the configuration cannot be used. Each message says how to fix it.
@@ -135,6 +142,7 @@ impl ServerConfig {
             master_key: None,
             github_retry_base: Duration::from_secs(1),
             disk_full_flag: None,
+            retry: ghbs_core::RetryPolicy::default(),
         }
     }
 
@@ -226,6 +234,14 @@ impl ServerConfig {
         }
         if let Some(s) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(n) = args.run_retries.or(file.run_retries) {
+            if n > 20 {
+                return Err(ConfigError(format!(
+                    "--run-retries {n}: choose between 0 and 20 (retries stop at the next slot anyway)"
+                )));
+            }
+            cfg.retry = ghbs_core::RetryPolicy { retries: n };
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
             (Some(k), _) => Some(k),

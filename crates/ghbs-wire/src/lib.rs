@@ -341,7 +341,7 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// What went wrong, phrased for a person to act on.
     pub error: Option<String>,
-    /// What the run is doing now, e.g. "waiting for rate limit until 14:05".
+    /// What the run is doing now, e.g. "waiting for GitHub rate limit until 14:05:09 UTC".
     pub progress: Option<String>,
     pub bytes_fetched: i64,
     /// GitHub API requests that count against the rate limit.
