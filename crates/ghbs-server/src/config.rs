@@ -486,6 +486,13 @@ mod tests {
                 },
                 "https://",
             ),
+            (
+                ServerArgs {
+                    run_retries: Some(21),
+                    ..Default::default()
+                },
+                "--run-retries 21: choose between 0 and 20",
+            ),
         ] {
             let args = ServerArgs {
                 data_dir: Some("/tmp/x".into()),
@@ -494,6 +501,46 @@ mod tests {
             let err = ServerConfig::load(&args, &no_env).unwrap_err();
             assert!(err.0.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn run_retries_flag_over_file_over_default() {
+        let base = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&base, &no_env).unwrap();
+        assert_eq!(cfg.retry.retries, ghbs_core::DEFAULT_RETRIES);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "run_retries = 2\n").unwrap();
+        let from_file = ServerArgs {
+            config: Some(path.clone()),
+            ..base.clone()
+        };
+        assert_eq!(
+            ServerConfig::load(&from_file, &no_env)
+                .unwrap()
+                .retry
+                .retries,
+            2
+        );
+        let flag = ServerArgs {
+            run_retries: Some(0),
+            ..from_file
+        };
+        assert_eq!(ServerConfig::load(&flag, &no_env).unwrap().retry.retries, 0);
+        // Not a number: clap refuses it before loading, with the flag's name.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        use clap::Parser;
+        let err = Cli::try_parse_from(["x", "--run-retries", "many"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("--run-retries"), "{err}");
     }
 
     #[test]
