@@ -56,7 +56,7 @@ impl AppState {
         let store = ghbs_store::connect(&cfg.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        let sealer = TokenSealer::load(cfg.master_key.as_deref(), &cfg.data_dir)?;
+        let sealer = TokenSealer::load(cfg.master_key.as_ref(), &cfg.data_dir)?;
         let github = GitHub::new(
             ClientConfig {
                 api_url: cfg.github_api_url.clone(),

@@ -104,11 +104,12 @@ pub struct ServerConfig {
     pub lease: Duration,
     /// How often the scheduler looks for due jobs when nothing wakes it.
     pub poll_interval: Duration,
-    /// Base64 of the 32-byte token-sealing key from `GHBS_MASTER_KEY`, if given.
-    pub master_key: Option<String>,
+    /// Base64 of the 32-byte token-sealing key from `GHBS_MASTER_KEY`, if given. A `Secret`:
+    /// this struct is `Debug`, and the key must never reach a log line.
+    pub master_key: Option<ghbs_core::Secret>,
     /// Retry pacing of the GitHub client (tests shorten it).
     pub github_retry_base: Duration,
-    /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, never in the config file): while this file
+    /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, `test-hooks` builds only): while this file
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
     /// Retries of a failed run before its next slot (`--run-retries`).
@@ -244,22 +245,22 @@ impl ServerConfig {
             cfg.retry = ghbs_core::RetryPolicy { retries: n };
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
-            (Some(k), _) => Some(k),
-            (None, Some(path)) => Some(
+            (Some(k), _) => Some(ghbs_core::Secret::new(k)),
+            (None, Some(path)) => Some(ghbs_core::Secret::new(
                 std::fs::read_to_string(&path)
                     .map_err(|e| {
                         ConfigError(format!("cannot read GHBS_MASTER_KEY_FILE {path}: {e}"))
                     })?
-                    .trim()
-                    .to_string(),
-            ),
+                    .trim(),
+            )),
             (None, None) => None,
         };
         cfg.check_registration_policy()?;
         Ok(cfg)
     }
 
-    /// DESIGN §2: open registration only on loopback unless an allow-list or an explicit choice.
+    /// Open registration only on loopback unless an allow-list or an explicit choice (README,
+    /// "Server configuration": a public server must not let any GitHub user in by default).
     pub fn check_registration_policy(&self) -> Result<(), ConfigError> {
         if self.listen.ip().is_loopback()
             || self.open_registration
@@ -550,12 +551,10 @@ mod tests {
             ..Default::default()
         };
         let env = |k: &str| (k == "GHBS_MASTER_KEY").then(|| "abc".to_string());
-        assert_eq!(
-            ServerConfig::load(&args, &env)
-                .unwrap()
-                .master_key
-                .as_deref(),
-            Some("abc")
-        );
+        let cfg = ServerConfig::load(&args, &env).unwrap();
+        assert_eq!(cfg.master_key.as_ref().map(|k| k.expose()), Some("abc"));
+        // The configuration is `Debug`; the key is not in what it prints.
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("abc"), "{printed}");
     }
 }

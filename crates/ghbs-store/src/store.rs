@@ -1,156 +1,20 @@
-//! The PostgreSQL backend: shared state for several server nodes.
-//!
-//! Claims use `FOR UPDATE SKIP LOCKED` so that nodes never wait on each other's rows and never
-//! claim the same job; leases (not held transactions) cover the minutes a backup takes.
-
-mod accounts;
-mod jobs;
-mod repos;
-mod retries;
-mod scheduler;
-
-use std::{borrow::Cow, time::Duration};
+//! The one [`Store`] implementation: each method hands its pool to the function that holds
+//! the statements, in the module named after what it stores.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{
-    migrate::{Migration, MigrationType, Migrator},
-    postgres::{PgPool, PgPoolOptions, PgRow},
-    Connection, Row,
-};
 
-use crate::codec::{self, decode_err, Cols};
+use crate::backend::{sql, Backend, SqlStore};
+use crate::{accounts, jobs, repos, retries, scheduler};
 use crate::{
     ApiKeyRow, Claim, HttpCacheRow, JobPatch, JobRepoRow, JobRow, NewJob, NewSnapshot, RunOutcome,
-    RunRow, SnapshotRow, Store, StoreError, StoreResult, UserRow,
+    RunRow, SnapshotRow, Store, StoreResult, UserRow,
 };
 
-/// Versioned migrations; a landed file is never edited, a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "partial runs",
-        include_str!("../../migrations/postgres/0002_partial_runs.sql"),
-    ),
-    (
-        3,
-        "write probe",
-        include_str!("../../migrations/postgres/0003_write_probe.sql"),
-    ),
-    (
-        5,
-        "retries",
-        include_str!("../../migrations/postgres/0005_retries.sql"),
-    ),
-];
-
-/// A [`Store`] on a PostgreSQL database shared by any number of server nodes.
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
-}
-
-impl PgStore {
-    /// Connect to `url` (`postgres://user:pass@host/db`, libpq-style query options such as
-    /// `?options=-csearch_path%3Dschema` allowed) and run pending migrations.
-    pub async fn open(url: &str) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_release(|conn, _meta| {
-                // A dropped transaction queues its ROLLBACK and lowers the depth at once, so a
-                // depth still above zero means a transaction nobody can end any more.
-                Box::pin(async move { Ok(codec::reusable_after_release(conn.is_in_transaction())) })
-            })
-            .connect(url)
-            .await
-            .map_err(db_err)?;
-        let migrator = Migrator {
-            migrations: Cow::Owned(
-                MIGRATIONS
-                    .iter()
-                    .map(|(version, description, sql)| {
-                        Migration::new(
-                            *version,
-                            Cow::Borrowed(*description),
-                            MigrationType::Simple,
-                            Cow::Borrowed(*sql),
-                            false,
-                        )
-                    })
-                    .collect(),
-            ),
-            ignore_missing: false,
-            // An advisory lock keeps nodes starting together from migrating twice.
-            locking: true,
-            no_tx: false,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("PostgreSQL migration failed: {e}")))?;
-        Ok(PgStore { pool })
-    }
-}
-
-/// Map a driver error; connection exceptions (class 08), shutdowns (57P), too many
-/// connections, serialization failures and deadlocks are transient; `disk_full` (53100) is a
-/// full disk on the database server.
-pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    codec::db_error(
-        e,
-        |code| {
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || matches!(code, "53300" | "40001" | "40P01")
-        },
-        |code| code == "53100",
-    )
-}
-
-impl Cols for PgRow {
-    fn int(&self, col: &str) -> StoreResult<i64> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn text(&self, col: &str) -> StoreResult<String> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn flag(&self, col: &str) -> StoreResult<bool> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-}
-
 #[async_trait]
-impl Store for PgStore {
+impl<D: Backend> Store for SqlStore<D> {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        sql("SELECT 1").run(&self.pool).await.map(|_| ())
     }
 
     async fn upsert_user(
