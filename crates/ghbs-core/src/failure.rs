@@ -29,6 +29,15 @@ impl FailureKind {
             FailureKind::Transient | FailureKind::RateLimited { .. }
         )
     }
+
+    /// Whether a run that ended on this failure is attempted again before its next scheduled
+    /// slot (see [`crate::RetryPolicy`]): what may pass by itself within hours. Besides
+    /// [`Self::is_retryable`] that is a full disk (retention or an operator frees space; the
+    /// server recovers without a restart). A gone repository, a rejected token or a refusal is
+    /// not: someone has to change something first.
+    pub fn retried_at_slot(self) -> bool {
+        self.is_retryable() || self == FailureKind::StorageFull
+    }
 }
 
 #[cfg(test)]
@@ -43,5 +52,15 @@ mod tests {
         assert!(!FailureKind::Unauthorized.is_retryable());
         assert!(!FailureKind::NotFound.is_retryable());
         assert!(!FailureKind::StorageFull.is_retryable());
+    }
+
+    #[test]
+    fn a_full_disk_is_retried_at_the_slot_but_refusals_are_not() {
+        assert!(FailureKind::StorageFull.retried_at_slot());
+        assert!(FailureKind::Transient.retried_at_slot());
+        assert!(FailureKind::RateLimited { until: Utc::now() }.retried_at_slot());
+        assert!(!FailureKind::Permanent.retried_at_slot());
+        assert!(!FailureKind::Unauthorized.retried_at_slot());
+        assert!(!FailureKind::NotFound.retried_at_slot());
     }
 }

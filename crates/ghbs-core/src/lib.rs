@@ -4,7 +4,9 @@
 
 pub mod clock;
 pub mod failure;
+pub mod freshness;
 pub mod retention;
+pub mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod stale;
@@ -12,7 +14,9 @@ pub mod target;
 
 pub use clock::*;
 pub use failure::*;
+pub use freshness::*;
 pub use retention::*;
+pub use retry::*;
 pub use schedule::*;
 pub use secret::*;
 pub use stale::*;

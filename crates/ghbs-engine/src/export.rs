@@ -355,7 +355,9 @@ impl Engine {
     ) -> Result<PathBuf> {
         let mirror_objects = self.mirror_path(&repo.key).join("objects");
         if !mirror_objects.is_dir() {
-            return Err(EngineError::not_found(format!(
+            // The snapshot lists it, so the mirror should be there: lost on the server's side
+            // (removed by hand, a lost disk), not something the caller asked wrongly.
+            return Err(EngineError::permanent(format!(
                 "no mirror for {} ({})",
                 repo.full_name, repo.key
             )));

@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// Seconds a running backup may take to finish after SIGTERM before its lease is released.
     #[arg(long, env = "GHBS_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Retries of a run that failed for a passing reason (GitHub 5xx, network, rate limit,
+    /// storage), after 5 min, 20 min, 1 h, then every 4 h, always before the next slot; 0: none.
+    #[arg(long, env = "GHBS_RUN_RETRIES")]
+    pub run_retries: Option<u32>,
     /// TOML configuration file (keys as the long flags with `_`, e.g. `data_dir`).
     #[arg(long, env = "GHBS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -122,6 +126,7 @@ pub struct FileConfig {
     pub auth_failures_per_minute: Option<u32>,
     /// S3 settings for `storage_url = "s3://…"`; the `AWS_*` environment overrides each.
     pub s3: Option<S3FileConfig>,
+    pub run_retries: Option<u32>,
 }
 
 /// `[s3]` in the config file. Secrets only by file name: a config file is often readable by
@@ -191,6 +196,8 @@ pub struct ServerConfig {
     /// files, in order of rising precedence; the process environment's `AWS_*` come after them
     /// (and so win). Values are `Secret`s so that this `Debug` struct never prints them.
     pub storage_settings: Vec<(String, ghbs_core::Secret)>,
+    /// Retries of a failed run before its next slot (`--run-retries`).
+    pub retry: ghbs_core::RetryPolicy,
 }
 
 /// The storage's `AWS_*` settings that do not come straight from the environment: the config
@@ -279,6 +286,7 @@ impl ServerConfig {
             audit_retention: Duration::from_secs(180 * 86_400),
             auth_failures_per_minute: 10,
             storage_settings: Vec::new(),
+            retry: ghbs_core::RetryPolicy::default(),
         }
     }
 
@@ -419,6 +427,14 @@ impl ServerConfig {
                 )));
             }
             cfg.auth_failures_per_minute = n;
+        }
+        if let Some(n) = args.run_retries.or(file.run_retries) {
+            if n > 20 {
+                return Err(ConfigError(format!(
+                    "--run-retries {n}: choose between 0 and 20 (retries stop at the next slot anyway)"
+                )));
+            }
+            cfg.retry = ghbs_core::RetryPolicy { retries: n };
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
             (Some(k), _) => Some(ghbs_core::Secret::new(k)),
@@ -745,6 +761,13 @@ mod tests {
                 },
                 "https://",
             ),
+            (
+                ServerArgs {
+                    run_retries: Some(21),
+                    ..Default::default()
+                },
+                "--run-retries 21: choose between 0 and 20",
+            ),
         ] {
             let args = ServerArgs {
                 data_dir: Some("/tmp/x".into()),
@@ -832,6 +855,46 @@ mod tests {
             let err = ServerConfig::load(&args, &no_env).unwrap_err();
             assert!(err.0.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn run_retries_flag_over_file_over_default() {
+        let base = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&base, &no_env).unwrap();
+        assert_eq!(cfg.retry.retries, ghbs_core::DEFAULT_RETRIES);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "run_retries = 2\n").unwrap();
+        let from_file = ServerArgs {
+            config: Some(path.clone()),
+            ..base.clone()
+        };
+        assert_eq!(
+            ServerConfig::load(&from_file, &no_env)
+                .unwrap()
+                .retry
+                .retries,
+            2
+        );
+        let flag = ServerArgs {
+            run_retries: Some(0),
+            ..from_file
+        };
+        assert_eq!(ServerConfig::load(&flag, &no_env).unwrap().retry.retries, 0);
+        // Not a number: clap refuses it before loading, with the flag's name.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        use clap::Parser;
+        let err = Cli::try_parse_from(["x", "--run-retries", "many"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("--run-retries"), "{err}");
     }
 
     #[test]

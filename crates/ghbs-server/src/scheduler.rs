@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ghbs_store::{Claim, RunOutcome};
+use ghbs_core::FailureKind;
+use ghbs_store::{Claim, RetryPlan, RunOutcome};
 use ghbs_wire::{RunStatus, RunTrigger};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -28,14 +29,48 @@ pub struct ExecOutcome {
     pub api_requests_conditional: i64,
     pub snapshot_id: Option<i64>,
     pub needs_login: bool,
+    /// What ended a failed run. It alone decides whether the run is attempted again before its
+    /// next slot ([`FailureKind::retried_at_slot`]); `None` (unclassified) is not retried.
+    pub failure: Option<FailureKind>,
+    /// A partial run of an account job: the mirror keys of the repositories that failed for a
+    /// passing reason. A retry fetches only these (the others come from this run's snapshot).
+    pub retry_repos: Vec<String>,
 }
 
 impl ExecOutcome {
+    /// A failure nobody classified: not retried.
     pub fn failed(message: impl Into<String>) -> ExecOutcome {
         ExecOutcome {
             error: Some(message.into()),
             ..Default::default()
         }
+    }
+
+    /// A failure of a known kind (retried at the slot when the kind says so).
+    pub fn failed_as(kind: FailureKind, message: impl Into<String>) -> ExecOutcome {
+        ExecOutcome {
+            error: Some(message.into()),
+            failure: Some(kind),
+            ..Default::default()
+        }
+    }
+}
+
+/// The scope of a retry of a partial account run, stored on the job (opaque to the store):
+/// fetch `repos` again, take every other repository as `snapshot_id` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetryScope {
+    pub snapshot_id: i64,
+    pub repos: Vec<String>,
+}
+
+impl RetryScope {
+    /// The scope of the attempt a claim runs: only a retry has one.
+    pub fn of(claim: &Claim) -> Option<RetryScope> {
+        if claim.run.attempt <= 1 {
+            return None;
+        }
+        serde_json::from_value(claim.job.retry_scope.clone()?).ok()
     }
 }
 
@@ -210,15 +245,86 @@ fn reap_finished(tasks: &mut JoinSet<()>) {
     while tasks.try_join_next().is_some() {}
 }
 
+/// Which attempt at its slot a claimed run is: the job's pending retry when that is what the
+/// claim took (a scheduled run before the slot, with the retry due), else the run's own.
+fn attempt_of(claim: &Claim, now: chrono::DateTime<chrono::Utc>) -> u32 {
+    let job = &claim.job;
+    let by_retry = claim.run.trigger == RunTrigger::Schedule
+        && job.next_run_at > now
+        && job.retry_attempt > 1
+        && job.retry_at.is_some_and(|at| at <= now);
+    if by_retry {
+        job.retry_attempt
+    } else {
+        claim.run.attempt.max(1)
+    }
+}
+
+/// The next attempt at this slot, when the run failed for a passing reason (a partial run: some
+/// repositories did) and there is room before the next slot within `--run-retries`.
+fn plan_retry(
+    state: &AppState,
+    claim: &Claim,
+    outcome: &ExecOutcome,
+    status: RunStatus,
+    next_run_at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<RetryPlan> {
+    let scope = match status {
+        RunStatus::Failed if !outcome.needs_login => {
+            if !outcome.failure.is_some_and(FailureKind::retried_at_slot) {
+                return None;
+            }
+            // An attempt that made no snapshot leaves the scope of an earlier partial one.
+            RetryScope::of(claim).and_then(|s| serde_json::to_value(s).ok())
+        }
+        RunStatus::Partial if !outcome.retry_repos.is_empty() => {
+            let scope = RetryScope {
+                snapshot_id: outcome.snapshot_id?,
+                repos: outcome.retry_repos.clone(),
+            };
+            serde_json::to_value(scope).ok()
+        }
+        _ => return None,
+    };
+    let not_before = match outcome.failure {
+        Some(FailureKind::RateLimited { until }) => Some(until),
+        _ => None,
+    };
+    let at = state.cfg.retry.next_attempt_at(
+        claim.run.attempt,
+        now,
+        next_run_at,
+        not_before,
+        rand::random::<f64>(),
+    )?;
+    Some(RetryPlan {
+        at,
+        attempt: claim.run.attempt + 1,
+        scope,
+    })
+}
+
 async fn work(
     state: Arc<AppState>,
     executor: Arc<dyn Executor>,
-    claim: Claim,
+    mut claim: Claim,
     cancel: CancellationToken,
 ) {
     let job_id = claim.job.id;
     let token = claim.lease_token;
     let run_id = claim.run.id;
+    let attempt = attempt_of(&claim, state.clock.now());
+    if attempt != claim.run.attempt {
+        claim.run.attempt = attempt;
+        if let Err(e) = state
+            .store
+            .set_run_attempt(job_id, token, run_id, attempt)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the attempt number");
+        }
+    }
     Metrics::add(&state.metrics.runs_in_progress, 1);
     let lost = CancellationToken::new();
     let heartbeat =
@@ -272,7 +378,12 @@ async fn work(
             Metrics::add(&state.metrics.runs_failed, 1);
         }
     }
+    let retry = plan_retry(&state, &claim, &outcome, status, next_run_at, now);
+    if let Some(r) = &retry {
+        tracing::info!(attempt = r.attempt, at = %r.at, "run will be retried before its next slot");
+    }
     let result = RunOutcome {
+        retry,
         status,
         error: outcome.error,
         bytes_fetched: outcome.bytes_fetched,
@@ -316,7 +427,8 @@ fn next_run_after(
     now: chrono::DateTime<chrono::Utc>,
 ) -> chrono::DateTime<chrono::Utc> {
     let job = &claim.job;
-    if claim.run.trigger == RunTrigger::Manual && job.next_run_at > now {
+    // A retry is another attempt at the same slot: it never moves the next one either.
+    if (claim.run.trigger == RunTrigger::Manual || claim.run.attempt > 1) && job.next_run_at > now {
         return job.next_run_at;
     }
     match Plan::stored(&job.schedule, &job.timezone) {

@@ -110,6 +110,11 @@ pub struct Dialect {
     /// `$1` user id, inside `create_scoped_api_key`'s transaction: the user's row, locked on
     /// PostgreSQL so two logins of one user cannot both pass the live-key cap.
     pub lock_user: &'static str,
+    /// Same parameters as `claim_by_schedule`: jobs whose retry is due before their next slot.
+    pub claim_by_retry: &'static str,
+    /// `$1` job ids; returns `job_id`, `last_success_at` (newest `succeeded` or `partial` run's
+    /// `finished_at`) and `last_finished` (newest finished run's status).
+    pub job_freshness: &'static str,
 }
 
 /// `T` can be bound to a statement of `Self`; holds for every `T` sqlx can encode. As a
@@ -256,6 +261,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, description: "notifications",
         sqlite: include_str!("../migrations/sqlite/0006_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0006_notifications.sql") },
+    Migration { version: 5, description: "retries",
+        sqlite: include_str!("../migrations/sqlite/0005_retries.sql"),
+        postgres: include_str!("../migrations/postgres/0005_retries.sql") },
 ];
 
 /// The store on `pool` once the pending migrations have run; `name` is the backend's, for the

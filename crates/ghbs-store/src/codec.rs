@@ -152,6 +152,12 @@ pub(crate) fn job<R: Cols>(r: &R) -> StoreResult<JobRow> {
         lease_owner: r.opt_text("lease_owner")?,
         lease_expires_at: r.opt_time("lease_expires_at")?,
         lease_token: r.int("lease_token")?,
+        retry_at: r.opt_time("retry_at")?,
+        retry_attempt: u32::try_from(r.int("retry_attempt")?).unwrap_or(0),
+        retry_scope: r
+            .opt_text("retry_scope")?
+            .map(|t| from_json("retry_scope", &t))
+            .transpose()?,
     })
 }
 
@@ -174,6 +180,8 @@ pub(crate) fn run<R: Cols>(r: &R) -> StoreResult<RunRow> {
         api_requests: r.int("api_requests")?,
         api_requests_conditional: r.int("api_requests_conditional")?,
         snapshot_id: r.opt_int("snapshot_id")?,
+        attempt: u32::try_from(r.int("attempt")?).unwrap_or(1),
+        retry_at: r.opt_time("retry_at")?,
     })
 }
 

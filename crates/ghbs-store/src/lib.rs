@@ -13,6 +13,8 @@ mod jobs;
 mod model;
 mod notify;
 mod repos;
+mod retries;
+mod retry;
 mod scheduler;
 mod store;
 
@@ -20,6 +22,7 @@ pub use audit::{AuditRow, NewApiKey, NewAuditEntry};
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use notify::*;
+pub use retry::{JobFreshness, RetryPlan};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -235,7 +238,7 @@ pub trait Store: Send + Sync + 'static {
     /// A target's deliveries, oldest first (tests and diagnostics).
     async fn target_deliveries(&self, target_id: i64) -> StoreResult<Vec<DeliveryRow>>;
     /// Every job that is not paused, with the time its newest run succeeded.
-    async fn job_freshness(&self) -> StoreResult<Vec<JobFreshness>>;
+    async fn stale_candidates(&self) -> StoreResult<Vec<StaleCandidate>>;
     /// Remember that a stale notification for `job_id` was sent for `basis` (its last success,
     /// or its creation). True when this is new (notify now); false when already recorded.
     async fn mark_stale_notified(&self, job_id: i64, basis: DateTime<Utc>) -> StoreResult<bool>;
@@ -256,6 +259,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<AuditRow>>;
     /// Delete entries older than `older_than` (every user's); returns how many went.
     async fn prune_audit(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
+    // --- retries and freshness (issue 11) ------------------------------------------------------
+    // Claims of due retries happen inside `claim_due` (jobs whose `retry_at` has come before
+    // their `next_run_at`); `finish_run` writes `RunOutcome::retry` in its transaction.
+
+    /// Record which attempt at its slot a claimed run is; false when the token is stale.
+    async fn set_run_attempt(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        attempt: u32,
+    ) -> StoreResult<bool>;
+    /// For each of the given jobs: when it last recorded a snapshot and how its newest finished
+    /// run ended (job listings: freshness, stale and failing flags).
+    async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<JobFreshness>>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

@@ -47,6 +47,12 @@ pub struct JobRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Incremented at every claim: a worker whose token is stale can no longer write (fencing).
     pub lease_token: i64,
+    /// A retry of a failed run is due then (before `next_run_at`); see [`crate::RetryPlan`].
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The attempt number of that retry (0 when none is pending).
+    pub retry_attempt: u32,
+    /// What that retry fetches (opaque JSON; `None`: everything).
+    pub retry_scope: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +104,9 @@ pub struct RunOutcome {
     pub needs_login: bool,
     /// When the job runs next (computed by the scheduler from the schedule).
     pub next_run_at: DateTime<Utc>,
+    /// The next attempt at this slot, if the run failed for a passing reason; `None` clears a
+    /// pending retry.
+    pub retry: Option<crate::RetryPlan>,
 }
 
 #[derive(Debug, Clone)]

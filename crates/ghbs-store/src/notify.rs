@@ -84,7 +84,7 @@ pub struct DeliveryResult {
 
 /// A job with the time of its newest successful run, for the stale check.
 #[derive(Debug, Clone)]
-pub struct JobFreshness {
+pub struct StaleCandidate {
     pub job: crate::JobRow,
     pub last_success_at: Option<DateTime<Utc>>,
 }
@@ -291,7 +291,9 @@ pub(crate) async fn target_deliveries<D: Backend>(
     rows.iter().map(delivery).collect()
 }
 
-pub(crate) async fn job_freshness<D: Backend>(pool: &Pool<D>) -> StoreResult<Vec<JobFreshness>> {
+pub(crate) async fn stale_candidates<D: Backend>(
+    pool: &Pool<D>,
+) -> StoreResult<Vec<StaleCandidate>> {
     let rows = sql("SELECT j.*, (SELECT MAX(r.finished_at) FROM runs r
                       WHERE r.job_id = j.id AND r.status = 'succeeded') AS last_success_at
          FROM jobs j WHERE NOT j.paused ORDER BY j.id")
@@ -299,7 +301,7 @@ pub(crate) async fn job_freshness<D: Backend>(pool: &Pool<D>) -> StoreResult<Vec
     .await?;
     rows.iter()
         .map(|row| {
-            Ok(JobFreshness {
+            Ok(StaleCandidate {
                 job: codec::job(row)?,
                 last_success_at: row.opt_time("last_success_at")?,
             })

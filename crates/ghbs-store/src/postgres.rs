@@ -109,6 +109,29 @@ impl Backend for Postgres {
                       FOR UPDATE SKIP LOCKED)
          RETURNING *",
         lock_user: "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+        // Driven by the partial index on `retry_at`, which holds only jobs with a retry pending.
+        // A slot that came is claimed by schedule instead (that run starts over at attempt 1).
+        claim_by_retry: "
+            WITH due AS (
+                SELECT id FROM jobs
+                WHERE retry_at IS NOT NULL AND retry_at <= $1 AND next_run_at > $1
+                  AND NOT paused AND NOT needs_login
+                  AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                ORDER BY retry_at, id
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+            UPDATE jobs SET lease_owner = $3, lease_expires_at = $4, lease_token = jobs.lease_token + 1
+            FROM due WHERE jobs.id = due.id
+            RETURNING jobs.*",
+        // Both subqueries are answered from the `runs_job (job_id, id)` index.
+        job_freshness: "SELECT j AS job_id,
+              (SELECT finished_at FROM runs
+                WHERE job_id = j AND status IN ('succeeded', 'partial')
+                ORDER BY id DESC LIMIT 1) AS last_success_at,
+              (SELECT status FROM runs
+                WHERE job_id = j AND status IN ('succeeded', 'partial', 'failed')
+                ORDER BY id DESC LIMIT 1) AS last_finished
+            FROM UNNEST($1::BIGINT[]) AS j",
     };
 
     fn migration(m: &Migration) -> &'static str {

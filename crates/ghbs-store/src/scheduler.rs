@@ -34,6 +34,10 @@ pub(crate) async fn claim_due<D: Backend>(
         .time(lease_until)
         .all(&mut tx)
         .await?;
+    let more =
+        crate::retries::claim_retry_due(&mut tx, node, now, lease_until, limit - rows.len() as i64)
+            .await?;
+    rows.extend(more);
     let left = limit - rows.len() as i64;
     if left > 0 {
         let more = sql(D::SQL.claim_by_run)
@@ -196,6 +200,7 @@ pub(crate) async fn finish_run<D: Backend>(
         // Not the run this lease holds: write nothing (the transaction rolls back on drop).
         return Ok(false);
     }
+    crate::retries::record(&mut tx, job_id, run_id, outcome.retry.as_ref()).await?;
     let flag = "UPDATE jobs SET needs_login = TRUE WHERE user_id = $1 AND NOT needs_login";
     if !outcome.needs_login {
         commit(tx).await?;

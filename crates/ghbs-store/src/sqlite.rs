@@ -139,6 +139,27 @@ impl Backend for Sqlite {
                       ORDER BY next_attempt_at, id LIMIT $3)
          RETURNING *",
         lock_user: "SELECT id FROM users WHERE id = $1",
+        // Driven by the partial index on `retry_at`, which holds only jobs with a retry pending.
+        // A slot that came is claimed by schedule instead (that run starts over at attempt 1).
+        claim_by_retry: "
+            UPDATE jobs SET lease_owner = $3, lease_expires_at = $4, lease_token = lease_token + 1
+            WHERE id IN (
+                SELECT id FROM jobs
+                WHERE retry_at IS NOT NULL AND retry_at <= $1 AND next_run_at > $1
+                  AND paused = 0 AND needs_login = 0
+                  AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                ORDER BY retry_at, id
+                LIMIT $2)
+            RETURNING *",
+        // Both subqueries are answered from the `runs_job (job_id, id)` index.
+        job_freshness: "SELECT j.value AS job_id,
+              (SELECT finished_at FROM runs
+                WHERE job_id = j.value AND status IN ('succeeded', 'partial')
+                ORDER BY id DESC LIMIT 1) AS last_success_at,
+              (SELECT status FROM runs
+                WHERE job_id = j.value AND status IN ('succeeded', 'partial', 'failed')
+                ORDER BY id DESC LIMIT 1) AS last_finished
+            FROM json_each($1) j",
     };
 
     fn migration(m: &Migration) -> &'static str {

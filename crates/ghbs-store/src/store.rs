@@ -5,13 +5,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{sql, Backend, SqlStore};
-use crate::{accounts, jobs, notify, repos, scheduler};
+use crate::{accounts, jobs, notify, repos, retries, scheduler};
 use crate::{
     ApiKeyRow, Claim, HttpCacheRow, JobPatch, JobRepoRow, JobRow, NewJob, NewSnapshot, RunOutcome,
     RunRow, SnapshotRow, Store, StoreResult, UserRow,
 };
 use crate::{
-    ClaimedDelivery, DeliveryResult, DeliveryRow, JobFreshness, NewNotifyTarget, NotifyTargetRow,
+    ClaimedDelivery, DeliveryResult, DeliveryRow, NewNotifyTarget, NotifyTargetRow, StaleCandidate,
 };
 
 #[async_trait]
@@ -236,8 +236,8 @@ impl<D: Backend> Store for SqlStore<D> {
     async fn target_deliveries(&self, target_id: i64) -> StoreResult<Vec<DeliveryRow>> {
         notify::target_deliveries(&self.pool, target_id).await
     }
-    async fn job_freshness(&self) -> StoreResult<Vec<JobFreshness>> {
-        notify::job_freshness(&self.pool).await
+    async fn stale_candidates(&self) -> StoreResult<Vec<StaleCandidate>> {
+        notify::stale_candidates(&self.pool).await
     }
     async fn mark_stale_notified(&self, job_id: i64, basis: DateTime<Utc>) -> StoreResult<bool> {
         notify::mark_stale(&self.pool, job_id, basis).await
@@ -258,5 +258,17 @@ impl<D: Backend> Store for SqlStore<D> {
     }
     async fn prune_audit(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
         crate::audit::prune_audit(&self.pool, older_than).await
+    }
+    async fn set_run_attempt(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        run_id: i64,
+        attempt: u32,
+    ) -> StoreResult<bool> {
+        retries::set_run_attempt(&self.pool, job_id, lease_token, run_id, attempt).await
+    }
+    async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<crate::JobFreshness>> {
+        retries::job_freshness(&self.pool, job_ids).await
     }
 }

@@ -12,6 +12,8 @@ mod failures;
 mod jobs;
 #[path = "conformance/repos.rs"]
 mod repos;
+#[path = "conformance/retries.rs"]
+mod retries;
 #[path = "conformance/scheduler.rs"]
 mod scheduler;
 #[path = "conformance/security.rs"]
@@ -157,6 +159,7 @@ fn outcome(status: RunStatus, next_run_at: DateTime<Utc>) -> RunOutcome {
         snapshot_id: None,
         needs_login: false,
         next_run_at,
+        retry: None,
     }
 }
 
@@ -228,6 +231,21 @@ async fn probe_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claimers_never_share_a_job() {
     on_each_backend_twice(scheduler::concurrent_claimers).await;
+}
+
+#[tokio::test]
+async fn retries_are_claimed_when_due_and_before_the_slot() {
+    on_each_backend(retries::claimed_when_due).await;
+}
+
+#[tokio::test]
+async fn a_slot_that_came_wins_over_a_pending_retry() {
+    on_each_backend(retries::slot_wins).await;
+}
+
+#[tokio::test]
+async fn job_freshness() {
+    on_each_backend(retries::freshness).await;
 }
 
 #[tokio::test]

@@ -293,6 +293,31 @@ pub struct Job {
     pub next_run_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub last_run: Option<Run>,
+    /// When the job last recorded a snapshot (a `succeeded` or `partial` run); `None` if never.
+    #[serde(default)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// No success for twice the schedule's interval (counted from creation if it never
+    /// succeeded). Paused jobs are never stale.
+    #[serde(default)]
+    pub stale: bool,
+    /// The newest finished run failed (no snapshot), or a retry of it is pending.
+    #[serde(default)]
+    pub failing: bool,
+    /// The retry pending after a failed attempt, if any.
+    #[serde(default)]
+    pub retry: Option<JobRetry>,
+}
+
+/// A retry of a failed run, due before the job's next scheduled slot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct JobRetry {
+    /// The attempt this retry will be (the first run of a slot is attempt 1).
+    pub attempt: u32,
+    /// Attempts per slot, the first included (`--run-retries` + 1).
+    pub max_attempts: u32,
+    /// When it starts (always before `next_run_at`).
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -384,7 +409,7 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// What went wrong, phrased for a person to act on.
     pub error: Option<String>,
-    /// What the run is doing now, e.g. "waiting for rate limit until 14:05".
+    /// What the run is doing now, e.g. "waiting for GitHub rate limit until 14:05:09 UTC".
     pub progress: Option<String>,
     pub bytes_fetched: i64,
     /// GitHub API requests that count against the rate limit.
@@ -392,6 +417,16 @@ pub struct Run {
     /// Conditional GitHub API requests answered 304 (not counted by GitHub).
     pub api_requests_conditional: i64,
     pub snapshot_id: Option<i64>,
+    /// Which attempt at its slot this run is: 1, or more for a retry of a failed run.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// Set on a run that failed for a passing reason: when the next attempt starts.
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

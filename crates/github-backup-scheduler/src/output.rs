@@ -118,16 +118,60 @@ pub fn state(s: JobState) -> &'static str {
     }
 }
 
-/// `succeeded 2 h ago`, `running`, or `-`.
+/// What a run is doing or how it ended, for people: a running run says what it waits for
+/// (`waiting for GitHub rate limit until 20:11:30 UTC`), a retry says its attempt.
+pub fn run_state(run: &Run) -> String {
+    let mut text = activity(run);
+    if run.attempt > 1 {
+        text.push_str(&format!(" (attempt {})", run.attempt));
+    }
+    text
+}
+
+/// The run's status, or for a running run what it is doing when it says so.
+pub fn activity(run: &Run) -> String {
+    match (run.status, run.progress.as_deref()) {
+        (RunStatus::Running, Some(p)) if !p.is_empty() && p != "running" => p.to_owned(),
+        (status, _) => status.as_str().to_owned(),
+    }
+}
+
+/// `retry at 2025-03-01 09:05 (in 5 min)` for a failed run that will be attempted again.
+pub fn retry_note(run: &Run) -> Option<String> {
+    run.retry_at.map(|at| format!("retry at {}", when(at)))
+}
+
+/// `succeeded 2 h ago`, `running`, `waiting for GitHub rate limit until …`, or `-`.
 pub fn last_result(run: Option<&Run>) -> String {
     let Some(run) = run else {
         return "-".to_string();
     };
     let at = run.finished_at.or(run.started_at).unwrap_or(run.queued_at);
     match run.status {
-        RunStatus::Queued | RunStatus::Running => run.status.as_str().to_string(),
-        done => format!("{} {}", done.as_str(), relative(at, Utc::now())),
+        RunStatus::Queued | RunStatus::Running => run_state(run),
+        _ => {
+            let mut text = format!("{} {}", run_state(run), relative(at, Utc::now()));
+            if let Some(note) = retry_note(run) {
+                text.push_str(&format!(", {note}"));
+            }
+            text
+        }
     }
+}
+
+/// `2 h ago`, `never`; with `STALE` when no success for twice the schedule's interval.
+pub fn last_success(j: &Job) -> String {
+    let mut text = match j.last_success_at {
+        Some(t) => relative(t, Utc::now()),
+        None => "never".to_owned(),
+    };
+    if j.stale {
+        text.push_str(" STALE");
+    }
+    if j.failing {
+        text.push_str(" FAILING");
+    }
+    text
 }
 
 pub fn jobs_table(jobs: &[Job]) -> Table {
@@ -137,6 +181,7 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
         "SCHEDULE",
         "STATE",
         "NEXT RUN",
+        "LAST SUCCESS",
         "LAST RESULT",
     ]);
     for j in jobs {
@@ -151,6 +196,7 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
             format!("{} ({})", j.schedule, j.timezone),
             state(j.state).to_string(),
             next,
+            last_success(j),
             last_result(j.last_run.as_ref()),
         ]);
     }
@@ -159,7 +205,7 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
 
 pub fn runs_table(runs: &[Run]) -> Table {
     let mut t = table(&[
-        "ID", "TRIGGER", "STATUS", "STARTED", "DURATION", "FETCHED", "ERROR",
+        "ID", "TRIGGER", "ATTEMPT", "STATUS", "STARTED", "DURATION", "FETCHED", "ERROR",
     ]);
     for r in runs {
         let duration = match (r.started_at, r.finished_at) {
@@ -169,16 +215,25 @@ pub fn runs_table(runs: &[Run]) -> Table {
         t.add_row(vec![
             r.id.to_string(),
             r.trigger.as_str().to_string(),
-            r.status.as_str().to_string(),
+            r.attempt.to_string(),
+            activity(r),
             when(r.started_at.unwrap_or(r.queued_at)),
             duration,
             size(r.bytes_fetched),
             // The first line; `run --wait` and `--json` give one line per repository.
-            r.error
-                .as_deref()
-                .and_then(|e| e.lines().next())
-                .unwrap_or_default()
-                .to_owned(),
+            {
+                let first = r
+                    .error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or_default()
+                    .to_owned();
+                match retry_note(r) {
+                    Some(note) if first.is_empty() => note,
+                    Some(note) => format!("{first} ({note})"),
+                    None => first,
+                }
+            },
         ]);
     }
     t
@@ -313,8 +368,17 @@ pub fn job_details(j: &Job) -> String {
     } else {
         "-".into()
     };
+    let retry = match &j.retry {
+        Some(r) => format!(
+            "\nretry:      attempt {} of {} at {}",
+            r.attempt,
+            r.max_attempts,
+            when(r.at)
+        ),
+        None => String::new(),
+    };
     format!(
-        "job:        {}\ntarget:     {}\nschedule:   {} ({})\nstate:      {}\nnext run:   {}\nlast run:   {}\nretention:  {}\noptions:    {}\ncreated:    {}",
+        "job:        {}\ntarget:     {}\nschedule:   {} ({})\nstate:      {}\nnext run:   {}{retry}\nlast run:   {}\nlast success: {}\nretention:  {}\noptions:    {}\ncreated:    {}",
         j.id,
         j.target,
         j.schedule,
@@ -322,6 +386,7 @@ pub fn job_details(j: &Job) -> String {
         state(j.state),
         next,
         last_result(j.last_run.as_ref()),
+        last_success(j),
         keep,
         if opts.is_empty() { "-".into() } else { opts.join(", ") },
         when(j.created_at),
@@ -353,6 +418,59 @@ mod tests {
         );
         assert_eq!(relative(now, now), "now");
         assert!(when_at(now + h(3), now).ends_with("(in 3 h)"));
+    }
+
+    fn run(status: RunStatus, progress: Option<&str>, attempt: u32) -> Run {
+        let t = Utc.with_ymd_and_hms(2025, 1, 10, 12, 0, 0).unwrap();
+        Run {
+            id: 1,
+            job_id: 1,
+            trigger: ghbs_wire::RunTrigger::Schedule,
+            status,
+            queued_at: t,
+            started_at: Some(t),
+            finished_at: None,
+            error: None,
+            progress: progress.map(str::to_owned),
+            bytes_fetched: 0,
+            api_requests: 0,
+            api_requests_conditional: 0,
+            snapshot_id: None,
+            attempt,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn a_waiting_run_says_what_it_waits_for_not_just_running() {
+        let wait = "waiting for GitHub rate limit until 20:11:30 UTC";
+        let r = run(RunStatus::Running, Some(wait), 1);
+        assert_eq!(run_state(&r), wait);
+        assert_eq!(last_result(Some(&r)), wait);
+        assert_eq!(
+            run_state(&run(RunStatus::Running, Some(wait), 3)),
+            format!("{wait} (attempt 3)")
+        );
+        assert_eq!(
+            run_state(&run(RunStatus::Running, Some("running"), 1)),
+            "running"
+        );
+        assert_eq!(run_state(&run(RunStatus::Running, None, 1)), "running");
+        assert_eq!(
+            run_state(&run(RunStatus::Queued, None, 2)),
+            "queued (attempt 2)"
+        );
+    }
+
+    #[test]
+    fn a_failed_run_with_a_retry_says_when() {
+        let mut r = run(RunStatus::Failed, None, 1);
+        r.finished_at = r.started_at;
+        assert!(!last_result(Some(&r)).contains("retry"));
+        r.retry_at = Some(Utc::now() + chrono::Duration::minutes(10));
+        let text = last_result(Some(&r));
+        assert!(text.starts_with("failed "), "{text}");
+        assert!(text.contains(", retry at "), "{text}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl ValidatorCache for StoreCache {
     }
 }
 
-/// Shows GitHub waits (rate limits) on the run, e.g. "waiting for GitHub rate limit until 14:05 UTC".
+/// Shows GitHub waits (rate limits) on the run, e.g. "waiting for GitHub rate limit until 14:05:09 UTC".
 pub(super) struct ProgressBridge {
     pub progress: RunProgress,
 }
@@ -51,7 +51,8 @@ pub(super) struct ProgressBridge {
 impl ghbs_github::Progress for ProgressBridge {
     fn waiting(&self, reason: &str, until: DateTime<Utc>) {
         let p = self.progress.clone();
-        let text = format!("{reason} until {}", until.format("%H:%M UTC"));
+        // To the second, in UTC: "waiting for GitHub rate limit until 20:11:30 UTC".
+        let text = format!("{reason} until {}", until.format("%H:%M:%S UTC"));
         tokio::spawn(async move { p.set(Some(&text)).await });
     }
 

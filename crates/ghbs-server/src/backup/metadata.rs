@@ -92,7 +92,8 @@ pub fn wiki_key(key: &str) -> String {
 
 fn internal(e: &dyn std::fmt::Display) -> ExecOutcome {
     tracing::error!(error = %e, "storing metadata failed");
-    ExecOutcome::failed(
+    ExecOutcome::failed_as(
+        FailureKind::Transient,
         "the server could not store this backup's metadata (disk error); it will be retried",
     )
 }

@@ -8,6 +8,7 @@ mod github;
 mod lifecycle;
 mod metadata;
 mod retention;
+mod retry;
 
 pub use lifecycle::{purge_backups, settle_pending_snapshots};
 pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
@@ -31,7 +32,7 @@ use self::github::{ProgressBridge, StoreCache};
 use self::metadata::MetaState;
 use crate::app::AppState;
 use crate::metrics::Metrics;
-use crate::scheduler::{ExecOutcome, Executor, RunProgress};
+use crate::scheduler::{ExecOutcome, Executor, RetryScope, RunProgress};
 
 /// A real fetch happens at least every this many runs even when GitHub reports no push, so
 /// nothing `pushed_at` misses (for example a deleted tag) goes unnoticed for long.
@@ -71,12 +72,22 @@ impl Executor for BackupExecutor {
         progress: RunProgress,
     ) -> ExecOutcome {
         let mut spent = Spent::default();
-        let result = run(state, &claim.job, claim.run.id, &progress, &mut spent).await;
+        let scope = RetryScope::of(claim);
+        let result = run(
+            state,
+            &claim.job,
+            claim.run.id,
+            scope,
+            &progress,
+            &mut spent,
+        )
+        .await;
         let mut outcome = match result {
             Ok(recorded) => ExecOutcome {
                 error: recorded.problems,
                 bytes_fetched: recorded.bytes as i64,
                 snapshot_id: Some(recorded.snapshot_id),
+                retry_repos: recorded.retry_repos,
                 ..Default::default()
             },
             Err(ended) => ended,
@@ -106,12 +117,25 @@ fn github_failure(e: GitHubError, what: &str) -> ExecOutcome {
                 "GitHub rejected the stored token while {what}: run `github-backup-scheduler login` with a new token"
             )),
             needs_login: true,
+            failure: Some(FailureKind::Unauthorized),
             ..Default::default()
         },
-        FailureKind::NotFound => ExecOutcome::failed(format!(
-            "{what}: GitHub answers 404 (deleted, renamed away, or your token cannot see it); earlier backups are kept"
-        )),
-        _ => ExecOutcome::failed(format!("{what}: {}", e.message)),
+        FailureKind::NotFound => ExecOutcome::failed_as(
+            FailureKind::NotFound,
+            format!(
+                "{what}: GitHub answers 404 (deleted, renamed away, or your token cannot see it); \
+                 earlier backups are kept. Not retried: check the name and the token's access, \
+                 or delete the job"
+            ),
+        ),
+        FailureKind::Permanent => ExecOutcome::failed_as(
+            FailureKind::Permanent,
+            format!(
+                "{what}: {}. Not retried: check the token's access, then `run` the job again",
+                e.message
+            ),
+        ),
+        kind => ExecOutcome::failed_as(kind, format!("{what}: {}", e.message)),
     }
 }
 
@@ -119,13 +143,16 @@ async fn run(
     state: &Arc<AppState>,
     job: &JobRow,
     run_id: i64,
+    scope: Option<RetryScope>,
     progress: &RunProgress,
     spent: &mut Spent,
 ) -> Result<Recorded, ExecOutcome> {
     let store = &state.store;
+    // Our own side failing (database, disk) is ours to retry, never the caller's fault.
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "backup failed on the server side");
-        ExecOutcome::failed(
+        ExecOutcome::failed_as(
+            FailureKind::Transient,
             "the server could not record this backup (database or disk error); it will be retried",
         )
     };
@@ -139,6 +166,7 @@ async fn run(
         .map_err(|e| ExecOutcome {
             error: Some(e.to_string()),
             needs_login: true,
+            failure: Some(FailureKind::Unauthorized),
             ..Default::default()
         })?;
     let session = state.github.session(
@@ -152,7 +180,7 @@ async fn run(
         }),
     );
     let snapshot_key = uuid::Uuid::new_v4().to_string();
-    let result = resolve_and_fetch(state, job, &session, &token, &snapshot_key).await;
+    let result = resolve_and_fetch(state, job, &session, &token, &snapshot_key, scope).await;
     let c = session.counters();
     spent.counted = c.counted;
     spent.conditional = c.conditional_hits;
@@ -177,10 +205,13 @@ async fn run(
         }
         if e.kind == FailureKind::StorageFull {
             tracing::error!(error = %e, "snapshot not recorded: disk full");
-            return Err(ExecOutcome::failed(format!(
-                "{}; this snapshot was not recorded, earlier snapshots are kept",
-                state.engine.disk_full_message()
-            )));
+            return Err(ExecOutcome::failed_as(
+                FailureKind::StorageFull,
+                format!(
+                    "{}; this snapshot was not recorded, earlier snapshots are kept",
+                    state.engine.disk_full_message()
+                ),
+            ));
         }
         return Err(internal(&e.message));
     }
@@ -236,6 +267,7 @@ async fn run(
         snapshot_id: snapshot.id,
         problems: error,
         bytes: fetched.bytes,
+        retry_repos: fetched.retry_repos,
     })
 }
 
@@ -246,6 +278,8 @@ struct Recorded {
     /// One line per repository not captured whole; `Some` makes the run `partial`.
     problems: Option<String>,
     bytes: u64,
+    /// Repositories that failed for a passing reason (a retry fetches these).
+    retry_repos: Vec<String>,
 }
 
 /// A database failure as the run reports it: a full disk says so with the free space (the
@@ -253,11 +287,15 @@ struct Recorded {
 fn store_failure(state: &AppState, e: &ghbs_store::StoreError) -> ExecOutcome {
     tracing::error!(error = %e, "backup failed on the server side (database)");
     match e {
-        ghbs_store::StoreError::StorageFull(_) => ExecOutcome::failed(format!(
-            "{}; earlier snapshots are kept",
-            state.engine.disk_full_message()
-        )),
-        _ => ExecOutcome::failed(
+        ghbs_store::StoreError::StorageFull(_) => ExecOutcome::failed_as(
+            FailureKind::StorageFull,
+            format!(
+                "{}; earlier snapshots are kept",
+                state.engine.disk_full_message()
+            ),
+        ),
+        _ => ExecOutcome::failed_as(
+            FailureKind::Transient,
             "the server could not record this backup (database error); it will be retried",
         ),
     }
@@ -282,6 +320,8 @@ struct FetchResult {
     /// One line per repository not captured whole (failed, gone upstream, metadata incomplete).
     problems: Vec<String>,
     bytes: u64,
+    /// Mirror keys of the repositories whose fetch failed for a passing reason.
+    retry_repos: Vec<String>,
 }
 
 /// Whether a job's repository row is this GitHub repository (by id, which survives renames;
@@ -299,13 +339,16 @@ async fn resolve_and_fetch(
     session: &Session,
     token: &Secret,
     snapshot_key: &str,
+    scope: Option<RetryScope>,
 ) -> Result<FetchResult, ExecOutcome> {
-    let target = Target::parse(&job.target).map_err(|e| ExecOutcome::failed(e.to_string()))?;
+    let target = Target::parse(&job.target)
+        .map_err(|e| ExecOutcome::failed_as(FailureKind::Permanent, e.to_string()))?;
     let known = state
         .store
         .list_job_repos(job.id)
         .await
         .map_err(|e| store_failure(state, &e))?;
+    let known_rows = known.clone();
     let now = state.clock.now();
     // Repositories this job backed up before that GitHub no longer shows it: kept, carried
     // forward (see `carry`), never silently left out.
@@ -347,12 +390,22 @@ async fn resolve_and_fetch(
                 .filter(|row| !picked.iter().any(|gh| same_repo(row, gh)))
                 .collect();
             if picked.is_empty() && gone.is_empty() {
-                return Err(ExecOutcome::failed(format!(
-                    "account {owner} has no repositories your token can see that match this job's filters"
-                )));
+                return Err(ExecOutcome::failed_as(
+                    FailureKind::Permanent,
+                    format!(
+                        "account {owner} has no repositories your token can see that match this \
+                         job's filters. Not retried: change the filters or the token's access"
+                    ),
+                ));
             }
             picked
         }
+    };
+    // A retry of a partial run fetches only what failed for a passing reason; every other
+    // repository is taken as the earlier attempt's snapshot holds it (see `retry`).
+    let (repos, reused) = match &scope {
+        Some(scope) => retry::split(state, job.id, scope, &known_rows, repos, snapshot_key).await,
+        None => (repos, Vec::new()),
     };
     // Repositories of one run are fetched a few at a time: git and GitHub latency overlap, and
     // the engine serialises work per mirror anyway. The bound reuses `workers` (concurrent runs)
@@ -385,7 +438,20 @@ async fn resolve_and_fetch(
         states: vec![],
         problems: vec![],
         bytes: 0,
+        retry_repos: vec![],
     };
+    let retrying = scope.is_some();
+    let reused_count = reused.len();
+    for r in reused {
+        if r.summary.is_partial() {
+            out.problems.push(format!(
+                "{}: not fetched again by this retry, as the earlier attempt left it: {}",
+                r.summary.full_name, r.summary.status
+            ));
+        }
+        out.captures.push(r.capture);
+        out.summary.push(r.summary);
+    }
     let mut fatal = None;
     let mut failed = Vec::new();
     let mut captured_now = 0;
@@ -397,6 +463,9 @@ async fn resolve_and_fetch(
             Ok(RepoOutcome::Skipped) => {}
             Ok(RepoOutcome::Failed(f)) => {
                 out.bytes += f.bytes;
+                if f.kind.retried_at_slot() {
+                    out.retry_repos.push(f.key.clone());
+                }
                 failed.push(f);
             }
             Ok(RepoOutcome::Done(done)) => {
@@ -414,11 +483,23 @@ async fn resolve_and_fetch(
     }
     if captured_now == 0 && !failed.is_empty() {
         // Nothing new to record (GitHub or the network is down for this job): no snapshot, so
-        // retention does not run and every earlier snapshot stays.
+        // retention does not run and every earlier snapshot stays. A retry whose repositories
+        // all failed again leaves the earlier attempt's snapshot the newest, as good as before.
         let lines: Vec<String> = failed.iter().map(|f| f.failure.clone()).collect();
+        let what = if retrying {
+            format!(
+                "this retry could fetch none of the {} repositories that failed (the other {} \
+                 are in the earlier attempt's snapshot)",
+                failed.len(),
+                reused_count
+            )
+        } else {
+            "no repository could be backed up".to_owned()
+        };
         return Err(ExecOutcome {
+            failure: Some(worst(&failed)),
             error: Some(format!(
-                "no repository could be backed up; earlier snapshots are kept:\n{}",
+                "{what}; earlier snapshots are kept:\n{}",
                 lines
                     .iter()
                     .map(|line| format!("- {line}"))
@@ -429,6 +510,7 @@ async fn resolve_and_fetch(
             ..Default::default()
         });
     }
+    let failed_kinds: Vec<FailureKind> = failed.iter().map(|f| f.kind).collect();
     carry_forward(state, job.id, snapshot_key, now, failed, gone, &mut out).await?;
     // Completion order is arbitrary: the manifest and the summary list repositories by name.
     out.captures.sort_by(|a, b| a.full_name.cmp(&b.full_name));
@@ -436,6 +518,7 @@ async fn resolve_and_fetch(
     out.problems.sort();
     if out.captures.is_empty() {
         return Err(ExecOutcome {
+            failure: Some(worst(&failed_kinds)),
             error: Some(format!(
                 "nothing could be backed up and no earlier copy exists:\n{}",
                 out.problems
@@ -485,14 +568,23 @@ async fn carry_forward(
     }
     let internal = |e: &ghbs_engine::EngineError| {
         tracing::error!(error = %e, "carrying repositories forward failed");
-        ExecOutcome::failed(if e.kind == FailureKind::StorageFull {
-            format!(
-                "{}; earlier snapshots are kept",
-                state.engine.disk_full_message()
-            )
+        let kind = if e.kind == FailureKind::StorageFull {
+            FailureKind::StorageFull
         } else {
-            "the server could not record this backup (disk error); it will be retried".to_owned()
-        })
+            FailureKind::Transient
+        };
+        ExecOutcome::failed_as(
+            kind,
+            if kind == FailureKind::StorageFull {
+                format!(
+                    "{}; earlier snapshots are kept",
+                    state.engine.disk_full_message()
+                )
+            } else {
+                "the server could not record this backup (disk error); it will be retried"
+                    .to_owned()
+            },
+        )
     };
     let history = History::load(state.store.as_ref(), job_id)
         .await
@@ -554,6 +646,8 @@ enum RepoOutcome {
 
 struct RepoFailed {
     key: String,
+    /// Whether a retry may help (a passing failure) or not.
+    kind: FailureKind,
     full_name: String,
     default_branch: Option<String>,
     /// What went wrong, for a person.
@@ -629,10 +723,11 @@ async fn back_up_repo(
                     // rejecting the token itself (`GET /user`) makes the user log in again.
                     let token_rejected =
                         e.kind == FailureKind::Unauthorized && token_rejected(session).await;
-                    let error = if e.kind == FailureKind::Unauthorized && !token_rejected {
+                    let refused = e.kind == FailureKind::Unauthorized && !token_rejected;
+                    let error = if refused {
                         format!(
                             "fetching {}: GitHub refused git access to this repository although \
-                             the token is valid: check the token's access to it ({})",
+                             the token is valid. Not retried: check the token's access to it ({})",
                             gh.full_name, e.message
                         )
                     } else {
@@ -641,11 +736,23 @@ async fn back_up_repo(
                     return Err(ExecOutcome {
                         error: Some(error),
                         needs_login: token_rejected,
+                        failure: Some(if refused {
+                            FailureKind::Permanent
+                        } else {
+                            e.kind
+                        }),
                         ..Default::default()
                     });
                 }
                 Err(e) => {
+                    // Git refusing one repository of an account is that repository's failure:
+                    // carried forward, not retried (only `GET /user` decides about the token).
+                    let kind = match e.kind {
+                        FailureKind::Unauthorized => FailureKind::Permanent,
+                        other => other,
+                    };
                     return Ok(RepoOutcome::Failed(RepoFailed {
+                        kind,
                         key,
                         full_name: gh.full_name.clone(),
                         default_branch: gh.default_branch.clone(),
@@ -703,6 +810,34 @@ async fn back_up_repo(
         incomplete,
         bytes,
     })))
+}
+
+/// The failure that decides about retrying a run none of whose repositories could be fetched:
+/// a passing one if any (a retry may get that one), else a permanent one.
+fn worst<'a>(kinds: impl IntoIterator<Item = &'a (impl HasKind + 'a)>) -> FailureKind {
+    let kinds: Vec<FailureKind> = kinds.into_iter().map(HasKind::kind).collect();
+    kinds
+        .iter()
+        .copied()
+        .find(|k| k.retried_at_slot())
+        .or_else(|| kinds.first().copied())
+        .unwrap_or(FailureKind::Permanent)
+}
+
+trait HasKind {
+    fn kind(&self) -> FailureKind;
+}
+
+impl HasKind for RepoFailed {
+    fn kind(&self) -> FailureKind {
+        self.kind
+    }
+}
+
+impl HasKind for FailureKind {
+    fn kind(&self) -> FailureKind {
+        *self
+    }
 }
 
 /// Whether GitHub rejects the token as a whole (`GET /user` answers 401), as opposed to one

@@ -85,10 +85,16 @@ fn job_json(job: &JobRow) -> Value {
 fn run_payload(event: Event, claim: &Claim, outcome: &RunOutcome, now: DateTime<Utc>) -> Value {
     let job = &claim.job;
     let message = match event {
+        // A failure that will be retried says when, so that nobody acts on a passing fault.
         Event::Failed => format!(
-            "Backup of {} failed: {}",
+            "Backup of {} failed: {}{}",
             job.target,
-            clip(outcome.error.as_deref().unwrap_or("unknown error"))
+            clip(outcome.error.as_deref().unwrap_or("unknown error")),
+            outcome.retry.as_ref().map_or(String::new(), |r| format!(
+                " (attempt {} starts at {} UTC)",
+                r.attempt,
+                r.at.format("%Y-%m-%d %H:%M:%S")
+            ))
         ),
         Event::Partial => format!(
             "Backup of {} is partial (some repositories hold their last good copy): {}",
@@ -186,7 +192,7 @@ fn schedule_interval(job: &JobRow, at: DateTime<Utc>) -> Option<chrono::Duration
 /// sent for, so several nodes checking send it once). Returns how many jobs went stale now.
 pub async fn check_stale(state: &AppState) -> usize {
     let now = state.clock.now();
-    let jobs = match state.store.job_freshness().await {
+    let jobs = match state.store.stale_candidates().await {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(error = %e, "stale check skipped: cannot read jobs");
@@ -264,6 +270,7 @@ mod tests {
             snapshot_id: None,
             needs_login,
             next_run_at: Utc::now(),
+            retry: None,
         }
     }
 

@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ghbs_core::Target;
-use ghbs_store::{JobPatch, JobRow, NewJob, StoreError};
+use ghbs_store::{JobFreshness, JobPatch, JobRow, NewJob, StoreError};
 use ghbs_wire::{
-    codes, ErrorBody, ForgetRepo, Job, JobCreate, JobList, JobState, JobUpdate, RepoForgotten,
-    Retention,
+    codes, ErrorBody, ForgetRepo, Job, JobCreate, JobList, JobRetry, JobState, JobUpdate,
+    RepoForgotten, Retention,
 };
 use serde::Deserialize;
 
@@ -20,7 +20,22 @@ use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::planning::{spread_key, Plan};
 
-pub fn job_json(job: JobRow, last_run: Option<ghbs_wire::Run>) -> Job {
+/// A job as the API shows it: its row, newest run, freshness and pending retry.
+pub fn job_json(
+    app: &AppState,
+    job: JobRow,
+    last_run: Option<ghbs_wire::Run>,
+    fresh: Option<JobFreshness>,
+) -> Job {
+    let last_success_at = fresh.as_ref().and_then(|f| f.last_success_at);
+    let stale = !job.paused && is_stale(app, &job, last_success_at);
+    let failing = job.retry_at.is_some()
+        || fresh.and_then(|f| f.last_finished) == Some(ghbs_wire::RunStatus::Failed);
+    let retry = job.retry_at.map(|at| JobRetry {
+        attempt: job.retry_attempt,
+        max_attempts: app.cfg.retry.max_attempts(),
+        at,
+    });
     let state = if job.paused {
         JobState::Paused
     } else if job.needs_login {
@@ -40,7 +55,27 @@ pub fn job_json(job: JobRow, last_run: Option<ghbs_wire::Run>) -> Job {
         next_run_at: job.next_run_at,
         created_at: job.created_at,
         last_run,
+        last_success_at,
+        stale,
+        failing,
+        retry,
     }
+}
+
+/// `ghbs_core::backup_is_stale` with the job's schedule interval around now.
+fn is_stale(
+    app: &AppState,
+    job: &JobRow,
+    last_success_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> bool {
+    let Ok(plan) = Plan::stored(&job.schedule, &job.timezone) else {
+        return false;
+    };
+    let now = app.clock.now();
+    let offset = ghbs_core::spread_offset(spread_key(job.user_id, &job.target));
+    let interval =
+        ghbs_core::schedule_interval(&plan.schedule, plan.tz, now, job.created_at, offset);
+    ghbs_core::backup_is_stale(last_success_at, job.created_at, interval, now)
 }
 
 fn check_retention(r: &Retention) -> Result<(), ApiError> {
@@ -65,7 +100,13 @@ fn check_retention(r: &Retention) -> Result<(), ApiError> {
 
 pub async fn with_last_run(state: &AppState, job: JobRow) -> Result<Job, ApiError> {
     let last = state.store.last_runs(&[job.id]).await?.into_iter().next();
-    Ok(job_json(job, last))
+    let fresh = state
+        .store
+        .job_freshness(&[job.id])
+        .await?
+        .into_iter()
+        .next();
+    Ok(job_json(state, job, last, fresh))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs", request_body = JobCreate,
@@ -112,7 +153,7 @@ pub async fn create(
                     &detail,
                 )
                 .await;
-            Ok((StatusCode::CREATED, Json(job_json(job, None))))
+            Ok((StatusCode::CREATED, Json(job_json(&state, job, None, None))))
         }
         Err(StoreError::Conflict { existing_id, .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -143,12 +184,20 @@ pub async fn list(
         .into_iter()
         .map(|r| (r.job_id, r))
         .collect();
+    let mut fresh: HashMap<i64, JobFreshness> = state
+        .store
+        .job_freshness(&ids)
+        .await?
+        .into_iter()
+        .map(|f| (f.job_id, f))
+        .collect();
     Ok(Json(JobList {
         jobs: jobs
             .into_iter()
             .map(|j| {
                 let l = last.remove(&j.id);
-                job_json(j, l)
+                let f = fresh.remove(&j.id);
+                job_json(&state, j, l, f)
             })
             .collect(),
     }))

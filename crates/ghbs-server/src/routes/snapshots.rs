@@ -159,13 +159,7 @@ pub async fn download(
                 .await
         }
     };
-    let artifact = exported.map_err(|e| match e.kind {
-        ghbs_core::FailureKind::Permanent => ApiError::bad_request(codes::BAD_REQUEST, e.message),
-        ghbs_core::FailureKind::NotFound => {
-            ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.message)
-        }
-        _ => ApiError::internal(e.message),
-    })?;
+    let artifact = exported.map_err(export_error)?;
 
     let etag = artifact.etag();
     let mut resp = match check_range(req.headers(), &etag, artifact.size) {
@@ -329,5 +323,26 @@ fn check_range(headers: &HeaderMap, etag: &str, size: u64) -> RangeCheck {
             "the range starts at byte {a} but the file has {size} bytes"
         )),
         _ => RangeCheck::Serve,
+    }
+}
+
+/// Building a download fails on the server's side (its disk, its mirrors, git run locally):
+/// the caller's input was checked before. Only a snapshot without what was asked is the
+/// caller's 404; a full disk is a 503; anything else a 500. No body carries the engine's text
+/// beyond a 404's (which names repositories only): paths and git's output go to the log.
+fn export_error(e: ghbs_engine::EngineError) -> ApiError {
+    match e.kind {
+        ghbs_core::FailureKind::NotFound => {
+            ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.message)
+        }
+        ghbs_core::FailureKind::StorageFull => {
+            tracing::error!(error = %e.message, "download not built: disk full");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                "the server's disk is full: this download cannot be built until space is freed",
+            )
+        }
+        _ => ApiError::internal(format!("building a download failed: {}", e.message)),
     }
 }

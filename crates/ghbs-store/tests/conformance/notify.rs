@@ -244,7 +244,7 @@ pub async fn freshness_and_stale_marks(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let fresh = store.job_freshness().await.unwrap();
+    let fresh = store.stale_candidates().await.unwrap();
     assert_eq!(fresh.len(), 1);
     assert_eq!(fresh[0].job.id, job.id);
     assert_eq!(fresh[0].last_success_at, None);
@@ -266,7 +266,7 @@ pub async fn freshness_and_stale_marks(store: Arc<dyn Store>) {
             .await
             .unwrap());
     }
-    let fresh = store.job_freshness().await.unwrap();
+    let fresh = store.stale_candidates().await.unwrap();
     assert_eq!(fresh[0].last_success_at, Some(t(11)));
     assert!(store.mark_stale_notified(job.id, t(11)).await.unwrap());
     assert!(!store.mark_stale_notified(job.id, t(11)).await.unwrap());

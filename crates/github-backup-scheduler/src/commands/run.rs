@@ -42,8 +42,18 @@ pub async fn wait(ctx: &Ctx, mut run: Run) -> CliResult<Run> {
     };
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.tick().await;
+    let mut said = String::new();
     while !run.status.is_finished() {
-        spinner.set_message(describe(&run));
+        let text = describe(&run);
+        // No spinner (not a terminal): what the run waits for becomes a line when it changes,
+        // so a log shows it ("waiting for GitHub rate limit until 20:11:30 UTC"); plain
+        // `queued` and `running` stay silent, so stderr holds only the outcome otherwise.
+        let telling = output::activity(&run) != run.status.as_str();
+        if spinner.is_hidden() && telling && text != said {
+            ctx.out.note(&text);
+        }
+        spinner.set_message(text.clone());
+        said = text;
         interval.tick().await;
         run = api.run(run.id).await?;
     }
@@ -52,12 +62,7 @@ pub async fn wait(ctx: &Ctx, mut run: Run) -> CliResult<Run> {
 }
 
 fn describe(run: &Run) -> String {
-    let mut text = format!("run {}: {}", run.id, run.status.as_str());
-    if let Some(p) = &run.progress {
-        text.push_str(" — ");
-        text.push_str(p);
-    }
-    text
+    format!("run {}: {}", run.id, output::run_state(run))
 }
 
 /// Prints the outcome; a failed run is exit 1 with the run's own error text.
@@ -79,8 +84,16 @@ pub fn finish(ctx: &Ctx, run: &Run) -> CliResult {
             .snapshot_id
             .map(|s| format!("snapshot {s}"))
             .unwrap_or_else(|| "a snapshot".into());
+        let retry = match run.retry_at {
+            Some(at) => format!(
+                "\nattempt {} fetches the failed repositories again at {}",
+                run.attempt + 1,
+                output::when(at)
+            ),
+            None => String::new(),
+        };
         return Err(CliError::failed(format!(
-            "run {} of job {} is partial: {snapshot} was recorded, but {}",
+            "run {} of job {} is partial: {snapshot} was recorded, but {}{retry}",
             run.id,
             run.job_id,
             run.error
@@ -89,8 +102,16 @@ pub fn finish(ctx: &Ctx, run: &Run) -> CliResult {
         )));
     }
     if run.status == RunStatus::Failed {
+        let retry = match run.retry_at {
+            Some(at) => format!(
+                "\nattempt {} starts at {} (before the next scheduled run)",
+                run.attempt + 1,
+                output::when(at)
+            ),
+            None => String::new(),
+        };
         return Err(CliError::failed(format!(
-            "run {} of job {} failed: {}",
+            "run {} of job {} failed: {}{retry}",
             run.id,
             run.job_id,
             run.error.as_deref().unwrap_or("no reason given")
