@@ -1,12 +1,12 @@
 //! One module per command group. Each command takes the shared [`Ctx`] and its parsed arguments.
 
+pub mod download_check;
 pub mod fetch;
 pub mod jobs;
 pub mod login;
 pub mod restore;
 pub mod run;
 pub mod schedule;
-pub mod verify;
 
 use crate::api::Api;
 use crate::config::{ConfigDir, StoredKey};
