@@ -7,6 +7,7 @@
 mod codec;
 mod error;
 mod model;
+mod verify;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
@@ -184,6 +185,40 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_http_cache(&self, user_id: i64, url: &str) -> StoreResult<Option<HttpCacheRow>>;
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()>;
+
+    // --- verification (issue 11) --------------------------------------------------------------
+
+    /// Queue a `verify` run of the user's job (of one snapshot when `snapshot_id` is given; the
+    /// caller checks it is the job's). While a run is queued or running, the same verification
+    /// is returned (idempotent) and anything else is `Conflict` with that run's id.
+    async fn request_verify(
+        &self,
+        user_id: i64,
+        job_id: i64,
+        snapshot_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunRow>;
+    /// Up to `limit` jobs that have no verification slot yet (oldest first).
+    async fn unscheduled_verify_jobs(&self, limit: i64) -> StoreResult<Vec<JobRow>>;
+    /// Gives a job its first verification slot; no-op if it has one (or the job is gone).
+    async fn schedule_verify(&self, job_id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Jobs (claimable: not paused, not `needs_login`) whose verification slot is at or before
+    /// `now`, with that slot, earliest first.
+    async fn due_verifies(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<(JobRow, DateTime<Utc>)>>;
+    /// Moves the job's verification slot from `slot` to `next` and queues a `verify` run, in one
+    /// transaction; false (nothing written) when another node moved the slot first or the job
+    /// has a run queued or running (it stays due and is tried again later).
+    async fn queue_scheduled_verify(
+        &self,
+        job_id: i64,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

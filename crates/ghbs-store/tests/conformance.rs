@@ -14,6 +14,8 @@ mod jobs;
 mod repos;
 #[path = "conformance/scheduler.rs"]
 mod scheduler;
+#[path = "conformance/verify.rs"]
+mod verify;
 
 use std::{future::Future, sync::Arc, sync::Once};
 
@@ -299,4 +301,14 @@ async fn reopen_keeps_data() {
         again.ping().await.unwrap();
         db.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn verify_request_and_claim() {
+    on_each_backend(verify::request_and_claim).await;
+}
+
+#[tokio::test]
+async fn verify_scheduled_once_per_slot() {
+    on_each_backend_twice(verify::scheduled_once_per_slot).await;
 }

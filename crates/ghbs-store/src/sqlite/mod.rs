@@ -12,6 +12,7 @@ mod accounts;
 mod jobs;
 mod repos;
 mod scheduler;
+mod verify;
 
 use std::{borrow::Cow, str::FromStr, time::Duration};
 
@@ -48,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "write probe",
         include_str!("../../migrations/sqlite/0003_write_probe.sql"),
+    ),
+    (
+        7,
+        "verify runs",
+        include_str!("../../migrations/sqlite/0007_verify.sql"),
     ),
 ];
 
@@ -360,5 +366,37 @@ impl Store for SqliteStore {
     }
     async fn put_http_cache(&self, row: &HttpCacheRow) -> StoreResult<()> {
         repos::put_http_cache(&self.pool, row).await
+    }
+
+    async fn request_verify(
+        &self,
+        user_id: i64,
+        job_id: i64,
+        snapshot_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunRow> {
+        verify::request_verify(&self.pool, user_id, job_id, snapshot_id, now).await
+    }
+    async fn unscheduled_verify_jobs(&self, limit: i64) -> StoreResult<Vec<JobRow>> {
+        verify::unscheduled_verify_jobs(&self.pool, limit).await
+    }
+    async fn schedule_verify(&self, job_id: i64, at: DateTime<Utc>) -> StoreResult<()> {
+        verify::schedule_verify(&self.pool, job_id, at).await
+    }
+    async fn due_verifies(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<(JobRow, DateTime<Utc>)>> {
+        verify::due_verifies(&self.pool, now, limit).await
+    }
+    async fn queue_scheduled_verify(
+        &self,
+        job_id: i64,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        verify::queue_scheduled_verify(&self.pool, job_id, slot, next, now).await
     }
 }
