@@ -18,7 +18,7 @@ use crate::config::ServerConfig;
 use crate::crypto::TokenSealer;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{health, jobs, login, runs, snapshots};
+use crate::routes::{health, jobs, login, runs, snapshots, verify};
 use crate::scheduler::{Executor, Scheduler};
 
 /// Largest JSON body accepted. Requests here are small; anything bigger is a mistake or abuse.
@@ -186,6 +186,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/forget-repo", post(jobs::forget_repo))
         .route("/jobs/{id}/runs", get(runs::list).post(runs::run_now))
         .route("/runs/{id}", get(runs::show))
+        .route("/jobs/{id}/verify", post(verify::verify))
         .route("/jobs/{id}/snapshots", get(snapshots::list))
         .route("/snapshots/{id}", get(snapshots::show))
         .route("/snapshots/{id}/download", get(snapshots::download))

@@ -57,6 +57,9 @@ pub struct ServerArgs {
     /// TOML configuration file (keys as the long flags with `_`, e.g. `data_dir`).
     #[arg(long, env = "GHBS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Days between two scheduled verifications of each job (0: none; default 7).
+    #[arg(long, env = "GHBS_VERIFY_INTERVAL_DAYS")]
+    pub verify_interval_days: Option<u64>,
 }
 
 /// The file form: same keys as the flags. Unknown keys are an error, so typos do not pass silently.
@@ -76,6 +79,7 @@ pub struct FileConfig {
     pub min_interval_hours: Option<u64>,
     pub manual_runs_per_hour: Option<u32>,
     pub shutdown_grace_secs: Option<u64>,
+    pub verify_interval_days: Option<u64>,
 }
 
 /// Everything the server needs, resolved. Built by [`ServerConfig::load`] or directly in tests.
@@ -106,6 +110,8 @@ pub struct ServerConfig {
     /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, never in the config file): while this file
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
+    /// Time between two scheduled verifications of each job; `None`: no scheduled verification.
+    pub verify_interval: Option<Duration>,
 }
 
 /// Why the configuration cannot be used. Each message says how to fix it.
@@ -135,6 +141,7 @@ impl ServerConfig {
             master_key: None,
             github_retry_base: Duration::from_secs(1),
             disk_full_flag: None,
+            verify_interval: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 
@@ -226,6 +233,14 @@ impl ServerConfig {
         }
         if let Some(s) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(days) = args.verify_interval_days.or(file.verify_interval_days) {
+            if days > 3650 {
+                return Err(ConfigError(format!(
+                    "--verify-interval-days {days}: at most 3650 (ten years); 0 turns scheduled verification off"
+                )));
+            }
+            cfg.verify_interval = (days > 0).then(|| Duration::from_secs(days * 86_400));
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
             (Some(k), _) => Some(k),

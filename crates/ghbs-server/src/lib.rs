@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod planning;
 pub mod routes;
 pub mod scheduler;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub bytes_fetched: AtomicU64,
     pub github_requests: AtomicU64,
     pub github_conditional_hits: AtomicU64,
+    pub verify_succeeded: AtomicU64,
+    pub verify_failed: AtomicU64,
 }
 
 impl Metrics {

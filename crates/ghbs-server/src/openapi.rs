@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{health, jobs, login, runs, snapshots};
+use crate::routes::{health, jobs, login, runs, snapshots, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{health, jobs, login, runs, snapshots};
         runs::run_now, runs::list, runs::show,
         snapshots::list, snapshots::show, snapshots::download,
         health::healthz, health::readyz,
+        verify::verify,
     ),
     components(schemas(
         ghbs_wire::ErrorBody, ghbs_wire::LoginRequest, ghbs_wire::LoginResponse, ghbs_wire::User,

@@ -78,6 +78,7 @@ pub struct Scheduler {
     node: String,
     permits: Arc<Semaphore>,
     cancel: CancellationToken,
+    verify: crate::verify::VerifyPacer,
 }
 
 impl Scheduler {
@@ -90,6 +91,7 @@ impl Scheduler {
             node,
             permits,
             cancel: CancellationToken::new(),
+            verify: Default::default(),
         }
     }
 
@@ -124,6 +126,7 @@ impl Scheduler {
     }
 
     async fn claim_into(&self, tasks: &mut JoinSet<()>) -> usize {
+        self.verify.queue_due(&self.state).await;
         let free = self.permits.available_permits();
         if free == 0 {
             return 0;
@@ -224,7 +227,13 @@ async fn work(
         run_id,
     };
     let outcome = tokio::select! {
-        o = executor.execute(&state, &claim, progress) => Some(o),
+        o = async {
+            if claim.run.trigger == RunTrigger::Verify {
+                crate::verify::execute(&state, &claim, progress).await
+            } else {
+                executor.execute(&state, &claim, progress).await
+            }
+        } => Some(o),
         _ = cancel.cancelled() => None,
         _ = lost.cancelled() => None,
     };
@@ -252,6 +261,8 @@ async fn work(
     // their last good copy (or miss some metadata); without a snapshot an error is a failure.
     let status = match (&outcome.error, outcome.snapshot_id) {
         (None, _) => RunStatus::Succeeded,
+        // A verification's snapshot is the one it checked, not one it made.
+        (Some(_), _) if claim.run.trigger == RunTrigger::Verify => RunStatus::Failed,
         (Some(_), Some(_)) => RunStatus::Partial,
         (Some(_), None) => RunStatus::Failed,
     };
@@ -304,13 +315,15 @@ async fn work(
 }
 
 /// A scheduled run moves the job to its next slot after now (missed slots are not replayed);
-/// a manual run leaves a future slot alone.
+/// a manual run leaves a future slot alone, and a verification every slot.
 fn next_run_after(
     claim: &Claim,
     now: chrono::DateTime<chrono::Utc>,
 ) -> chrono::DateTime<chrono::Utc> {
     let job = &claim.job;
-    if claim.run.trigger == RunTrigger::Manual && job.next_run_at > now {
+    if claim.run.trigger == RunTrigger::Verify
+        || (claim.run.trigger == RunTrigger::Manual && job.next_run_at > now)
+    {
         return job.next_run_at;
     }
     match Plan::stored(&job.schedule, &job.timezone) {

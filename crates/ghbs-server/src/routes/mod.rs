@@ -5,3 +5,4 @@ pub mod jobs;
 pub mod login;
 pub mod runs;
 pub mod snapshots;
+pub mod verify;
