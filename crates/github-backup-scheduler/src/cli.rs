@@ -68,6 +68,8 @@ pub enum Command {
     Keys(KeysArgs),
     /// Run the backup server (HTTP API, scheduler and workers).
     Server(ghbs_server::ServerArgs),
+    /// Check that a job's snapshots can still be read back (on the server); exit 1 on damage.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +312,19 @@ pub struct RunArgs {
     /// Wait for the run to finish, showing its progress; exit 1 if it fails.
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Job id (see `jobs`).
+    #[arg(required_unless_present = "all")]
+    pub id: Option<i64>,
+    /// Only this snapshot (see `snapshots ID`) [default: every snapshot of the job].
+    #[arg(long, value_name = "S")]
+    pub snapshot: Option<i64>,
+    /// Every job of yours.
+    #[arg(long, conflicts_with_all = ["id", "snapshot"])]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

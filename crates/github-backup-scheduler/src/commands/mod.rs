@@ -1,5 +1,6 @@
 //! One module per command group. Each command takes the shared [`Ctx`] and its parsed arguments.
 
+pub mod check;
 pub mod download_check;
 pub mod fetch;
 pub mod jobs;
