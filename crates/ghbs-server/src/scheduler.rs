@@ -218,6 +218,7 @@ async fn work(
     );
     let _enter = span.enter();
     Metrics::add(&state.metrics.runs_in_progress, 1);
+    let started = std::time::Instant::now();
     let lost = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat(state.clone(), job_id, token, lost.clone()));
     let progress = RunProgress {
@@ -266,7 +267,13 @@ async fn work(
         (Some(_), Some(_)) => RunStatus::Partial,
         (Some(_), None) => RunStatus::Failed,
     };
+    let verification = claim.run.trigger == RunTrigger::Verify;
+    if !verification {
+        state.metrics.observe_run(status, started.elapsed());
+    }
     match status {
+        // Verifications are counted by outcome on their own (`crate::verify`).
+        _ if verification => {}
         RunStatus::Succeeded => Metrics::add(&state.metrics.runs_succeeded, 1),
         RunStatus::Partial => {
             tracing::warn!(error = ?outcome.error, "run partial");

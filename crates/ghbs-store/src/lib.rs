@@ -219,6 +219,11 @@ pub trait Store: Send + Sync + 'static {
         next: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+
+    // --- gauges for /metrics (issue 11) -------------------------------------------------------
+
+    /// Jobs waiting for a worker and since when, and the oldest last success (see [`QueueStats`]).
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<QueueStats>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

@@ -312,3 +312,8 @@ async fn verify_request_and_claim() {
 async fn verify_scheduled_once_per_slot() {
     on_each_backend_twice(verify::scheduled_once_per_slot).await;
 }
+
+#[tokio::test]
+async fn queue_stats_for_metrics() {
+    on_each_backend(verify::queue_stats).await;
+}

@@ -625,6 +625,7 @@ async fn back_up_repo(
                     f.refs
                 }
                 Err(e) if job.target_kind == TargetKind::Repository => {
+                    state.metrics.repo_failed(e.kind);
                     // Git refusing one repository is that repository's failure; only GitHub
                     // rejecting the token itself (`GET /user`) makes the user log in again.
                     let token_rejected =
@@ -645,6 +646,7 @@ async fn back_up_repo(
                     });
                 }
                 Err(e) => {
+                    state.metrics.repo_failed(e.kind);
                     return Ok(RepoOutcome::Failed(RepoFailed {
                         key,
                         full_name: gh.full_name.clone(),

@@ -7,6 +7,7 @@ mod accounts;
 mod jobs;
 mod repos;
 mod scheduler;
+mod stats;
 mod verify;
 
 use std::{borrow::Cow, time::Duration};
@@ -351,5 +352,8 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         verify::queue_scheduled_verify(&self.pool, job_id, slot, next, now).await
+    }
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<crate::QueueStats> {
+        stats::queue_stats(&self.pool, now).await
     }
 }

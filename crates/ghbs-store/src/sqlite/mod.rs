@@ -12,6 +12,7 @@ mod accounts;
 mod jobs;
 mod repos;
 mod scheduler;
+mod stats;
 mod verify;
 
 use std::{borrow::Cow, str::FromStr, time::Duration};
@@ -398,5 +399,8 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         verify::queue_scheduled_verify(&self.pool, job_id, slot, next, now).await
+    }
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<crate::QueueStats> {
+        stats::queue_stats(&self.pool, now).await
     }
 }

@@ -158,3 +158,43 @@ pub async fn scheduled_once_per_slot(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     a.delete_job(alice.id, job.id, false).await.unwrap();
     assert!(a.due_verifies(t(10_000), 10).await.unwrap().is_empty());
 }
+
+pub async fn queue_stats(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    assert_eq!(store.queue_stats(t(0)).await.unwrap(), Default::default());
+    let due = store
+        .create_job(new_job(alice.id, "octo/due", t(100)))
+        .await
+        .unwrap();
+    let later = store
+        .create_job(new_job(alice.id, "octo/later", t(86_400)))
+        .await
+        .unwrap();
+    store
+        .create_job(new_job(alice.id, "octo/not-yet", t(86_400)))
+        .await
+        .unwrap();
+    store.request_run(alice.id, later.id, t(150)).await.unwrap();
+    let stats = store.queue_stats(t(200)).await.unwrap();
+    assert_eq!((stats.waiting, stats.oldest_due), (2, Some(t(100))));
+    assert_eq!(stats.oldest_last_success, None);
+    // Claimed jobs no longer wait; a success is remembered.
+    let claims = store.claim_due("node", t(300), t(360), 10).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    assert_eq!(store.queue_stats(t(300)).await.unwrap().waiting, 0);
+    let c = claims.iter().find(|c| c.job.id == due.id).unwrap();
+    assert!(store
+        .finish_run(
+            due.id,
+            c.lease_token,
+            c.run.id,
+            outcome(RunStatus::Succeeded, t(86_500)),
+            t(310)
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store.queue_stats(t(400)).await.unwrap().oldest_last_success,
+        Some(t(310))
+    );
+}
