@@ -28,7 +28,7 @@ use crate::plain_git::PlainGit;
 use crate::report::{figure, secs};
 use crate::request_log::{line, print_endpoints, Tally};
 
-/// The version the issue compares with.
+/// The version docs/benchmarks.md compares with (pinned so figures stay comparable).
 pub(crate) const VERSION: &str = "0.65.1";
 const OWNER: &str = "bench";
 const HOST_VAR: &str = "GHBS_BENCH_GH_HOST";
@@ -109,7 +109,7 @@ pub(crate) async fn compare(
             if version == VERSION {
                 String::new()
             } else {
-                format!(" (the issue compares {VERSION})")
+                format!(" (docs/benchmarks.md compares {VERSION})")
             },
             FLAGS.join(" ")
         ),

@@ -34,31 +34,28 @@ fn err(msg: impl Into<String>) -> TargetError {
 
 impl Target {
     /// Accepts `owner/name`, `owner`, `https://github.com/owner/name(.git)(/...)?` (tree/blob paths
-    /// after the repository name are ignored), `http(s)://ANY-HOST/owner/name` (GitHub Enterprise),
+    /// after the repository name are ignored), `http(s)://HOST/owner/name` (HOST: see below),
     /// `git@host:owner/name.git` and `ssh://git@host/owner/name.git`. Leading and trailing
     /// whitespace is trimmed; a `.git` suffix on the repository name is stripped.
     ///
     /// As a convenience `github.com/owner/name` (a URL without its scheme) is accepted too.
+    ///
+    /// A URL must name github.com: `https://gitlab.com/a/b` is refused rather than read as the
+    /// GitHub repository `a/b`. Use [`Target::parse_on`] when the server talks to another GitHub.
     pub fn parse(input: &str) -> Result<Target, TargetError> {
-        let s = input.trim();
-        if s.is_empty() {
-            return Err(err(format!("the target is empty; {EXPECTED}")));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(err("the target contains a control character"));
-        }
-        if s.chars().any(char::is_whitespace) {
-            return Err(err(format!(
-                "the target contains a space; {EXPECTED} without spaces"
-            )));
-        }
-        if let Some((scheme, rest)) = s.split_once("://") {
-            return parse_url(scheme, rest);
-        }
-        if let Some(target) = parse_scp_like(s)? {
-            return Ok(target);
-        }
-        parse_plain(s)
+        parse_with(input, Hosts::GitHub)
+    }
+
+    /// As [`Target::parse`], but a URL may also name `host` (a GitHub Enterprise server, as
+    /// [`web_host`] derives it from the configured API URL).
+    pub fn parse_on(input: &str, host: &str) -> Result<Target, TargetError> {
+        parse_with(input, Hosts::GitHubOr(host))
+    }
+
+    /// Syntax only, any host: for a client that does not know which GitHub its server backs up.
+    /// The server parses the same text again with [`Target::parse_on`] and has the last word.
+    pub fn parse_syntax(input: &str) -> Result<Target, TargetError> {
+        parse_with(input, Hosts::Any)
     }
 
     /// `owner/name` or `owner`.
@@ -84,6 +81,84 @@ impl Target {
     }
 }
 
+/// Which hosts a URL target may name.
+#[derive(Debug, Clone, Copy)]
+enum Hosts<'a> {
+    GitHub,
+    GitHubOr(&'a str),
+    Any,
+}
+
+impl Hosts<'_> {
+    fn check(self, host: &str) -> Result<(), TargetError> {
+        let bare = strip_port(host);
+        let github =
+            bare.eq_ignore_ascii_case("github.com") || bare.eq_ignore_ascii_case("www.github.com");
+        let ok = match self {
+            Hosts::Any => true,
+            Hosts::GitHub => github,
+            Hosts::GitHubOr(other) => github || bare.eq_ignore_ascii_case(strip_port(other)),
+        };
+        if ok {
+            return Ok(());
+        }
+        let served = match self {
+            Hosts::GitHubOr(other) if !other.eq_ignore_ascii_case("github.com") => {
+                format!("github.com or {other}")
+            }
+            _ => "github.com".to_string(),
+        };
+        Err(err(format!(
+            "`{host}` is not the GitHub this server backs up ({served}); \
+             give `owner/name` or a URL on {served}"
+        )))
+    }
+}
+
+/// `host` without a trailing `:port` (an IPv6 literal keeps its brackets).
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    }
+}
+
+/// The web host of the GitHub whose REST API is at `api_url`: `https://api.github.com` →
+/// `github.com`, `https://ghe.example.com/api/v3` → `ghe.example.com`,
+/// `https://api.acme.ghe.com` → `acme.ghe.com`. The port is kept off.
+pub fn web_host(api_url: &str) -> String {
+    let rest = api_url.split_once("://").map_or(api_url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = strip_port(authority).to_ascii_lowercase();
+    match host.strip_prefix("api.") {
+        Some(web) if web.contains('.') => web.to_string(),
+        _ => host,
+    }
+}
+
+fn parse_with(input: &str, hosts: Hosts<'_>) -> Result<Target, TargetError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(err(format!("the target is empty; {EXPECTED}")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(err("the target contains a control character"));
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Err(err(format!(
+            "the target contains a space; {EXPECTED} without spaces"
+        )));
+    }
+    if let Some((scheme, rest)) = s.split_once("://") {
+        return parse_url(scheme, rest, hosts);
+    }
+    if let Some(target) = parse_scp_like(s, hosts)? {
+        return Ok(target);
+    }
+    parse_plain(s)
+}
+
 impl FromStr for Target {
     type Err = TargetError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -98,7 +173,7 @@ impl fmt::Display for Target {
 }
 
 /// `scheme://[user@]host[:port]/owner[/name[/...]]`.
-fn parse_url(scheme: &str, rest: &str) -> Result<Target, TargetError> {
+fn parse_url(scheme: &str, rest: &str, hosts: Hosts<'_>) -> Result<Target, TargetError> {
     let scheme = scheme.to_ascii_lowercase();
     let allows_subpaths = match scheme.as_str() {
         "http" | "https" => true,
@@ -124,6 +199,7 @@ fn parse_url(scheme: &str, rest: &str) -> Result<Target, TargetError> {
         None => authority,
     };
     validate_host(host)?;
+    hosts.check(host)?;
     let path = path.strip_suffix('/').unwrap_or(path);
     if path.is_empty() {
         return Err(err(format!(
@@ -140,7 +216,7 @@ fn parse_url(scheme: &str, rest: &str) -> Result<Target, TargetError> {
 }
 
 /// `git@host:owner/name.git` (scp-like syntax, as GitHub shows for SSH clones).
-fn parse_scp_like(s: &str) -> Result<Option<Target>, TargetError> {
+fn parse_scp_like(s: &str, hosts: Hosts<'_>) -> Result<Option<Target>, TargetError> {
     let Some((before, path)) = s.split_once(':') else {
         return Ok(None);
     };
@@ -150,6 +226,7 @@ fn parse_scp_like(s: &str) -> Result<Option<Target>, TargetError> {
         )));
     };
     validate_host(host)?;
+    hosts.check(host)?;
     let path = path.strip_prefix('/').unwrap_or(path);
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() != 2 {
@@ -296,8 +373,63 @@ mod tests {
         }
     }
 
+    /// As a server configured for the GitHub Enterprise host `ghe.example.com` parses.
     fn ok(input: &str) -> Target {
-        Target::parse(input).unwrap_or_else(|e| panic!("`{input}` refused: {e}"))
+        Target::parse_on(input, "ghe.example.com")
+            .unwrap_or_else(|e| panic!("`{input}` refused: {e}"))
+    }
+
+    #[test]
+    fn a_url_on_another_host_is_not_read_as_a_github_repository() {
+        for input in [
+            "https://gitlab.com/a/b",
+            "http://bitbucket.org/a/b.git",
+            "git@gitlab.com:a/b.git",
+            "ssh://git@gitlab.com/a/b.git",
+            "https://github.com.evil.example/a/b",
+            "https://ghe.example.com/a/b",
+        ] {
+            let e = Target::parse(input).expect_err(input).0;
+            assert!(
+                e.contains("is not the GitHub this server backs up"),
+                "{input}: {e}"
+            );
+            assert!(e.contains("github.com"), "{input}: {e}");
+        }
+        let e = Target::parse_on("https://gitlab.com/a/b", "ghe.example.com")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("github.com or ghe.example.com"), "{e}");
+        // github.com is always GitHub; the configured host too, with or without a port.
+        assert_eq!(
+            Target::parse_on("https://GHE.example.com:8443/a/b", "ghe.example.com").unwrap(),
+            repo("a", "b")
+        );
+        assert_eq!(
+            Target::parse("https://www.github.com/a/b").unwrap(),
+            repo("a", "b")
+        );
+        // A client that does not know the server's GitHub checks the syntax only.
+        assert_eq!(
+            Target::parse_syntax("https://gitlab.com/a/b").unwrap(),
+            repo("a", "b")
+        );
+    }
+
+    #[test]
+    fn the_web_host_comes_from_the_api_url() {
+        assert_eq!(web_host("https://api.github.com"), "github.com");
+        assert_eq!(web_host("https://api.github.com/"), "github.com");
+        assert_eq!(
+            web_host("https://ghe.example.com/api/v3"),
+            "ghe.example.com"
+        );
+        assert_eq!(web_host("https://api.acme.ghe.com"), "acme.ghe.com");
+        assert_eq!(web_host("http://127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(
+            web_host("https://GHE.Example.com:8443/api/v3"),
+            "ghe.example.com"
+        );
     }
 
     fn refused(input: &str) -> String {

@@ -16,7 +16,7 @@ use ghbs_core::Secret;
 
 use crate::error::{EngineError, Result};
 use crate::fsutil::{self, blocking};
-use crate::git::{Git, GitEnv};
+use crate::git::{list_refs, Git};
 use crate::{Engine, Fetched, RepoSource};
 
 /// How long an operation waits for an orphaned git process to leave a mirror.
@@ -64,7 +64,7 @@ impl Engine {
         // The live refs are about to change: the record of them goes first (see `refs`).
         let forget = mirror.clone();
         blocking(move || crate::refs::forget_live_refs(&forget)).await?;
-        let before = fsutil::pack_sizes(&mirror);
+        let before = pack_sizes(&mirror).await?;
         let mut refspecs: Vec<&str> = HEADS_AND_TAGS.to_vec();
         if src.pull_refs {
             refspecs.push(PULLS);
@@ -92,7 +92,7 @@ impl Engine {
                 ghbs_core::FailureKind::StorageFull => e,
                 _ => EngineError::new(e.kind, format!("fetching {}: {}", src.full_name, e.message)),
             })?;
-        let after = fsutil::pack_sizes(&mirror);
+        let after = pack_sizes(&mirror).await?;
         let bytes_fetched = after
             .iter()
             .map(|(name, size)| size.saturating_sub(*before.get(name).unwrap_or(&0)))
@@ -122,7 +122,8 @@ impl Engine {
         // anything reachable, and cannot detach (gc.autoDetach=false). `gc --auto` is a process
         // that almost always decides to do nothing; the same test on the directory listing we
         // already have is free, so git is asked only when it would act.
-        if needs_housekeeping(&mirror, after.len()) {
+        let (dir, packs) = (mirror.clone(), after.len());
+        if blocking(move || Ok(needs_housekeeping(&dir, packs))).await? {
             Git::new(self.git())
                 .dir(&mirror)
                 .config(format!("gc.autoPackLimit={GC_PACK_LIMIT}"))
@@ -293,6 +294,12 @@ impl Engine {
     }
 }
 
+/// The mirror's pack sizes (a directory listing, read off the async threads).
+async fn pack_sizes(mirror: &Path) -> Result<BTreeMap<String, u64>> {
+    let mirror = mirror.to_path_buf();
+    blocking(move || Ok(fsutil::pack_sizes(&mirror))).await
+}
+
 /// Git's defaults for `gc --auto`, pinned on the command line so that [`needs_housekeeping`] and
 /// git agree whatever a global config says.
 const GC_PACK_LIMIT: usize = 50;
@@ -356,31 +363,6 @@ fn origin_url(config: &str) -> Option<String> {
     found
 }
 
-/// `refname -> sha` for the refs under the given prefixes.
-pub(crate) async fn list_refs(
-    env: &GitEnv,
-    repo: &Path,
-    prefixes: &[&str],
-) -> Result<BTreeMap<String, String>> {
-    let out = Git::new(env)
-        .dir(repo)
-        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
-        .args(prefixes)
-        .run()
-        .await?;
-    Ok(parse_ref_lines(&out.text()))
-}
-
-/// Parses `sha refname` lines (for-each-ref, ls-remote with tabs).
-pub(crate) fn parse_ref_lines(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let (sha, name) = line.split_once([' ', '\t'])?;
-            Some((name.trim().to_owned(), sha.trim().to_owned()))
-        })
-        .collect()
-}
-
 /// The mirror's config must never hold credentials: refuse URLs with a user-info part.
 fn check_clean_url(url: &str) -> Result<()> {
     if url.is_empty() || url.starts_with('-') {
@@ -424,12 +406,5 @@ mod tests {
         ] {
             assert_eq!(origin_url(unsure), None, "{unsure}");
         }
-    }
-
-    #[test]
-    fn parses_ref_lines() {
-        let refs = parse_ref_lines("aaa refs/heads/main\nbbb\trefs/tags/v1\n");
-        assert_eq!(refs.get("refs/heads/main").map(String::as_str), Some("aaa"));
-        assert_eq!(refs.get("refs/tags/v1").map(String::as_str), Some("bbb"));
     }
 }

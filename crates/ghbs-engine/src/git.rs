@@ -2,6 +2,7 @@
 //! environment variable only, a timeout that kills the whole process tree, and failure
 //! classification from git's (English, `LC_ALL=C`) stderr.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -378,6 +379,31 @@ const REPO_VARS: &[&str] = &[
     "GIT_QUARANTINE_PATH",
 ];
 
+/// `refname -> sha` for the refs under the given prefixes.
+pub(crate) async fn list_refs(
+    env: &GitEnv,
+    repo: &Path,
+    prefixes: &[&str],
+) -> Result<BTreeMap<String, String>> {
+    let out = Git::new(env)
+        .dir(repo)
+        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .args(prefixes)
+        .run()
+        .await?;
+    Ok(parse_ref_lines(&out.text()))
+}
+
+/// Parses `sha refname` lines (for-each-ref, ls-remote with tabs).
+pub(crate) fn parse_ref_lines(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (sha, name) = line.split_once([' ', '\t'])?;
+            Some((name.trim().to_owned(), sha.trim().to_owned()))
+        })
+        .collect()
+}
+
 /// Kills git's whole process group (git spawns remote helpers, index-pack, pack-objects) when a
 /// run times out or its future is dropped, so nothing keeps writing into a mirror we consider idle.
 struct GroupKill(Option<u32>);
@@ -386,13 +412,14 @@ impl GroupKill {
     fn kill(&mut self) {
         if let Some(pid) = self.0.take() {
             // The leader is not reaped yet (we have not seen its exit), so its pid still names
-            // our process group and cannot have been reused.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            // our process group and cannot have been reused. One system call: no `kill` process
+            // is spawned (which could itself fail under the very pressure that made us kill).
+            if let Some(pgid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            }
         }
     }
 
@@ -497,6 +524,13 @@ pub(crate) fn classify(stderr: &str, remote: bool) -> FailureKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_ref_lines() {
+        let refs = parse_ref_lines("aaa refs/heads/main\nbbb\trefs/tags/v1\n");
+        assert_eq!(refs.get("refs/heads/main").map(String::as_str), Some("aaa"));
+        assert_eq!(refs.get("refs/tags/v1").map(String::as_str), Some("bbb"));
+    }
 
     #[test]
     fn classifies_common_git_failures() {

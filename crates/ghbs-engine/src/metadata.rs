@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, Result};
-use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
+use crate::git::list_refs;
 use crate::git::Git;
 use crate::Engine;
 
@@ -252,28 +252,6 @@ impl Engine {
         })
         .await
     }
-
-    /// Snapshot keys that have a metadata folder.
-    pub(crate) async fn metadata_snapshots(&self) -> Result<Vec<String>> {
-        let dir = self.metadata_root().join("snap");
-        let mut out = Vec::new();
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(EngineError::io("list metadata", e)),
-        };
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| EngineError::io("list metadata", e))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if fsutil::validate_snapshot_key(&name).is_ok() {
-                out.push(name);
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl MetadataWriter {
@@ -443,9 +421,22 @@ impl MetadataWriter {
 }
 
 impl Drop for MetadataWriter {
+    /// An abandoned writer's staging folder is removed off the async threads (it can hold
+    /// thousands of files); outside a runtime (tests, shutdown) it is removed in place.
     fn drop(&mut self) {
-        if !self.finished {
-            let _ = std::fs::remove_dir_all(&self.staging);
+        if self.finished {
+            return;
+        }
+        let staging = std::mem::take(&mut self.staging);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || {
+                    let _ = std::fs::remove_dir_all(&staging);
+                });
+            }
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&staging);
+            }
         }
     }
 }

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
-use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
+use crate::git::list_refs;
 use crate::{Engine, Manifest};
 
 impl Engine {

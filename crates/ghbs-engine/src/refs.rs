@@ -29,8 +29,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
-use crate::fetch::parse_ref_lines;
 use crate::fsutil;
+use crate::git::parse_ref_lines;
 
 /// File name of the live-refs record inside a mirror (git ignores unknown files in a git dir).
 const LIVE_REFS_FILE: &str = "ghbs-live-refs";

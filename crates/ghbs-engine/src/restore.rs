@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::error::{EngineError, Result};
-use crate::fetch::{list_refs, parse_ref_lines};
+use crate::git::{list_refs, parse_ref_lines};
 use crate::git::{Git, GitEnv};
 
 /// Pushes every branch and tag of `source` to `remote`. Refuses when the remote already has refs

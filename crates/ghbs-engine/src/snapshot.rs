@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::error::{EngineError, Result};
-use crate::fetch::list_refs;
 use crate::fsutil::{self, blocking};
+use crate::git::list_refs;
 use crate::git::Git;
 use crate::refs;
 use crate::storage::StorageErrorKind;
@@ -287,81 +287,6 @@ impl Engine {
             paths.push(self.mirror_path(key));
         }
         blocking(move || Ok(paths.iter().map(|p| fsutil::tree_size(p)).sum())).await
-    }
-
-    /// Forgets every snapshot whose key is not in `keep`: refs in every mirror, manifest files,
-    /// artifacts and metadata folders (then unlinked metadata objects). A crash between
-    /// [`Engine::commit_snapshot`] and the database insert leaves such orphans, whose refs would
-    /// keep objects alive forever. Call it with the complete set of snapshot keys the database
-    /// knows, before workers start (a snapshot being committed at
-    /// that moment would look orphaned). Returns the keys it forgot. Dangerous against a
-    /// database that is not the one these snapshots were recorded in (it would forget them all):
-    /// the pending markers ([`Engine::forget_pending`]) are the safe way to clean up after a crash.
-    pub async fn forget_unlisted(
-        &self,
-        keep: &BTreeSet<String>,
-    ) -> Result<BTreeSet<String>, EngineError> {
-        let mut forgotten = BTreeSet::new();
-        for key in self.mirror_keys().await? {
-            let refs = list_refs(self.git(), &self.mirror_path(&key), &["refs/ghbs/snap/"]).await?;
-            let orphans: BTreeSet<String> = refs
-                .keys()
-                .filter_map(|r| {
-                    r.strip_prefix("refs/ghbs/snap/")?
-                        .split('/')
-                        .next()
-                        .map(str::to_owned)
-                })
-                .filter(|k| !keep.contains(k))
-                .collect();
-            if !orphans.is_empty() {
-                let list: Vec<&str> = orphans.iter().map(String::as_str).collect();
-                self.drop_in_mirror(&key, &list).await?;
-                forgotten.extend(orphans);
-            }
-        }
-        for key in self.storage().list("manifests").await? {
-            let Some(name) = key
-                .strip_prefix("manifests/")
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if fsutil::validate_snapshot_key(name).is_ok() && !keep.contains(name) {
-                forgotten.insert(name.to_owned());
-            }
-        }
-        {
-            let mut entries = tokio::fs::read_dir(self.data_dir().join("artifacts"))
-                .await
-                .map_err(|e| EngineError::io("list snapshots", e))?;
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| EngineError::io("list snapshots", e))?
-            {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let key = name.as_str();
-                if fsutil::validate_snapshot_key(key).is_ok() && !keep.contains(key) {
-                    forgotten.insert(key.to_owned());
-                }
-            }
-        }
-        for key in self.metadata_snapshots().await? {
-            if !keep.contains(&key) {
-                forgotten.insert(key);
-            }
-        }
-        for key in &forgotten {
-            let manifest = Manifest {
-                snapshot_key: key.clone(),
-                repos: Vec::new(),
-            };
-            self.drop_snapshots(std::slice::from_ref(&manifest)).await?;
-        }
-        // Objects of runs that died before their metadata folder was finished.
-        self.gc_metadata().await?;
-        Ok(forgotten)
     }
 
     /// Reads back a manifest written by [`Engine::commit_snapshot`].

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, Result};
-use crate::fetch::list_refs;
+use crate::git::list_refs;
 use crate::fsutil::blocking;
 use crate::git::Git;
 use crate::metadata::MetadataIndex;
@@ -423,7 +423,7 @@ impl Engine {
             .arg(file)
             .run()
             .await?;
-        let listing: BTreeMap<String, String> = crate::fetch::parse_ref_lines(&out.text())
+        let listing: BTreeMap<String, String> = crate::git::parse_ref_lines(&out.text())
             .into_iter()
             .filter(|(name, _)| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
             .collect();

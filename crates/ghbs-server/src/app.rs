@@ -56,7 +56,7 @@ impl AppState {
         let store = ghbs_store::connect(&cfg.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        let sealer = TokenSealer::load(cfg.master_key.as_deref(), &cfg.data_dir)?;
+        let sealer = TokenSealer::load(cfg.master_key.as_ref(), &cfg.data_dir)?;
         let github = GitHub::new(
             ClientConfig {
                 api_url: cfg.github_api_url.clone(),
@@ -70,8 +70,17 @@ impl AppState {
         .map_err(|e| anyhow::anyhow!("cannot set up the GitHub client: {}", e.message))?;
         let storage = match &cfg.storage_url {
             Some(url) => Some(
-                ghbs_engine::Storage::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))?,
+                // Config file and `*_FILE` settings first, the process environment after them:
+                // later settings win, so the environment overrides the file.
+                ghbs_engine::Storage::from_url_with(
+                    url,
+                    cfg.storage_settings
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                        .chain(std::env::vars()),
+                    None,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))?,
             ),
             None => None,
         };

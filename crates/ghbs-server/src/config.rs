@@ -80,7 +80,30 @@ pub struct FileConfig {
     pub manual_runs_per_hour: Option<u32>,
     pub shutdown_grace_secs: Option<u64>,
     pub verify_interval_days: Option<u64>,
+    /// S3 settings for `storage_url = "s3://…"`; the `AWS_*` environment overrides each.
+    pub s3: Option<S3FileConfig>,
 }
+
+/// `[s3]` in the config file. Secrets only by file name: a config file is often readable by
+/// more people than the secret should be.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3FileConfig {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub session_token_file: Option<PathBuf>,
+    pub allow_http: Option<bool>,
+}
+
+/// Secrets of the S3 client that may be given as a file named by `NAME_FILE` (Docker and
+/// Kubernetes secrets), when `NAME` itself is not set.
+const S3_SECRET_FILE_VARS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// Everything the server needs, resolved. Built by [`ServerConfig::load`] or directly in tests.
 #[derive(Debug, Clone)]
@@ -103,15 +126,72 @@ pub struct ServerConfig {
     pub lease: Duration,
     /// How often the scheduler looks for due jobs when nothing wakes it.
     pub poll_interval: Duration,
-    /// Base64 of the 32-byte token-sealing key from `GHBS_MASTER_KEY`, if given.
-    pub master_key: Option<String>,
+    /// Base64 of the 32-byte token-sealing key from `GHBS_MASTER_KEY`, if given. A `Secret`:
+    /// this struct is `Debug`, and the key must never reach a log line.
+    pub master_key: Option<ghbs_core::Secret>,
     /// Retry pacing of the GitHub client (tests shorten it).
     pub github_retry_base: Duration,
-    /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, never in the config file): while this file
+    /// Testing hook (`GHBS_TEST_DISK_FULL_FLAG`, `test-hooks` builds only): while this file
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
     /// Time between two scheduled verifications of each job; `None`: no scheduled verification.
     pub verify_interval: Option<Duration>,
+    /// `AWS_*` settings for the storage from the config file's `[s3]` and from `AWS_*_FILE`
+    /// files, in order of rising precedence; the process environment's `AWS_*` come after them
+    /// (and so win). Values are `Secret`s so that this `Debug` struct never prints them.
+    pub storage_settings: Vec<(String, ghbs_core::Secret)>,
+}
+
+/// The storage's `AWS_*` settings that do not come straight from the environment: the config
+/// file's `[s3]`, then `AWS_*_FILE` files for the secrets whose variable is unset.
+fn storage_settings(
+    s3: Option<&S3FileConfig>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, ghbs_core::Secret)>, ConfigError> {
+    fn read_secret(path: &std::path::Path, what: &str) -> Result<ghbs_core::Secret, ConfigError> {
+        std::fs::read_to_string(path)
+            .map(|s| ghbs_core::Secret::new(s.trim()))
+            .map_err(|e| ConfigError(format!("cannot read {what} {}: {e}", path.display())))
+    }
+    let mut out = Vec::new();
+    let mut put = |k: &str, v: ghbs_core::Secret| out.push((k.to_owned(), v));
+    if let Some(s3) = s3 {
+        let plain = [
+            ("AWS_ENDPOINT_URL", &s3.endpoint),
+            ("AWS_REGION", &s3.region),
+            ("AWS_ACCESS_KEY_ID", &s3.access_key_id),
+        ];
+        for (k, v) in plain {
+            if let Some(v) = v {
+                put(k, ghbs_core::Secret::new(v.clone()));
+            }
+        }
+        if let Some(allow) = s3.allow_http {
+            put("AWS_ALLOW_HTTP", ghbs_core::Secret::new(allow.to_string()));
+        }
+        if let Some(path) = &s3.secret_access_key_file {
+            put(
+                "AWS_SECRET_ACCESS_KEY",
+                read_secret(path, "[s3] secret_access_key_file")?,
+            );
+        }
+        if let Some(path) = &s3.session_token_file {
+            put(
+                "AWS_SESSION_TOKEN",
+                read_secret(path, "[s3] session_token_file")?,
+            );
+        }
+    }
+    for name in S3_SECRET_FILE_VARS {
+        if env(name).is_some() {
+            continue;
+        }
+        let file_var = format!("{name}_FILE");
+        if let Some(path) = env(&file_var) {
+            put(name, read_secret(std::path::Path::new(&path), &file_var)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Why the configuration cannot be used. Each message says how to fix it.
@@ -142,6 +222,7 @@ impl ServerConfig {
             github_retry_base: Duration::from_secs(1),
             disk_full_flag: None,
             verify_interval: Some(Duration::from_secs(7 * 86_400)),
+            storage_settings: Vec::new(),
         }
     }
 
@@ -184,6 +265,7 @@ impl ServerConfig {
                 .map_err(|e| ConfigError(format!("--storage: {e}")))?;
             cfg.storage_url = Some(url);
         }
+        cfg.storage_settings = storage_settings(file.s3.as_ref(), env)?;
         if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
             cfg.github_api_url = url.trim_end_matches('/').to_string();
         }
@@ -243,22 +325,22 @@ impl ServerConfig {
             cfg.verify_interval = (days > 0).then(|| Duration::from_secs(days * 86_400));
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
-            (Some(k), _) => Some(k),
-            (None, Some(path)) => Some(
+            (Some(k), _) => Some(ghbs_core::Secret::new(k)),
+            (None, Some(path)) => Some(ghbs_core::Secret::new(
                 std::fs::read_to_string(&path)
                     .map_err(|e| {
                         ConfigError(format!("cannot read GHBS_MASTER_KEY_FILE {path}: {e}"))
                     })?
-                    .trim()
-                    .to_string(),
-            ),
+                    .trim(),
+            )),
             (None, None) => None,
         };
         cfg.check_registration_policy()?;
         Ok(cfg)
     }
 
-    /// DESIGN §2: open registration only on loopback unless an allow-list or an explicit choice.
+    /// Open registration only on loopback unless an allow-list or an explicit choice (README,
+    /// "Server configuration": a public server must not let any GitHub user in by default).
     pub fn check_registration_policy(&self) -> Result<(), ConfigError> {
         if self.listen.ip().is_loopback()
             || self.open_registration
@@ -335,6 +417,80 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:4000");
         assert_eq!(cfg.workers, 2);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/f"));
+    }
+
+    #[test]
+    fn s3_settings_from_the_file_and_secret_files_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s3-secret");
+        std::fs::write(&secret, "from-file-secret\n").unwrap();
+        let env_secret = dir.path().join("env-secret");
+        std::fs::write(&env_secret, "from-env-file-secret\n").unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "storage_url = \"s3://bucket/p\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+                 region = \"eu-west-1\"\naccess_key_id = \"AKID\"\nallow_http = true\n\
+                 secret_access_key_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let args = ServerArgs {
+            data_dir: Some("/tmp/x".into()),
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&args, &no_env).unwrap();
+        let got: Vec<(String, String)> = cfg
+            .storage_settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+            .collect();
+        let want = [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_SECRET_ACCESS_KEY", "from-file-secret"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(!format!("{cfg:?}").contains("from-file-secret"));
+
+        // AWS_SECRET_ACCESS_KEY_FILE comes after (and so wins over) the file's setting...
+        let file_var = env_secret.display().to_string();
+        let env = move |k: &str| (k == "AWS_SECRET_ACCESS_KEY_FILE").then(|| file_var.clone());
+        let cfg = ServerConfig::load(&args, &env).unwrap();
+        let (k, v) = cfg.storage_settings.last().unwrap();
+        assert_eq!(
+            (k.as_str(), v.expose()),
+            ("AWS_SECRET_ACCESS_KEY", "from-env-file-secret")
+        );
+        // ...and is ignored when the variable itself is set (the environment is applied last).
+        let env = |k: &str| match k {
+            "AWS_SECRET_ACCESS_KEY" => Some("direct".to_string()),
+            "AWS_SECRET_ACCESS_KEY_FILE" => Some("/nonexistent".to_string()),
+            _ => None,
+        };
+        let cfg = ServerConfig::load(&args, &env).unwrap();
+        assert_eq!(cfg.storage_settings.len(), 5);
+
+        // A secret file that cannot be read is an error naming the setting, not a silent default.
+        let env = |k: &str| (k == "AWS_SESSION_TOKEN_FILE").then(|| "/nonexistent/tok".to_string());
+        let e = ServerConfig::load(&args, &env).unwrap_err().to_string();
+        assert!(
+            e.contains("AWS_SESSION_TOKEN_FILE") && e.contains("/nonexistent/tok"),
+            "{e}"
+        );
+        // Secrets in clear text in the file are not a setting at all.
+        std::fs::write(&path, "[s3]\nsecret_access_key = \"x\"\n").unwrap();
+        let e = ServerConfig::load(&args, &no_env).unwrap_err().to_string();
+        assert!(e.contains("secret_access_key"), "{e}");
     }
 
     #[test]
@@ -502,12 +658,10 @@ mod tests {
             ..Default::default()
         };
         let env = |k: &str| (k == "GHBS_MASTER_KEY").then(|| "abc".to_string());
-        assert_eq!(
-            ServerConfig::load(&args, &env)
-                .unwrap()
-                .master_key
-                .as_deref(),
-            Some("abc")
-        );
+        let cfg = ServerConfig::load(&args, &env).unwrap();
+        assert_eq!(cfg.master_key.as_ref().map(|k| k.expose()), Some("abc"));
+        // The configuration is `Debug`; the key is not in what it prints.
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("abc"), "{printed}");
     }
 }

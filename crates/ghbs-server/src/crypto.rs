@@ -28,9 +28,9 @@ pub enum CryptoError {
 impl TokenSealer {
     /// The key from `GHBS_MASTER_KEY` (base64 of 32 bytes) when given, else from
     /// `data_dir/master.key`, created with mode 0600 on first start.
-    pub fn load(master_key: Option<&str>, data_dir: &Path) -> Result<TokenSealer, CryptoError> {
+    pub fn load(master_key: Option<&Secret>, data_dir: &Path) -> Result<TokenSealer, CryptoError> {
         let key = match master_key {
-            Some(b64) => decode_key(b64.trim())
+            Some(b64) => decode_key(b64.expose().trim())
                 .map_err(|e| CryptoError::Key(format!("GHBS_MASTER_KEY is not usable: {e}")))?,
             None => load_or_create_key_file(&data_dir.join("master.key"))?,
         };
@@ -159,10 +159,11 @@ mod tests {
     #[test]
     fn env_key_must_be_32_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(TokenSealer::load(Some("not base64!"), dir.path()).is_err());
-        assert!(TokenSealer::load(Some("AAAA"), dir.path()).is_err());
+        let key = |s: &str| Secret::new(s);
+        assert!(TokenSealer::load(Some(&key("not base64!")), dir.path()).is_err());
+        assert!(TokenSealer::load(Some(&key("AAAA")), dir.path()).is_err());
         let k = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert!(TokenSealer::load(Some(&k), dir.path()).is_ok());
+        assert!(TokenSealer::load(Some(&key(&k)), dir.path()).is_ok());
     }
 
     #[test]

@@ -62,6 +62,20 @@ impl IntoResponse for ApiError {
 
 /// Store errors: `NotFound` is the caller's 404 (the handler names the thing when it can),
 /// `Unavailable` and `StorageFull` a 503, anything else a logged 500.
+/// A schedule or timezone the user sent that does not parse or runs too often: 400 with the
+/// code that names which.
+impl From<ghbs_core::ScheduleError> for ApiError {
+    fn from(e: ghbs_core::ScheduleError) -> Self {
+        use ghbs_core::ScheduleError;
+        let code = match e {
+            ScheduleError::Invalid(_) => codes::INVALID_SCHEDULE,
+            ScheduleError::TooFrequent(_) => codes::SCHEDULE_TOO_FREQUENT,
+            ScheduleError::UnknownTimezone(_) => codes::INVALID_TIMEZONE,
+        };
+        ApiError::bad_request(code, e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {

@@ -22,21 +22,11 @@ use std::sync::Arc;
 pub use app::{launch, router, AppState};
 pub use config::{ServerArgs, ServerConfig};
 
-use ghbs_core::{Clock, SystemClock};
-
 /// Run the server until SIGINT or SIGTERM: load the configuration, open the store, bind, print
 /// `listening on http://ADDR` as the first line on stdout, serve, drain.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut cfg = ServerConfig::load(&args, &|k| std::env::var(k).ok())?;
-    // Testing hook, as GHBS_TEST_CLOCK_START: end-to-end tests fill the disk without a small
-    // filesystem by creating the file this names.
-    cfg.disk_full_flag = std::env::var_os("GHBS_TEST_DISK_FULL_FLAG").map(Into::into);
-    let clock: Arc<dyn Clock> = match std::env::var("GHBS_TEST_CLOCK_START") {
-        // Testing hook: end-to-end tests start the real binary with a clock shifted to a chosen
-        // instant, so "time passed while the server was down" needs no sleeping.
-        Ok(start) => Arc::new(shifted_clock(&start)?),
-        Err(_) => Arc::new(SystemClock),
-    };
+    let clock = test_hooks::apply(&mut cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
@@ -68,21 +58,57 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// A clock that starts at `start` (RFC 3339) and advances with real time.
-struct ShiftedClock {
-    offset: chrono::Duration,
+/// Environment hooks that let end-to-end tests drive the real binary. They exist only with the
+/// `test-hooks` feature: a release build has no code that reads these variables.
+#[cfg(feature = "test-hooks")]
+mod test_hooks {
+    use std::sync::Arc;
+
+    use ghbs_core::{Clock, SystemClock};
+
+    use crate::ServerConfig;
+
+    /// `GHBS_TEST_DISK_FULL_FLAG=FILE`: while FILE exists the engine behaves as on a full disk
+    /// (tests fill the disk without a small file system). `GHBS_TEST_CLOCK_START=RFC3339`: the
+    /// clock starts at that instant and advances with real time, so "time passed while the
+    /// server was down" needs no sleeping.
+    pub(crate) fn apply(cfg: &mut ServerConfig) -> anyhow::Result<Arc<dyn Clock>> {
+        cfg.disk_full_flag = std::env::var_os("GHBS_TEST_DISK_FULL_FLAG").map(Into::into);
+        Ok(match std::env::var("GHBS_TEST_CLOCK_START") {
+            Ok(start) => Arc::new(shifted_clock(&start)?),
+            Err(_) => Arc::new(SystemClock),
+        })
+    }
+
+    /// A clock that starts at `start` (RFC 3339) and advances with real time.
+    struct ShiftedClock {
+        offset: chrono::Duration,
+    }
+
+    fn shifted_clock(start: &str) -> anyhow::Result<ShiftedClock> {
+        let start = chrono::DateTime::parse_from_rfc3339(start)
+            .map_err(|e| anyhow::anyhow!("GHBS_TEST_CLOCK_START is not RFC 3339: {e}"))?;
+        Ok(ShiftedClock {
+            offset: start.with_timezone(&chrono::Utc) - chrono::Utc::now(),
+        })
+    }
+
+    impl Clock for ShiftedClock {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            chrono::Utc::now() + self.offset
+        }
+    }
 }
 
-fn shifted_clock(start: &str) -> anyhow::Result<ShiftedClock> {
-    let start = chrono::DateTime::parse_from_rfc3339(start)
-        .map_err(|e| anyhow::anyhow!("GHBS_TEST_CLOCK_START is not RFC 3339: {e}"))?;
-    Ok(ShiftedClock {
-        offset: start.with_timezone(&chrono::Utc) - chrono::Utc::now(),
-    })
-}
+#[cfg(not(feature = "test-hooks"))]
+mod test_hooks {
+    use std::sync::Arc;
 
-impl Clock for ShiftedClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now() + self.offset
+    use ghbs_core::{Clock, SystemClock};
+
+    use crate::ServerConfig;
+
+    pub(crate) fn apply(_cfg: &mut ServerConfig) -> anyhow::Result<Arc<dyn Clock>> {
+        Ok(Arc::new(SystemClock))
     }
 }

@@ -4,9 +4,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ghbs_core::{parse_timezone, spread_offset, Schedule, ScheduleError};
-use ghbs_wire::codes;
-
-use crate::error::ApiError;
 
 /// A schedule that passed every check, with its timezone.
 pub struct Plan {
@@ -15,19 +12,19 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Parse and check a schedule and timezone as a user sent them.
-    pub fn parse(schedule: &str, timezone: &str, min_interval: Duration) -> Result<Plan, ApiError> {
+    /// Parse and check a schedule and timezone as a user sent them. The error says what is
+    /// wrong in the user's words; the HTTP layer maps it to a status (`ApiError: From`).
+    pub fn parse(
+        schedule: &str,
+        timezone: &str,
+        min_interval: Duration,
+    ) -> Result<Plan, ScheduleError> {
         if schedule.len() > 200 {
-            return Err(ApiError::bad_request(
-                codes::INVALID_SCHEDULE,
-                "schedule is too long",
-            ));
+            return Err(ScheduleError::Invalid("schedule is too long".into()));
         }
-        let tz = parse_timezone(timezone).map_err(schedule_error)?;
-        let schedule = Schedule::parse(schedule).map_err(schedule_error)?;
-        schedule
-            .validate_interval(tz, min_interval)
-            .map_err(schedule_error)?;
+        let tz = parse_timezone(timezone)?;
+        let schedule = Schedule::parse(schedule)?;
+        schedule.validate_interval(tz, min_interval)?;
         Ok(Plan { schedule, tz })
     }
 
@@ -63,13 +60,4 @@ pub fn spread_key(user_id: i64, target: &str) -> i64 {
         h = h.wrapping_mul(0x100000001b3);
     }
     h as i64
-}
-
-pub fn schedule_error(e: ScheduleError) -> ApiError {
-    let code = match e {
-        ScheduleError::Invalid(_) => codes::INVALID_SCHEDULE,
-        ScheduleError::TooFrequent(_) => codes::SCHEDULE_TOO_FREQUENT,
-        ScheduleError::UnknownTimezone(_) => codes::INVALID_TIMEZONE,
-    };
-    ApiError::bad_request(code, e.to_string())
 }

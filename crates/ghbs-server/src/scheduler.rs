@@ -10,6 +10,7 @@ use ghbs_wire::{RunStatus, RunTrigger};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::metrics::Metrics;
@@ -165,10 +166,21 @@ impl Scheduler {
             let state = self.state.clone();
             let executor = self.executor.clone();
             let cancel = self.cancel.child_token();
-            tasks.spawn(async move {
-                work(state, executor, claim, cancel).await;
-                drop(permit);
-            });
+            // The span is attached to the task, not entered inside it: an entered guard held
+            // across `.await` would label other runs' log lines with this run's ids.
+            let span = tracing::info_span!(
+                "run",
+                job.id = claim.job.id,
+                run.id = claim.run.id,
+                user.id = claim.job.user_id
+            );
+            tasks.spawn(
+                async move {
+                    work(state, executor, claim, cancel).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
         n
     }
@@ -210,17 +222,11 @@ async fn work(
     let job_id = claim.job.id;
     let token = claim.lease_token;
     let run_id = claim.run.id;
-    let span = tracing::info_span!(
-        "run",
-        job.id = job_id,
-        run.id = run_id,
-        user.id = claim.job.user_id
-    );
-    let _enter = span.enter();
     Metrics::add(&state.metrics.runs_in_progress, 1);
     let started = std::time::Instant::now();
     let lost = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat(state.clone(), job_id, token, lost.clone()));
+    let heartbeat =
+        tokio::spawn(heartbeat(state.clone(), job_id, token, lost.clone()).in_current_span());
     let progress = RunProgress {
         state: state.clone(),
         job_id,

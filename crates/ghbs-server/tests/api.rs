@@ -192,6 +192,12 @@ async fn malformed_job_input_gets_a_4xx_and_a_message() {
             400,
             "invalid_target",
         ),
+        // Another forge's URL is not read as the GitHub repository of the same path.
+        (
+            json!({"target": "https://gitlab.com/a/b", "schedule": "daily"}).to_string(),
+            400,
+            "invalid_target",
+        ),
         (
             json!({"target": "o/r", "schedule": "30m"}).to_string(),
             400,

@@ -16,12 +16,34 @@ async fn a_backup_on_s3_storage_downloads() {
     let Some(bucket) = S3Bucket::create("a_backup_on_s3_storage_downloads").await else {
         return;
     };
+    // The secret comes from a file named by AWS_SECRET_ACCESS_KEY_FILE (as Docker and
+    // Kubernetes secrets are mounted), the rest from the environment.
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("aws-secret");
     for (k, v) in &bucket.vars {
         // The only test in this binary: nothing else reads the environment concurrently.
-        std::env::set_var(k, v);
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            std::fs::write(&secret_file, format!("{v}\n")).unwrap();
+            std::env::remove_var(k);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY_FILE", &secret_file);
+        } else {
+            std::env::set_var(k, v);
+        }
     }
+    let args = ghbs_server::ServerArgs {
+        data_dir: Some(secrets.path().to_path_buf()),
+        ..Default::default()
+    };
+    let settings = ghbs_server::ServerConfig::load(&args, &|k| std::env::var(k).ok())
+        .unwrap()
+        .storage_settings;
+    assert_eq!(settings.len(), 1, "only the secret is read from a file");
     let url = format!("{}/node-a", bucket.url());
-    let app = TestApp::with(|cfg| cfg.storage_url = Some(url.clone())).await;
+    let app = TestApp::with(|cfg| {
+        cfg.storage_url = Some(url.clone());
+        cfg.storage_settings = settings.clone();
+    })
+    .await;
     let (key, _) = app.login("ana").await;
     app.gh.create_repo("ana", "proj", RepoOptions::default());
     app.gh

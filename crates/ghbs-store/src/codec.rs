@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use ghbs_wire::{RunStatus, RunTrigger, TargetKind};
 use serde::{de::DeserializeOwned, Serialize};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use crate::{
     ApiKeyRow, HttpCacheRow, JobRepoRow, JobRow, RunRow, SnapshotRow, StoreError, StoreResult,
@@ -15,7 +16,7 @@ pub(crate) const TAKEOVER_ERROR: &str =
     "the server node running this backup stopped before it finished; the job was taken over";
 
 /// Typed column access with the backend's own encoding of timestamps and booleans hidden.
-pub(crate) trait Cols {
+pub trait Cols {
     fn int(&self, col: &str) -> StoreResult<i64>;
     fn opt_int(&self, col: &str) -> StoreResult<Option<i64>>;
     fn text(&self, col: &str) -> StoreResult<String>;
@@ -25,6 +26,64 @@ pub(crate) trait Cols {
     fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
     fn time(&self, col: &str) -> StoreResult<DateTime<Utc>>;
     fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
+/// How a backend stores a timestamp (implemented in `sqlite.rs` and `postgres.rs`).
+pub trait TimeCodec: Database {
+    type Time: for<'q> Encode<'q, Self> + for<'r> Decode<'r, Self> + Type<Self> + Send + 'static;
+    fn encode_time(t: DateTime<Utc>) -> Self::Time;
+    fn decode_time(col: &str, v: Self::Time) -> StoreResult<DateTime<Utc>>;
+}
+
+fn get<R: Row, T: for<'r> Decode<'r, R::Database> + Type<R::Database>>(
+    r: &R,
+    col: &str,
+) -> StoreResult<T>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    r.try_get(col).map_err(|e| decode_err(col, e))
+}
+
+/// The one implementation for both backends' rows.
+impl<R: Row> Cols for R
+where
+    R::Database: TimeCodec,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        get(self, col)
+    }
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        get(self, col)
+    }
+    fn text(&self, col: &str) -> StoreResult<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        get(self, col)
+    }
+    fn flag(&self, col: &str) -> StoreResult<bool> {
+        get(self, col)
+    }
+    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>> {
+        get(self, col)
+    }
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
+        get(self, col)
+    }
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
+        <R::Database as TimeCodec>::decode_time(col, get(self, col)?)
+    }
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        get::<R, Option<<R::Database as TimeCodec>::Time>>(self, col)?
+            .map(|v| <R::Database as TimeCodec>::decode_time(col, v))
+            .transpose()
+    }
 }
 
 pub(crate) fn decode_err(col: &str, e: impl std::fmt::Display) -> StoreError {
@@ -151,6 +210,15 @@ pub(crate) fn http_cache<R: Cols>(r: &R) -> StoreResult<HttpCacheRow> {
 
 pub(crate) fn refs_i64(refs: u64) -> StoreResult<i64> {
     i64::try_from(refs).map_err(|_| StoreError::Other(format!("ref count {refs} out of range")))
+}
+
+/// `NotFound` when a write that names its row by id changed no row.
+pub(crate) fn changed(rows: u64) -> StoreResult<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 /// Only a finished status may end a run.

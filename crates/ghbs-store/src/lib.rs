@@ -4,9 +4,16 @@
 //! [`Store`] is the one interface; [`sqlite::SqliteStore`] and [`postgres::PgStore`] implement it,
 //! each with its own migrations. [`connect`] picks the backend from the URL at run time.
 
+mod accounts;
+mod backend;
 mod codec;
 mod error;
+mod jobs;
 mod model;
+mod repos;
+mod scheduler;
+mod stats;
+mod store;
 mod verify;
 
 pub use error::{StoreError, StoreResult};

@@ -79,7 +79,7 @@ async fn schedule_new(ctx: &Ctx) -> CliResult {
     let target = prompt(|| {
         Text::new("Repository to back up (owner/name, GitHub URL, or an account name):")
             .with_validator(|s: &str| {
-                Ok(match ghbs_core::Target::parse(s) {
+                Ok(match ghbs_core::Target::parse_syntax(s) {
                     Ok(_) => Validation::Valid,
                     Err(e) => Validation::Invalid(e.to_string().into()),
                 })

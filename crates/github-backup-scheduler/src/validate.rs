@@ -9,7 +9,7 @@ use crate::exit::{CliError, CliResult};
 /// Validates a job target (`owner/name`, `owner`, or a GitHub URL) and returns it trimmed.
 pub fn target(input: &str) -> CliResult<String> {
     let input = input.trim();
-    ghbs_core::Target::parse(input).map_err(|e| {
+    ghbs_core::Target::parse_syntax(input).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("owner/name") {
             CliError::usage(msg)

@@ -154,31 +154,6 @@ async fn carrying_a_missing_object_reports_it() {
     assert!(!w.contains("issues/9.json"));
 }
 
-#[tokio::test]
-async fn forget_unlisted_removes_orphan_metadata() {
-    let (_dir, engine) = engine();
-    let (kept, orphan) = (snap(1), snap(2));
-    for key in [&kept, &orphan] {
-        let mut w = engine.metadata_writer(key, "r1").await.unwrap();
-        w.put_json("labels.json", &json!([key]), None, BTreeMap::new())
-            .await
-            .unwrap();
-        w.finish().await.unwrap();
-    }
-    let forgotten = engine
-        .forget_unlisted(&BTreeSet::from([kept.clone()]))
-        .await
-        .unwrap();
-    assert_eq!(forgotten, BTreeSet::from([orphan.clone()]));
-    assert!(engine.metadata_index(&kept, "r1").await.unwrap().is_some());
-    assert!(engine
-        .metadata_index(&orphan, "r1")
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(object_files(&engine).len(), 1);
-}
-
 #[test]
 fn names_are_validated() {
     for good in ["labels.json", "issues/12.json", "wiki.bundle"] {

@@ -221,38 +221,6 @@ async fn a_failed_commit_leaves_nothing_behind() {
     assert_eq!(loaded, good);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orphaned_snapshots_are_forgotten() {
-    let w = World::start().await;
-    let full = w.repo("orphans");
-    let kept = w.snapshot("r4", &full).await;
-    w.gh.generate_history(&full, "side", 2, 200_000);
-    // Committed, but the database never heard of it (crash before the row was inserted).
-    let orphan = w.snapshot("r4", &full).await;
-    w.gh.delete_ref(&full, "refs/heads/side");
-    w.fetch("r4", &full).await;
-    let before = w.engine.disk_usage(&["r4".to_owned()]).await.unwrap();
-
-    let keep = std::collections::BTreeSet::from([kept.snapshot_key.clone()]);
-    let forgotten = w.engine.forget_unlisted(&keep).await.unwrap();
-    assert_eq!(
-        forgotten,
-        std::collections::BTreeSet::from([orphan.snapshot_key.clone()])
-    );
-    let after = w.engine.disk_usage(&["r4".to_owned()]).await.unwrap();
-    assert!(after + 150_000 < before, "disk {before} -> {after}");
-    let b = w
-        .engine
-        .export(&kept, DownloadFormat::Bundle, None)
-        .await
-        .unwrap();
-    let out = w.scratch();
-    assert_eq!(
-        refs_of(&clone_mirror(&b.path, out.path(), "k.git")),
-        heads_and_tags(&kept.repos[0].refs)
-    );
-}
-
 /// Snapshot refs stay loose (no `pack-refs` per commit) but are packed before many accumulate,
 /// and every snapshot keeps its refs either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,5 @@
 //! Snapshots whose manifests live in a real S3 bucket (moto when `TEST_S3_ENDPOINT` is set).
 
-use std::collections::BTreeSet;
-
 use ghbs_engine::Storage;
 use ghbs_testkit::S3Bucket;
 use ghbs_wire::DownloadFormat;
@@ -41,9 +39,14 @@ async fn a_snapshot_on_s3_keeps_its_manifest_in_the_bucket() {
         .unwrap();
     assert!(bundle.size > 0);
 
-    // An orphan (no row) is found through the bucket listing and dropped from it.
-    let forgotten = w.engine.forget_unlisted(&BTreeSet::new()).await.unwrap();
-    assert!(forgotten.contains(&snap.snapshot_key), "{forgotten:?}");
+    // A snapshot that never got its row (still pending) is forgotten from the bucket too.
+    assert!(w
+        .engine
+        .pending_snapshots()
+        .await
+        .unwrap()
+        .contains(&snap.snapshot_key));
+    w.engine.forget_pending(&snap.snapshot_key).await.unwrap();
     let err = w
         .engine
         .load_manifest(&snap.snapshot_key)

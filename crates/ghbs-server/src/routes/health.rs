@@ -52,9 +52,7 @@ async fn write_probe(state: &AppState) -> Result<(), String> {
         *last = Some((Instant::now(), result));
     }
     match last.as_ref().map(|(_, r)| r) {
-        Some(Err(StoreError::StorageFull(_))) => {
-            Err("database cannot write: its disk is full".into())
-        }
+        Some(Err(StoreError::StorageFull(_))) => Err("disk full: the database cannot write".into()),
         Some(Err(_)) => Err("database cannot write".into()),
         _ => Ok(()),
     }

@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::planning::{schedule_error, spread_key, Plan};
+use crate::planning::{spread_key, Plan};
 
 pub fn job_json(job: JobRow, last_run: Option<ghbs_wire::Run>) -> Job {
     let state = if job.paused {
@@ -76,7 +76,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<JobCreate>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    let target = Target::parse(&req.target)
+    let github_host = ghbs_core::web_host(&state.cfg.github_api_url);
+    let target = Target::parse_on(&req.target, &github_host)
         .map_err(|e| ApiError::bad_request(codes::INVALID_TARGET, e.to_string()))?;
     let timezone = req.timezone.clone().unwrap_or_else(|| "UTC".into());
     let plan = Plan::parse(&req.schedule, &timezone, state.cfg.min_interval)?;
@@ -214,7 +215,7 @@ async fn set_paused(
             .get_job(caller.user.id, id)
             .await
             .or_not_found("job")?;
-        let plan = Plan::stored(&job.schedule, &job.timezone).map_err(schedule_error)?;
+        let plan = Plan::stored(&job.schedule, &job.timezone)?;
         let now = state.clock.now();
         if job.next_run_at <= now {
             patch.next_run_at =

@@ -1,204 +1,20 @@
-//! The SQLite backend: the zero-setup default for a single machine.
-//!
-//! Concurrency model: WAL mode lets any number of readers run beside one writer. Every
-//! multi-statement write runs in a `BEGIN IMMEDIATE` transaction (sqlx's `begin_with`), which
-//! takes the write lock up front: a deferred transaction that reads and then writes can fail
-//! with `SQLITE_BUSY` at the upgrade without the busy handler ever waiting, whereas an immediate
-//! one simply queues behind the current writer for up to `busy_timeout` (5 s). We keep a normal
-//! pool (readers stay parallel) rather than a single-writer pool, so several processes on the
-//! same file (tests, a CLI beside the server) are serialised by SQLite itself, not by us.
-
-mod accounts;
-mod jobs;
-mod repos;
-mod scheduler;
-mod stats;
-mod verify;
-
-use std::{borrow::Cow, str::FromStr, time::Duration};
+//! The one [`Store`] implementation: each method hands its pool to the function that holds
+//! the statements, in the module named after what it stores.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{
-    migrate::{Migration, MigrationType, Migrator},
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-        SqliteSynchronous,
-    },
-    Connection, Row,
-};
 
-use crate::codec::{self, decode_err, Cols};
+use crate::backend::{sql, Backend, SqlStore};
+use crate::{accounts, jobs, repos, scheduler, stats, verify};
 use crate::{
     ApiKeyRow, Claim, HttpCacheRow, JobPatch, JobRepoRow, JobRow, NewJob, NewSnapshot, RunOutcome,
-    RunRow, SnapshotRow, Store, StoreError, StoreResult, UserRow,
+    RunRow, SnapshotRow, Store, StoreResult, UserRow,
 };
 
-/// Versioned migrations; a landed file is never edited, a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "partial runs",
-        include_str!("../../migrations/sqlite/0002_partial_runs.sql"),
-    ),
-    (
-        3,
-        "write probe",
-        include_str!("../../migrations/sqlite/0003_write_probe.sql"),
-    ),
-    (
-        7,
-        "verify runs",
-        include_str!("../../migrations/sqlite/0007_verify.sql"),
-    ),
-];
-
-/// A [`Store`] on one SQLite file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
-
-impl SqliteStore {
-    /// Open (creating the file if missing) the database named by `url`, e.g.
-    /// `sqlite:///var/lib/ghbs/state.db` or `sqlite://state.db`, and run pending migrations.
-    pub async fn open(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL in WAL mode: a commit survives a killed process (it is in the WAL, handed
-            // to the OS); only a power loss can drop the last commits, never corrupt the file.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let pool_options = if in_memory {
-            // Each connection to an in-memory database would see its own empty database:
-            // keep exactly one, forever.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(8)
-        };
-        let pool = pool_options
-            .acquire_timeout(Duration::from_secs(10))
-            .after_release(|conn, _meta| {
-                Box::pin(async move {
-                    // A transaction dropped on an error queued its ROLLBACK on the connection's
-                    // worker; the ping runs after it, so the depth below is the settled one.
-                    conn.ping().await?;
-                    Ok(codec::reusable_after_release(conn.is_in_transaction()))
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(db_err)?;
-        let migrator = Migrator {
-            migrations: Cow::Owned(
-                MIGRATIONS
-                    .iter()
-                    .map(|(version, description, sql)| {
-                        Migration::new(
-                            *version,
-                            Cow::Borrowed(*description),
-                            MigrationType::Simple,
-                            Cow::Borrowed(*sql),
-                            false,
-                        )
-                    })
-                    .collect(),
-            ),
-            ignore_missing: false,
-            locking: true,
-            no_tx: false,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("SQLite migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
-    }
-}
-
-/// Map a driver error; SQLite's busy and locked codes (any extended variant) are transient,
-/// `SQLITE_FULL` (13) is a full disk.
-pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    codec::db_error(
-        e,
-        |code| code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
-        |code| code.parse::<i64>().is_ok_and(|n| n & 0xff == 13),
-    )
-}
-
-/// Timestamps are stored as microseconds since the epoch: integer order is time order.
-pub(crate) fn us(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-fn from_us(col: &str, v: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(v).ok_or_else(|| decode_err(col, format!("bad time {v}")))
-}
-
-/// A JSON array of ids, for `IN (SELECT value FROM json_each(?))`: one statement for a batch.
-pub(crate) fn id_list(ids: &[i64]) -> String {
-    let mut s = String::from("[");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&id.to_string());
-    }
-    s.push(']');
-    s
-}
-
-impl Cols for SqliteRow {
-    fn int(&self, col: &str) -> StoreResult<i64> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn text(&self, col: &str) -> StoreResult<String> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn flag(&self, col: &str) -> StoreResult<bool> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.try_get(col).map_err(|e| decode_err(col, e))
-    }
-    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
-        from_us(col, self.int(col)?)
-    }
-    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        self.opt_int(col)?.map(|v| from_us(col, v)).transpose()
-    }
-}
-
 #[async_trait]
-impl Store for SqliteStore {
+impl<D: Backend> Store for SqlStore<D> {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        sql("SELECT 1").run(&self.pool).await.map(|_| ())
     }
 
     async fn upsert_user(
@@ -400,6 +216,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         verify::queue_scheduled_verify(&self.pool, job_id, slot, next, now).await
     }
+
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<crate::QueueStats> {
         stats::queue_stats(&self.pool, now).await
     }
