@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, Result};
-use crate::git::list_refs;
 use crate::fsutil::blocking;
+use crate::git::list_refs;
 use crate::git::Git;
 use crate::metadata::MetadataIndex;
 use crate::snapshot::validate_manifest;

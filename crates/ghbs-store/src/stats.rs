@@ -14,8 +14,7 @@ pub(crate) async fn queue_stats<D: Backend>(
 ) -> StoreResult<QueueStats> {
     // A job waits since its slot, or since its queued run when that is earlier or the slot
     // has not come yet.
-    let row = sql(
-        "SELECT COUNT(*) AS n,
+    let row = sql("SELECT COUNT(*) AS n,
                 MIN(CASE WHEN q IS NOT NULL AND (nr > $1 OR q < nr) THEN q ELSE nr END) AS oldest
          FROM (SELECT j.next_run_at AS nr,
                       (SELECT MIN(r.queued_at) FROM runs r
@@ -23,17 +22,14 @@ pub(crate) async fn queue_stats<D: Backend>(
                FROM jobs j
                WHERE NOT j.paused AND NOT j.needs_login
                  AND (j.lease_expires_at IS NULL OR j.lease_expires_at <= $1)) w
-         WHERE nr <= $1 OR q IS NOT NULL",
-    )
+         WHERE nr <= $1 OR q IS NOT NULL")
     .time(now)
     .one(pool)
     .await?;
-    let last = sql(
-        "SELECT MIN(last) AS oldest FROM (
+    let last = sql("SELECT MIN(last) AS oldest FROM (
              SELECT MAX(r.finished_at) AS last FROM jobs j JOIN runs r ON r.job_id = j.id
              WHERE NOT j.paused AND r.status = 'succeeded' AND r.trigger_kind <> 'verify'
-             GROUP BY j.id) s",
-    )
+             GROUP BY j.id) s")
     .one(pool)
     .await?;
     Ok(QueueStats {

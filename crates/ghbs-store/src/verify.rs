@@ -44,9 +44,11 @@ pub(crate) async fn request_verify<D: Backend>(
     if let Some(row) = sql(ACTIVE_RUN).arg(job_id).opt(&mut tx).await? {
         return same_verify(codec::run(&row)?, snapshot_id);
     }
-    let row = sql("INSERT INTO runs (job_id, trigger_kind, status, queued_at, snapshot_id)
+    let row = sql(
+        "INSERT INTO runs (job_id, trigger_kind, status, queued_at, snapshot_id)
          VALUES ($1, 'verify', 'queued', $2, $3)
-         RETURNING *")
+         RETURNING *",
+    )
     .arg(job_id)
     .time(now)
     .arg(snapshot_id)
@@ -92,9 +94,11 @@ pub(crate) async fn due_verifies<D: Backend>(
     now: DateTime<Utc>,
     limit: i64,
 ) -> StoreResult<Vec<(JobRow, DateTime<Utc>)>> {
-    sql("SELECT j.*, v.next_verify_at FROM verify_schedule v JOIN jobs j ON j.id = v.job_id
+    sql(
+        "SELECT j.*, v.next_verify_at FROM verify_schedule v JOIN jobs j ON j.id = v.job_id
          WHERE v.next_verify_at <= $1 AND NOT j.paused AND NOT j.needs_login
-         ORDER BY v.next_verify_at, v.job_id LIMIT $2")
+         ORDER BY v.next_verify_at, v.job_id LIMIT $2",
+    )
     .time(now)
     .arg(limit)
     .all(pool)
