@@ -209,8 +209,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unscheduled_verify_jobs(&self, limit: i64) -> StoreResult<Vec<JobRow>>;
     /// Gives a job its first verification slot; no-op if it has one (or the job is gone).
     async fn schedule_verify(&self, job_id: i64, at: DateTime<Utc>) -> StoreResult<()>;
-    /// Jobs (claimable: not paused, not `needs_login`) whose verification slot is at or before
-    /// `now`, with that slot, earliest first.
+    /// Jobs (claimable: not paused, not `needs_login`; backup not due, a due backup goes first)
+    /// whose verification slot is at or before `now`, with that slot, earliest first.
     async fn due_verifies(
         &self,
         now: DateTime<Utc>,

@@ -96,7 +96,7 @@ pub(crate) async fn due_verifies<D: Backend>(
 ) -> StoreResult<Vec<(JobRow, DateTime<Utc>)>> {
     sql(
         "SELECT j.*, v.next_verify_at FROM verify_schedule v JOIN jobs j ON j.id = v.job_id
-         WHERE v.next_verify_at <= $1 AND NOT j.paused AND NOT j.needs_login
+         WHERE v.next_verify_at <= $1 AND j.next_run_at > $1 AND NOT j.paused AND NOT j.needs_login
          ORDER BY v.next_verify_at, v.job_id LIMIT $2",
     )
     .time(now)

@@ -130,6 +130,14 @@ pub async fn scheduled_once_per_slot(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let due = a.due_verifies(t(100), 10).await.unwrap();
     assert_eq!(due.len(), 1, "the paused job waits");
     assert_eq!((due[0].0.id, due[0].1), (job.id, t(100)));
+    // A job whose backup is due is backed up first: its verification waits.
+    let backup_due = a
+        .create_job(new_job(alice.id, "octo/busy", t(50)))
+        .await
+        .unwrap();
+    a.schedule_verify(backup_due.id, t(100)).await.unwrap();
+    let due = a.due_verifies(t(100), 10).await.unwrap();
+    assert_eq!(due.iter().map(|(j, _)| j.id).collect::<Vec<_>>(), vec![job.id]);
 
     // Two nodes race for the slot: one run.
     let won_a = a
