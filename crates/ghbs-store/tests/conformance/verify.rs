@@ -137,7 +137,10 @@ pub async fn scheduled_once_per_slot(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         .unwrap();
     a.schedule_verify(backup_due.id, t(100)).await.unwrap();
     let due = a.due_verifies(t(100), 10).await.unwrap();
-    assert_eq!(due.iter().map(|(j, _)| j.id).collect::<Vec<_>>(), vec![job.id]);
+    assert_eq!(
+        due.iter().map(|(j, _)| j.id).collect::<Vec<_>>(),
+        vec![job.id]
+    );
 
     // Two nodes race for the slot: one run.
     let won_a = a
