@@ -127,6 +127,8 @@ pub(crate) struct Git<'a> {
     stdin: Option<Vec<u8>>,
     /// Talks to a remote: unknown failures are then classified transient rather than permanent.
     remote: bool,
+    /// On failure, put stdout before stderr in the message (`fsck` reports damage on stdout).
+    report_stdout: bool,
 }
 
 /// What a successful git run printed.
@@ -150,6 +152,7 @@ impl<'a> Git<'a> {
             token: None,
             stdin: None,
             remote: false,
+            report_stdout: false,
         }
     }
 
@@ -187,6 +190,12 @@ impl<'a> Git<'a> {
 
     pub fn remote(mut self) -> Self {
         self.remote = true;
+        self
+    }
+
+    /// A failure's message also holds what git printed on stdout (before its stderr).
+    pub fn report_stdout(mut self) -> Self {
+        self.report_stdout = true;
         self
     }
 
@@ -250,6 +259,12 @@ impl<'a> Git<'a> {
         guard.disarm();
         if status.success() {
             return Ok(GitOutput { stdout: out });
+        }
+        let mut err = err;
+        if self.report_stdout {
+            let mut both = out;
+            both.extend_from_slice(&err);
+            err = both;
         }
         let stderr = scrub(&String::from_utf8_lossy(&err), self.token);
         let kind = classify(&stderr, self.remote);

@@ -31,6 +31,7 @@ mod refs;
 mod restore;
 mod snapshot;
 pub mod storage;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
 pub use restore::restore;
 pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation};
+pub use verify::{Problem, ProblemKind, RepoVerdict, SnapshotVerdict};
 
 use error::Result;
 use git::GitEnv;

@@ -18,7 +18,7 @@ use crate::config::ServerConfig;
 use crate::crypto::TokenSealer;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{self, audit, health, jobs, login, runs, snapshots};
+use crate::routes::{self, audit, health, jobs, login, runs, snapshots, verify};
 use crate::scheduler::{Executor, Scheduler};
 
 /// Largest JSON body accepted. Requests here are small; anything bigger is a mistake or abuse.
@@ -200,6 +200,7 @@ pub fn api_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/jobs/{id}/forget-repo", post(jobs::forget_repo)),
         ("/jobs/{id}/runs", get(runs::list).post(runs::run_now)),
         ("/runs/{id}", get(runs::show)),
+        ("/jobs/{id}/verify", post(verify::verify)),
         ("/jobs/{id}/snapshots", get(snapshots::list)),
         ("/snapshots/{id}", get(snapshots::show)),
         ("/snapshots/{id}/download", get(snapshots::download)),

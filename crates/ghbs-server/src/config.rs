@@ -95,6 +95,9 @@ pub struct ServerArgs {
     /// per client address in a burst; afterwards one more per 60/N seconds, else 429.
     #[arg(long, env = "GHBS_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Days between two scheduled verifications of each job (0: none; default 7).
+    #[arg(long, env = "GHBS_VERIFY_INTERVAL_DAYS")]
+    pub verify_interval_days: Option<u64>,
 }
 
 /// The file form: same keys as the flags. Unknown keys are an error, so typos do not pass silently.
@@ -124,6 +127,7 @@ pub struct FileConfig {
     pub trust_proxy: Option<Vec<String>>,
     pub audit_retention_days: Option<u32>,
     pub auth_failures_per_minute: Option<u32>,
+    pub verify_interval_days: Option<u64>,
     /// S3 settings for `storage_url = "s3://…"`; the `AWS_*` environment overrides each.
     pub s3: Option<S3FileConfig>,
     pub run_retries: Option<u32>,
@@ -192,6 +196,8 @@ pub struct ServerConfig {
     /// Burst of failed authentications per client address before 429 (refills at this many a
     /// minute).
     pub auth_failures_per_minute: u32,
+    /// Time between two scheduled verifications of each job; `None`: no scheduled verification.
+    pub verify_interval: Option<Duration>,
     /// `AWS_*` settings for the storage from the config file's `[s3]` and from `AWS_*_FILE`
     /// files, in order of rising precedence; the process environment's `AWS_*` come after them
     /// (and so win). Values are `Secret`s so that this `Debug` struct never prints them.
@@ -285,6 +291,7 @@ impl ServerConfig {
             trust_proxy: Vec::new(),
             audit_retention: Duration::from_secs(180 * 86_400),
             auth_failures_per_minute: 10,
+            verify_interval: Some(Duration::from_secs(7 * 86_400)),
             storage_settings: Vec::new(),
             retry: ghbs_core::RetryPolicy::default(),
         }
@@ -435,6 +442,14 @@ impl ServerConfig {
                 )));
             }
             cfg.retry = ghbs_core::RetryPolicy { retries: n };
+        }
+        if let Some(days) = args.verify_interval_days.or(file.verify_interval_days) {
+            if days > 3650 {
+                return Err(ConfigError(format!(
+                    "--verify-interval-days {days}: at most 3650 (ten years); 0 turns scheduled verification off"
+                )));
+            }
+            cfg.verify_interval = (days > 0).then(|| Duration::from_secs(days * 86_400));
         }
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
             (Some(k), _) => Some(ghbs_core::Secret::new(k)),

@@ -19,6 +19,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod security;
 pub mod tls;
+pub mod verify;
 
 use std::sync::Arc;
 

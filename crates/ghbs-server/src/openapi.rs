@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, health, jobs, login, runs, snapshots};
+use crate::routes::{audit, health, jobs, login, runs, snapshots, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use crate::routes::{audit, health, jobs, login, runs, snapshots};
         snapshots::list, snapshots::show, snapshots::download,
         audit::list,
         health::healthz, health::readyz,
+        verify::verify,
     ),
     components(schemas(
         ghbs_wire::ErrorBody, ghbs_wire::LoginRequest, ghbs_wire::LoginResponse, ghbs_wire::User,

@@ -114,6 +114,7 @@ pub struct Scheduler {
     node: String,
     permits: Arc<Semaphore>,
     cancel: CancellationToken,
+    verify: crate::verify::VerifyPacer,
 }
 
 impl Scheduler {
@@ -126,6 +127,7 @@ impl Scheduler {
             node,
             permits,
             cancel: CancellationToken::new(),
+            verify: Default::default(),
         }
     }
 
@@ -160,6 +162,7 @@ impl Scheduler {
     }
 
     async fn claim_into(&self, tasks: &mut JoinSet<()>) -> usize {
+        self.verify.queue_due(&self.state).await;
         let free = self.permits.available_permits();
         if free == 0 {
             return 0;
@@ -326,6 +329,7 @@ async fn work(
         }
     }
     Metrics::add(&state.metrics.runs_in_progress, 1);
+    let started = std::time::Instant::now();
     let lost = CancellationToken::new();
     let heartbeat =
         tokio::spawn(heartbeat(state.clone(), job_id, token, lost.clone()).in_current_span());
@@ -336,7 +340,13 @@ async fn work(
         run_id,
     };
     let outcome = tokio::select! {
-        o = executor.execute(&state, &claim, progress) => Some(o),
+        o = async {
+            if claim.run.trigger == RunTrigger::Verify {
+                crate::verify::execute(&state, &claim, progress).await
+            } else {
+                executor.execute(&state, &claim, progress).await
+            }
+        } => Some(o),
         _ = cancel.cancelled() => None,
         _ = lost.cancelled() => None,
     };
@@ -364,10 +374,18 @@ async fn work(
     // their last good copy (or miss some metadata); without a snapshot an error is a failure.
     let status = match (&outcome.error, outcome.snapshot_id) {
         (None, _) => RunStatus::Succeeded,
+        // A verification's snapshot is the one it checked, not one it made.
+        (Some(_), _) if claim.run.trigger == RunTrigger::Verify => RunStatus::Failed,
         (Some(_), Some(_)) => RunStatus::Partial,
         (Some(_), None) => RunStatus::Failed,
     };
+    let verification = claim.run.trigger == RunTrigger::Verify;
+    if !verification {
+        state.metrics.observe_run(status, started.elapsed());
+    }
     match status {
+        // Verifications are counted by outcome on their own (`crate::verify`).
+        _ if verification => {}
         RunStatus::Succeeded => Metrics::add(&state.metrics.runs_succeeded, 1),
         RunStatus::Partial => {
             tracing::warn!(error = ?outcome.error, "run partial");
@@ -421,14 +439,18 @@ async fn work(
 }
 
 /// A scheduled run moves the job to its next slot after now (missed slots are not replayed);
-/// a manual run leaves a future slot alone.
+/// a manual run leaves a future slot alone, and a verification every slot.
 fn next_run_after(
     claim: &Claim,
     now: chrono::DateTime<chrono::Utc>,
 ) -> chrono::DateTime<chrono::Utc> {
     let job = &claim.job;
-    // A retry is another attempt at the same slot: it never moves the next one either.
-    if (claim.run.trigger == RunTrigger::Manual || claim.run.attempt > 1) && job.next_run_at > now {
+    // A retry is another attempt at the same slot: it never moves the next one either; nor
+    // does a verification.
+    if claim.run.trigger == RunTrigger::Verify
+        || ((claim.run.trigger == RunTrigger::Manual || claim.run.attempt > 1)
+            && job.next_run_at > now)
+    {
         return job.next_run_at;
     }
     match Plan::stored(&job.schedule, &job.timezone) {

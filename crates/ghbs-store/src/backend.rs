@@ -258,12 +258,15 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, description: "key scopes and audit",
         sqlite: include_str!("../migrations/sqlite/0004_key_scopes_audit.sql"),
         postgres: include_str!("../migrations/postgres/0004_key_scopes_audit.sql") },
-    Migration { version: 6, description: "notifications",
-        sqlite: include_str!("../migrations/sqlite/0006_notifications.sql"),
-        postgres: include_str!("../migrations/postgres/0006_notifications.sql") },
     Migration { version: 5, description: "retries",
         sqlite: include_str!("../migrations/sqlite/0005_retries.sql"),
         postgres: include_str!("../migrations/postgres/0005_retries.sql") },
+    Migration { version: 6, description: "notifications",
+        sqlite: include_str!("../migrations/sqlite/0006_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0006_notifications.sql") },
+    Migration { version: 7, description: "verify runs",
+        sqlite: include_str!("../migrations/sqlite/0007_verify.sql"),
+        postgres: include_str!("../migrations/postgres/0007_verify.sql") },
 ];
 
 /// The store on `pool` once the pending migrations have run; `name` is the backend's, for the

@@ -16,7 +16,9 @@ mod repos;
 mod retries;
 mod retry;
 mod scheduler;
+mod stats;
 mod store;
+mod verify;
 
 pub use audit::{AuditRow, NewApiKey, NewAuditEntry};
 pub use error::{StoreError, StoreResult};
@@ -274,6 +276,44 @@ pub trait Store: Send + Sync + 'static {
     /// For each of the given jobs: when it last recorded a snapshot and how its newest finished
     /// run ended (job listings: freshness, stale and failing flags).
     async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<JobFreshness>>;
+    // --- verification (issue 11) --------------------------------------------------------------
+
+    /// Queue a `verify` run of the user's job (of one snapshot when `snapshot_id` is given; the
+    /// caller checks it is the job's). While a run is queued or running, the same verification
+    /// is returned (idempotent) and anything else is `Conflict` with that run's id.
+    async fn request_verify(
+        &self,
+        user_id: i64,
+        job_id: i64,
+        snapshot_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunRow>;
+    /// Up to `limit` jobs that have no verification slot yet (oldest first).
+    async fn unscheduled_verify_jobs(&self, limit: i64) -> StoreResult<Vec<JobRow>>;
+    /// Gives a job its first verification slot; no-op if it has one (or the job is gone).
+    async fn schedule_verify(&self, job_id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Jobs (claimable: not paused, not `needs_login`; backup not due, a due backup goes first)
+    /// whose verification slot is at or before `now`, with that slot, earliest first.
+    async fn due_verifies(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<(JobRow, DateTime<Utc>)>>;
+    /// Moves the job's verification slot from `slot` to `next` and queues a `verify` run, in one
+    /// transaction; false (nothing written) when another node moved the slot first or the job
+    /// has a run queued or running (it stays due and is tried again later).
+    async fn queue_scheduled_verify(
+        &self,
+        job_id: i64,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    // --- gauges for /metrics (issue 11) -------------------------------------------------------
+
+    /// Jobs waiting for a worker and since when, and the oldest last success (see [`QueueStats`]).
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<QueueStats>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (created if missing, WAL mode) or

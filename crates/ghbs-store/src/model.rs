@@ -155,3 +155,14 @@ pub struct HttpCacheRow {
     /// The body GitHub sent with that validator, so a 304 can be answered from it.
     pub body: Option<Vec<u8>>,
 }
+
+/// Gauges for `/metrics`, read in one go (see [`crate::Store::queue_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Claimable jobs waiting for a worker: due by schedule or with a queued run, no lease.
+    pub waiting: i64,
+    /// When the longest-waiting of them became due (its slot or its queued run).
+    pub oldest_due: Option<DateTime<Utc>>,
+    /// The oldest "last successful backup" over active jobs that ever succeeded.
+    pub oldest_last_success: Option<DateTime<Utc>>,
+}

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{sql, Backend, SqlStore};
-use crate::{accounts, jobs, notify, repos, retries, scheduler};
+use crate::{accounts, jobs, notify, repos, retries, scheduler, stats, verify};
 use crate::{
     ApiKeyRow, Claim, HttpCacheRow, JobPatch, JobRepoRow, JobRow, NewJob, NewSnapshot, RunOutcome,
     RunRow, SnapshotRow, Store, StoreResult, UserRow,
@@ -270,5 +270,40 @@ impl<D: Backend> Store for SqlStore<D> {
     }
     async fn job_freshness(&self, job_ids: &[i64]) -> StoreResult<Vec<crate::JobFreshness>> {
         retries::job_freshness(&self.pool, job_ids).await
+    }
+    async fn request_verify(
+        &self,
+        user_id: i64,
+        job_id: i64,
+        snapshot_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunRow> {
+        verify::request_verify(&self.pool, user_id, job_id, snapshot_id, now).await
+    }
+    async fn unscheduled_verify_jobs(&self, limit: i64) -> StoreResult<Vec<JobRow>> {
+        verify::unscheduled_verify_jobs(&self.pool, limit).await
+    }
+    async fn schedule_verify(&self, job_id: i64, at: DateTime<Utc>) -> StoreResult<()> {
+        verify::schedule_verify(&self.pool, job_id, at).await
+    }
+    async fn due_verifies(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<(JobRow, DateTime<Utc>)>> {
+        verify::due_verifies(&self.pool, now, limit).await
+    }
+    async fn queue_scheduled_verify(
+        &self,
+        job_id: i64,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        verify::queue_scheduled_verify(&self.pool, job_id, slot, next, now).await
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<crate::QueueStats> {
+        stats::queue_stats(&self.pool, now).await
     }
 }

@@ -18,6 +18,8 @@ mod retries;
 mod scheduler;
 #[path = "conformance/security.rs"]
 mod security;
+#[path = "conformance/verify.rs"]
+mod verify;
 
 use std::{future::Future, sync::Arc, sync::Once};
 
@@ -347,4 +349,19 @@ async fn scoped_keys_and_cap() {
 #[tokio::test]
 async fn audit_trail() {
     on_each_backend(security::audit_trail).await;
+}
+
+#[tokio::test]
+async fn verify_request_and_claim() {
+    on_each_backend(verify::request_and_claim).await;
+}
+
+#[tokio::test]
+async fn verify_scheduled_once_per_slot() {
+    on_each_backend_twice(verify::scheduled_once_per_slot).await;
+}
+
+#[tokio::test]
+async fn queue_stats_for_metrics() {
+    on_each_backend(verify::queue_stats).await;
 }

@@ -378,6 +378,9 @@ pub enum RunTrigger {
     Schedule,
     /// A user asked for it (`run`).
     Manual,
+    /// A verification of the job's snapshots (`verify`, or the weekly one): reads the backup,
+    /// fetches nothing. `snapshot_id` of such a run is the one snapshot it checks, if only one.
+    Verify,
 }
 
 impl RunTrigger {
@@ -385,6 +388,7 @@ impl RunTrigger {
         match self {
             RunTrigger::Schedule => "schedule",
             RunTrigger::Manual => "manual",
+            RunTrigger::Verify => "verify",
         }
     }
 
@@ -392,6 +396,7 @@ impl RunTrigger {
         Some(match s {
             "schedule" => RunTrigger::Schedule,
             "manual" => RunTrigger::Manual,
+            "verify" => RunTrigger::Verify,
             _ => return None,
         })
     }

@@ -292,6 +292,13 @@ impl Api {
         self.post_empty(&format!("/api/v1/jobs/{job}/runs")).await
     }
 
+    /// Queues a verification of the job (one snapshot, or all of them).
+    pub async fn start_verify(&self, job: i64, snapshot: Option<i64>) -> CliResult<Run> {
+        let query = snapshot.map_or(String::new(), |s| format!("?snapshot={s}"));
+        self.post_empty(&format!("/api/v1/jobs/{job}/verify{query}"))
+            .await
+    }
+
     pub async fn runs(&self, job: i64) -> CliResult<RunList> {
         self.get(&format!("/api/v1/jobs/{job}/runs")).await
     }

@@ -86,6 +86,8 @@ pub enum Command {
     /// webhooks (Slack, Discord or signed JSON) and e-mail.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Check that a job's snapshots can still be read back (on the server); exit 1 on damage.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +343,19 @@ pub struct RunArgs {
     /// Wait for the run to finish, showing its progress; exit 1 if it fails.
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Job id (see `jobs`).
+    #[arg(required_unless_present = "all")]
+    pub id: Option<i64>,
+    /// Only this snapshot (see `snapshots ID`) [default: every snapshot of the job].
+    #[arg(long, value_name = "S")]
+    pub snapshot: Option<i64>,
+    /// Every job of yours.
+    #[arg(long, conflicts_with_all = ["id", "snapshot"])]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,8 @@
 use inquire::validator::Validation;
 use inquire::{Confirm, Select, Text};
 
+use crate::commands::download_check as verify;
 use crate::commands::fetch::{download, Dest};
-use crate::commands::verify;
 use crate::commands::{jobs, prompt, run, schedule, Ctx};
 use crate::exit::{CliError, CliResult};
 use crate::output;

@@ -102,6 +102,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Fetch(args) => fetch::fetch(ctx, &args).await,
         Command::Restore(args) => restore::restore(ctx, &args).await,
         Command::Notify(cmd) => notify::notify(ctx, &cmd).await,
+        Command::Verify(args) => check::verify(ctx, &args).await,
         Command::Server(_) => Err(CliError::failed(
             "internal: server is started before dispatch",
         )),

@@ -6,3 +6,4 @@ mod fetching;
 mod pending;
 mod snapshots;
 mod storage;
+mod verification;

@@ -719,6 +719,7 @@ async fn back_up_repo(
                     f.refs
                 }
                 Err(e) if job.target_kind == TargetKind::Repository => {
+                    state.metrics.repo_failed(e.kind);
                     // Git refusing one repository is that repository's failure; only GitHub
                     // rejecting the token itself (`GET /user`) makes the user log in again.
                     let token_rejected =
@@ -751,6 +752,7 @@ async fn back_up_repo(
                         FailureKind::Unauthorized => FailureKind::Permanent,
                         other => other,
                     };
+                    state.metrics.repo_failed(e.kind);
                     return Ok(RepoOutcome::Failed(RepoFailed {
                         kind,
                         key,

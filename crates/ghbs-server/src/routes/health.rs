@@ -114,8 +114,11 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let jobs = state.store.count_jobs().await.unwrap_or(-1);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(jobs),
-    )
+    let mut text = state.metrics.render(jobs);
+    let now = state.clock.now();
+    match state.store.queue_stats(now).await {
+        Ok(stats) => crate::metrics::render_queue(&mut text, &stats, now),
+        Err(e) => tracing::warn!(error = %e, "queue gauges unavailable for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

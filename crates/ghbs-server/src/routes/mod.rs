@@ -7,3 +7,4 @@ pub mod login;
 pub mod notify;
 pub mod runs;
 pub mod snapshots;
+pub mod verify;

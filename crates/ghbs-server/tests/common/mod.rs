@@ -37,6 +37,8 @@ impl TestApp {
         let mut cfg = ServerConfig::with_data_dir(dir.path().to_path_buf());
         cfg.github_api_url = gh.api_url();
         cfg.github_retry_base = std::time::Duration::from_millis(5);
+        // Tests count runs: the weekly verification only where a test asks for it.
+        cfg.verify_interval = None;
         tweak(&mut cfg);
         let clock = Arc::new(ManualClock::new(start_time()));
         let dyn_clock: Arc<dyn Clock> = clock.clone();

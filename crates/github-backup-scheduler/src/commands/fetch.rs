@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
-use super::verify::{self, Layout};
+use super::download_check::{self as verify, Layout};
 use super::Ctx;
 use crate::api::Api;
 use crate::cli::FetchArgs;

@@ -1,5 +1,7 @@
 //! One module per command group. Each command takes the shared [`Ctx`] and its parsed arguments.
 
+pub mod check;
+pub mod download_check;
 pub mod fetch;
 pub mod jobs;
 pub mod login;
@@ -7,7 +9,6 @@ pub mod notify;
 pub mod restore;
 pub mod run;
 pub mod schedule;
-pub mod verify;
 
 use crate::api::Api;
 use crate::config::{ConfigDir, StoredKey};

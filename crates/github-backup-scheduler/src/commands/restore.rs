@@ -9,8 +9,8 @@
 
 use serde_json::json;
 
+use super::download_check::{self as verify, Layout};
 use super::fetch::{download, pick_snapshot, Dest};
-use super::verify::{self, Layout};
 use super::Ctx;
 use crate::cli::RestoreArgs;
 use crate::exit::{CliError, CliResult};
