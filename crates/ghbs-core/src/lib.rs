@@ -9,7 +9,6 @@ pub mod retention;
 pub mod retry;
 pub mod schedule;
 pub mod secret;
-pub mod stale;
 pub mod target;
 
 pub use clock::*;
@@ -19,5 +18,4 @@ pub use retention::*;
 pub use retry::*;
 pub use schedule::*;
 pub use secret::*;
-pub use stale::*;
 pub use target::*;

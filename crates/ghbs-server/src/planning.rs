@@ -61,3 +61,22 @@ pub fn spread_key(user_id: i64, target: &str) -> i64 {
     }
     h as i64
 }
+
+/// Whether the job's backup is stale at `now` ([`ghbs_core::backup_is_stale`]: no success for
+/// twice the schedule's interval, measured from the last success or, failing one, from the
+/// job's creation). The one definition behind `jobs`' STALE flag and the `stale` notification.
+/// A schedule that no longer parses is not called stale here; the scheduler reports it.
+pub fn is_stale(
+    job: &ghbs_store::JobRow,
+    last_success_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Ok(plan) = Plan::stored(&job.schedule, &job.timezone) else {
+        return false;
+    };
+    let basis = last_success_at.unwrap_or(job.created_at);
+    let offset = spread_offset(spread_key(job.user_id, &job.target));
+    let interval =
+        ghbs_core::schedule_interval(&plan.schedule, plan.tz, basis, job.created_at, offset);
+    ghbs_core::backup_is_stale(last_success_at, job.created_at, interval, now)
+}

@@ -20,7 +20,6 @@ pub use deliver::Deliverer;
 pub use smtp::{SmtpConfig, SmtpSettings, SmtpTls};
 
 use crate::app::AppState;
-use crate::planning::{spread_key, Plan};
 
 /// What happened. The wire names are [`ghbs_wire::NOTIFY_EVENTS`] plus `test`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,15 +177,6 @@ async fn enqueue(
     }
 }
 
-/// The time between two slots of the job's schedule around `at`.
-fn schedule_interval(job: &JobRow, at: DateTime<Utc>) -> Option<chrono::Duration> {
-    let plan = Plan::stored(&job.schedule, &job.timezone).ok()?;
-    let key = spread_key(job.user_id, &job.target);
-    let first = plan.next_after(at, job.created_at, key);
-    let second = plan.next_after(first, job.created_at, key);
-    Some(second - first)
-}
-
 /// Queue a `stale` notification for every unpaused job without a success for twice its
 /// schedule's interval, once per stale episode (the store remembers the last success it was
 /// sent for, so several nodes checking send it once). Returns how many jobs went stale now.
@@ -203,10 +193,7 @@ pub async fn check_stale(state: &AppState) -> usize {
     for f in jobs {
         let job = &f.job;
         let basis = f.last_success_at.unwrap_or(job.created_at);
-        let Some(interval) = schedule_interval(job, basis) else {
-            continue;
-        };
-        if !ghbs_core::is_stale(f.last_success_at, job.created_at, interval, now) {
+        if !crate::planning::is_stale(job, f.last_success_at, now) {
             continue;
         }
         match state.store.mark_stale_notified(job.id, basis).await {

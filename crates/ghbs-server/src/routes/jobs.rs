@@ -28,7 +28,7 @@ pub fn job_json(
     fresh: Option<JobFreshness>,
 ) -> Job {
     let last_success_at = fresh.as_ref().and_then(|f| f.last_success_at);
-    let stale = !job.paused && is_stale(app, &job, last_success_at);
+    let stale = !job.paused && crate::planning::is_stale(&job, last_success_at, app.clock.now());
     let failing = job.retry_at.is_some()
         || fresh.and_then(|f| f.last_finished) == Some(ghbs_wire::RunStatus::Failed);
     let retry = job.retry_at.map(|at| JobRetry {
@@ -60,22 +60,6 @@ pub fn job_json(
         failing,
         retry,
     }
-}
-
-/// `ghbs_core::backup_is_stale` with the job's schedule interval around now.
-fn is_stale(
-    app: &AppState,
-    job: &JobRow,
-    last_success_at: Option<chrono::DateTime<chrono::Utc>>,
-) -> bool {
-    let Ok(plan) = Plan::stored(&job.schedule, &job.timezone) else {
-        return false;
-    };
-    let now = app.clock.now();
-    let offset = ghbs_core::spread_offset(spread_key(job.user_id, &job.target));
-    let interval =
-        ghbs_core::schedule_interval(&plan.schedule, plan.tz, now, job.created_at, offset);
-    ghbs_core::backup_is_stale(last_success_at, job.created_at, interval, now)
 }
 
 fn check_retention(r: &Retention) -> Result<(), ApiError> {
