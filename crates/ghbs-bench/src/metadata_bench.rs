@@ -207,10 +207,13 @@ struct Plan {
 fn plan(repos: usize) -> Plan {
     let holders = |f: f64| share(f, repos).max(1);
     let mut issues = vec![Vec::new(); repos];
-    let mut comments = vec![0usize; scale(ISSUES, repos)];
-    let commented = comments.len().div_ceil(2).max(1);
-    for j in 0..scale(COMMENTS, repos) {
-        comments[(j % commented) * 2 % comments.len().max(1)] += 1;
+    let n_issues = scale(ISSUES, repos);
+    let mut comments = vec![0usize; n_issues];
+    if n_issues > 0 {
+        let commented = n_issues.div_ceil(2);
+        for j in 0..scale(COMMENTS, repos) {
+            comments[(j % commented) * 2 % n_issues] += 1;
+        }
     }
     for (k, n) in comments.into_iter().enumerate() {
         issues[k % holders(ISSUE_HOLDERS)].push(n);
