@@ -27,6 +27,7 @@ mod fsutil;
 mod git;
 mod metadata;
 mod pending;
+mod pull_commits;
 mod refs;
 mod restore;
 mod snapshot;

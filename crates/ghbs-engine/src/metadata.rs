@@ -105,7 +105,7 @@ impl Engine {
         self.metadata_root().join("objects")
     }
 
-    fn object_path(&self, object: &str) -> PathBuf {
+    pub(crate) fn object_path(&self, object: &str) -> PathBuf {
         self.objects_dir().join(&object[..2]).join(object)
     }
 
@@ -447,7 +447,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `{64 hex}.json` or `{64 hex}.bundle`: object names come from index files on disk, which are
 /// checked before they are joined to a path.
-fn valid_object(object: &str) -> bool {
+pub(crate) fn valid_object(object: &str) -> bool {
     let Some((hash, ext)) = object.split_once('.') else {
         return false;
     };

@@ -45,6 +45,9 @@ pub struct GhRepo {
     pub archived: bool,
     /// The wiki is enabled (it may still be empty).
     pub has_wiki: bool,
+    /// Issues are enabled; when not, GitHub answers the issue listing with 410 and nothing of it
+    /// is asked.
+    pub has_issues: bool,
     /// `None` for an empty repository.
     pub default_branch: Option<String>,
     /// The HTTPS clone URL. Credentials are never put into it.
@@ -84,6 +87,9 @@ pub(crate) struct RawRepo {
     archived: bool,
     #[serde(default)]
     has_wiki: bool,
+    /// Absent in some older payloads: assume enabled, which costs one answered request at most.
+    #[serde(default = "yes")]
+    has_issues: bool,
     #[serde(default)]
     default_branch: Option<String>,
     #[serde(default)]
@@ -94,6 +100,10 @@ pub(crate) struct RawRepo {
     pushed_at: Option<String>,
     #[serde(default)]
     size: Option<i64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl From<RawRepo> for GhRepo {
@@ -111,6 +121,7 @@ impl From<RawRepo> for GhRepo {
             fork: raw.fork,
             archived: raw.archived,
             has_wiki: raw.has_wiki,
+            has_issues: raw.has_issues,
             default_branch: raw.default_branch.filter(|b| !b.is_empty()),
             clone_url,
             pushed_at: raw.pushed_at,

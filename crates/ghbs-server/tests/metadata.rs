@@ -219,8 +219,9 @@ async fn failed_part_does_not_advance_the_checkpoint() {
     let second = app.gh.create_issue(repo, "Second", "two");
     app.gh
         .add_issue_comment(repo, second, "the comment that failed");
-    // One attempt plus every retry of the client: the comments of #2 cannot be fetched.
-    let path = format!("/issues/{second}/comments");
+    // One attempt plus every retry of the client: the repository's comment listing (which
+    // holds #2's comment) cannot be fetched.
+    let path = "/issues/comments".to_owned();
     app.gh.inject(Fault::new(&path, FaultKind::Status(502), 6));
     let run = next_run(&app, &job).await;
     assert_eq!(run["status"], "partial", "{run}");
@@ -257,9 +258,16 @@ async fn full_sync_every_seventh_run_catches_what_since_misses() {
     let job = job(&app, "slow", json!({"metadata": true})).await;
     let repo = "slow/proj";
     let issue = app.gh.create_issue(repo, "Old", "body");
+    let comment = app.gh.add_issue_comment(repo, issue, "first words");
     next_run(&app, &job).await;
-    // The stand-in, like GitHub for some edits, adds this without touching the issue's listing.
-    app.gh.add_issue_comment(repo, issue, "late comment");
+    // Like GitHub, an edited comment leaves the issue's listing (and so the probe) unchanged.
+    app.gh.edit_issue_comment(repo, comment, "edited words");
+    let body_in_latest = || async {
+        let snaps = snapshots(&app, &job).await;
+        let files = tar_files(&app, &job.key, &snaps[0]).await;
+        json_file(&files, &format!("proj.metadata/issues/{issue}.json"))["comments"][0]["body"]
+            .clone()
+    };
     for n in 2..=7 {
         app.gh.clear_requests();
         let run = next_run(&app, &job).await;
@@ -267,10 +275,7 @@ async fn full_sync_every_seventh_run_catches_what_since_misses() {
         // The repository itself changed (GitHub bumps its `updated_at`); its metadata lists did not.
         let metadata = counted_rest(&app, &format!("{repo}/"));
         assert_eq!(metadata, Vec::<String>::new(), "run {n}");
-        assert_eq!(
-            snapshots(&app, &job).await[0]["repos"][0]["metadata"]["comments"],
-            0
-        );
+        assert_eq!(body_in_latest().await, "first words", "run {n}");
     }
     app.gh.clear_requests();
     let run = next_run(&app, &job).await;
@@ -281,8 +286,8 @@ async fn full_sync_every_seventh_run_catches_what_since_misses() {
         1,
         "only the changed comment list: {counted:?}"
     );
-    let snaps = snapshots(&app, &job).await;
-    assert_eq!(snaps[0]["repos"][0]["metadata"]["comments"], 1);
+    assert!(counted[0].contains("/issues/comments"), "{counted:?}");
+    assert_eq!(body_in_latest().await, "edited words");
 }
 
 #[tokio::test]

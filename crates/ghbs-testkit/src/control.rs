@@ -163,6 +163,7 @@ impl GitHubStandIn {
                 fork: opts.fork,
                 archived: opts.archived,
                 has_wiki: opts.has_wiki,
+                has_issues: opts.has_issues,
                 default_branch: opts.default_branch,
                 created_at: t,
                 updated_at: t,

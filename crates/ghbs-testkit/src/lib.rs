@@ -39,6 +39,8 @@ pub struct RepoOptions {
     pub fork: bool,
     pub archived: bool,
     pub has_wiki: bool,
+    /// Issues enabled (`has_issues`); when off, the issue endpoints answer 410 as on GitHub.
+    pub has_issues: bool,
     pub default_branch: String,
 }
 
@@ -49,6 +51,7 @@ impl Default for RepoOptions {
             fork: false,
             archived: false,
             has_wiki: true,
+            has_issues: true,
             default_branch: "main".to_owned(),
         }
     }

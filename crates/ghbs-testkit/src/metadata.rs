@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::rest::{ListReq, Out};
-use crate::world::{now, ts, Repo, World};
+use crate::world::{ts, Repo, World};
 use crate::GitHubStandIn;
 
 #[derive(Default)]
@@ -75,6 +76,9 @@ fn filter(
 pub(crate) fn route(w: &World, repo: &Repo, rest: &[&str], list: &ListReq<'_>) -> Out {
     let m = &repo.meta;
     let num = |s: &str| s.parse::<u64>().ok();
+    if !repo.has_issues && matches!(rest, ["issues"] | ["issues", _]) {
+        return Out::message(StatusCode::GONE, "Issues are disabled for this repo");
+    }
     let items = match rest {
         ["issues"] => filter(m.issues.values().collect(), list, Some("open"), true),
         ["issues", "comments"] => filter(
@@ -144,16 +148,18 @@ fn with_meta<T>(s: &GitHubStandIn, full_name: &str, f: impl FnOnce(&mut Meta, Ct
     let mut w = s.shared.world();
     let id = w.expect_repo(full_name).id;
     let next_id = w.next_id();
+    // Every change gets the repository's strictly increasing time, so that two changes within
+    // one second still order (and `since` still finds them) as GitHub's would a second apart.
+    let t = w.repos.get_mut(&id).expect("repo exists").bump();
     let repo = &w.repos[&id];
     let ctx = Ctx {
         id: next_id,
         user: w.owner_json(&repo.owner),
         html: format!("{}/{}", w.base_url, w.full_name(repo)),
         api: format!("{}/api/v3/repos/{}", w.base_url, w.full_name(repo)),
-        now: ts(now()),
+        now: ts(t),
     };
     let repo = w.repos.get_mut(&id).expect("repo exists");
-    repo.bump();
     f(&mut repo.meta, ctx)
 }
 
@@ -191,25 +197,35 @@ impl GitHubStandIn {
         } else {
             String::new()
         };
+        let sha_of = |b: &str| refs.get(&format!("refs/heads/{b}")).cloned();
+        let (head_sha, base_sha) = (sha_of(head), sha_of(base));
         let commits: Vec<Value> = log
             .lines()
             .filter_map(|l| l.split_once('\t'))
             .map(|(sha, msg)| json!({ "sha": sha, "commit": { "message": msg } }))
             .collect();
-        with_meta(self, full_name, |m, c| {
+        let number = with_meta(self, full_name, |m, c| {
             m.next_number += 1;
             let n = m.next_number;
             let mut issue = issue_json(&c, n, title, "", "pull");
             issue["pull_request"] = json!({ "url": format!("{}/pulls/{n}", c.api), "html_url": format!("{}/pull/{n}", c.html) });
             let mut pull = issue_json(&c, n, title, "", "pull");
-            pull["head"] = json!({ "ref": head, "label": head });
-            pull["base"] = json!({ "ref": base, "label": base });
+            pull["head"] = json!({ "ref": head, "label": head, "sha": head_sha });
+            pull["base"] = json!({ "ref": base, "label": base, "sha": base_sha });
             pull["merged_at"] = Value::Null;
             m.issues.insert(n, issue);
             m.pulls.insert(n, pull);
             m.pull_commits.insert(n, commits);
             n
-        })
+        });
+        // GitHub keeps every pull request's head as `refs/pull/N/head` in the base repository.
+        if let Some(sha) = head_sha {
+            crate::git(
+                &self.bare_path(full_name),
+                &["update-ref", &format!("refs/pull/{number}/head"), &sha],
+            );
+        }
+        number
     }
 
     /// Merges `patch`'s top-level fields into an issue or pull request (e.g.
@@ -244,7 +260,44 @@ impl GitHubStandIn {
                 "issue_url": format!("{}/issues/{number}", c.api),
             });
             m.issue_comments.entry(number).or_default().push(v);
+            let total = m.issue_comments[&number].len();
+            m.touch(number, &c.now, Some(total));
             c.id
+        })
+    }
+
+    /// Edits a comment's body as GitHub does: the comment's `updated_at` moves, the issue's
+    /// listing does not change.
+    pub fn edit_issue_comment(&self, full_name: &str, id: i64, body: &str) {
+        with_meta(self, full_name, |m, c| {
+            let comment = m
+                .issue_comments
+                .values_mut()
+                .flatten()
+                .find(|v| v["id"] == id)
+                .unwrap_or_else(|| panic!("stand-in: no comment {id} in {full_name}"));
+            comment["body"] = json!(body);
+            comment["updated_at"] = json!(c.now);
+        })
+    }
+
+    /// Deletes a comment: it leaves every listing and the issue's `comments` count drops, but
+    /// the issue's `updated_at` does not move (nothing in a `since` listing shows the deletion).
+    pub fn delete_issue_comment(&self, full_name: &str, id: i64) {
+        with_meta(self, full_name, |m, _| {
+            let (number, list) = m
+                .issue_comments
+                .iter_mut()
+                .find(|(_, l)| l.iter().any(|v| v["id"] == id))
+                .unwrap_or_else(|| panic!("stand-in: no comment {id} in {full_name}"));
+            list.retain(|v| v["id"] != id);
+            let (number, total) = (*number, list.len());
+            for v in [m.issues.get_mut(&number), m.pulls.get_mut(&number)]
+                .into_iter()
+                .flatten()
+            {
+                v["comments"] = json!(total);
+            }
         })
     }
 
@@ -256,6 +309,7 @@ impl GitHubStandIn {
                 "updated_at": c.now, "html_url": format!("{}/pull/{number}#pullrequestreview-{}", c.html, c.id),
             });
             m.reviews.entry(number).or_default().push(v);
+            m.touch(number, &c.now, None);
             c.id
         })
     }
@@ -268,6 +322,7 @@ impl GitHubStandIn {
                 "pull_request_url": format!("{}/pulls/{number}", c.api),
             });
             m.review_comments.entry(number).or_default().push(v);
+            m.touch(number, &c.now, None);
             c.id
         })
     }
@@ -299,6 +354,64 @@ impl GitHubStandIn {
         })
     }
 
+    /// Renames a label: the label list and every issue carrying it change, as on GitHub, but no
+    /// issue's `updated_at` moves.
+    pub fn rename_label(&self, full_name: &str, old: &str, new: &str) {
+        with_meta(self, full_name, |m, _| {
+            let mut found = false;
+            for label in m.labels.iter_mut().filter(|l| l["name"] == old) {
+                label["name"] = json!(new);
+                found = true;
+            }
+            assert!(found, "stand-in: no label {old} in {full_name}");
+            for item in m.issues.values_mut().chain(m.pulls.values_mut()) {
+                for label in item["labels"].as_array_mut().into_iter().flatten() {
+                    if label["name"] == old {
+                        label["name"] = json!(new);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Puts a label (by name, as listed) on an issue or pull request and bumps its `updated_at`.
+    pub fn add_label_to(&self, full_name: &str, number: u64, name: &str) {
+        with_meta(self, full_name, |m, c| {
+            let label = m
+                .labels
+                .iter()
+                .find(|l| l["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("stand-in: no label {name} in {full_name}"));
+            for v in [m.issues.get_mut(&number), m.pulls.get_mut(&number)]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(labels) = v["labels"].as_array_mut() {
+                    labels.push(label.clone());
+                }
+                v["updated_at"] = json!(c.now);
+            }
+        })
+    }
+
+    /// Merges `patch` into the release of `tag` and bumps its `updated_at`.
+    pub fn edit_release(&self, full_name: &str, tag: &str, patch: Value) {
+        with_meta(self, full_name, |m, c| {
+            let release = m
+                .releases
+                .iter_mut()
+                .find(|r| r["tag_name"] == tag)
+                .unwrap_or_else(|| panic!("stand-in: no release {tag} in {full_name}"));
+            if let (Some(obj), Some(p)) = (release.as_object_mut(), patch.as_object()) {
+                for (k, v) in p {
+                    obj.insert(k.clone(), v.clone());
+                }
+                obj.insert("updated_at".into(), json!(c.now));
+            }
+        })
+    }
+
     /// Publishes a release for `tag` (the tag itself is not created; see `create_tag`).
     pub fn create_release(&self, full_name: &str, tag: &str, name: &str) -> i64 {
         with_meta(self, full_name, |m, c| {
@@ -309,6 +422,22 @@ impl GitHubStandIn {
             }));
             c.id
         })
+    }
+}
+
+impl Meta {
+    /// What GitHub does to an issue or pull request when something is added to it: `updated_at`
+    /// moves, and the conversation count follows when `comments` is given.
+    fn touch(&mut self, number: u64, now: &str, comments: Option<usize>) {
+        for v in [self.issues.get_mut(&number), self.pulls.get_mut(&number)]
+            .into_iter()
+            .flatten()
+        {
+            v["updated_at"] = json!(now);
+            if let Some(n) = comments {
+                v["comments"] = json!(n);
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::github_failure;
+use super::{conversations, github_failure};
 use crate::scheduler::ExecOutcome;
 
 /// Metadata is fetched in full (conditionally) at least every this many runs.
@@ -35,7 +35,8 @@ pub const FULL_SYNC_EVERY: u32 = 7;
 /// Issues listed per page; the first page doubles as the "anything changed?" probe.
 const PAGE: usize = 100;
 
-/// Items whose details are fetched at the same time (each pull request is five requests).
+/// Items whose remaining parts are fetched at the same time (a pull request's reviews, and its
+/// commits when they cannot be read from the mirror).
 const ITEM_CONCURRENCY: usize = 4;
 
 /// Small lists stored whole, each fetched with its ETag every run: (file, API path, kind).
@@ -70,6 +71,8 @@ pub(super) struct Job<'a> {
     pub snapshot_key: &'a str,
     pub metadata: bool,
     pub wiki: bool,
+    /// The mirror holds `refs/pull/*`: pull-request commit lists are read from it with git.
+    pub pull_refs: bool,
 }
 
 /// The outcome for one repository.
@@ -264,11 +267,15 @@ impl Capture<'_> {
         since: Option<&str>,
     ) -> Result<Option<String>, ExecOutcome> {
         let mut checkpoint = since.and_then(parse_time);
-        let listed = match self.list_issues(full, since).await {
-            Ok(items) => items,
+        let has_issues = self.job.gh.has_issues;
+        // With issues disabled GitHub answers the issue endpoints with 410; the pull requests
+        // (which the issue listing would carry) come from their own listing.
+        let source = if has_issues { "issues" } else { "pulls" };
+        let listed = match self.list_updated(source, full, since).await {
+            Ok(items) => Some(items),
             Err(e) if gone(&e) => Some(Vec::new()),
             Err(e) => {
-                self.failed(e, "listing issues", &[]).await?;
+                self.failed(e, &format!("listing {source}"), &[]).await?;
                 None
             }
         };
@@ -287,7 +294,7 @@ impl Capture<'_> {
         let mut paths = BTreeSet::new();
         let mut todo = Vec::new();
         for (number, item) in items {
-            let pull = item.get("pull_request").is_some_and(|v| !v.is_null());
+            let pull = !has_issues || item.get("pull_request").is_some_and(|v| !v.is_null());
             let path = format!("{}/{number}.json", if pull { "pulls" } else { "issues" });
             let version = version_of(&item);
             paths.insert(path.clone());
@@ -297,29 +304,19 @@ impl Capture<'_> {
                 .get(&path)
                 .is_some_and(|e| e.version.as_deref() == Some(version.as_str()));
             if full || !same {
-                todo.push((number, pull, path, version, item));
+                todo.push(Todo {
+                    number,
+                    pull,
+                    path,
+                    version,
+                    issue: has_issues.then_some(item.clone()),
+                    pull_listing: (!has_issues).then_some(item),
+                });
             }
         }
-        let session = self.job.session;
-        let full_name = self.job.gh.full_name.as_str();
-        let mut fetched = stream::iter(todo.into_iter().map(
-            |(number, pull, path, version, item)| async move {
-                let doc = fetch_item(session, full_name, number, pull, item).await;
-                (number, path, version, doc)
-            },
-        ))
-        .buffer_unordered(ITEM_CONCURRENCY);
-        while let Some((number, path, version, doc)) = fetched.next().await {
-            match doc {
-                Ok((doc, counts)) => self
-                    .writer
-                    .put_json(&path, &doc, Some(version), counts)
-                    .await
-                    .map_err(|e| internal(&e))?,
-                Err(e) => self.failed(e, &format!("issue #{number}"), &[]).await?,
-            }
+        if !todo.is_empty() {
+            self.fetch_items(todo, full, since).await?;
         }
-        drop(fetched);
         // Unchanged (or failed) items come from the previous snapshot. A full listing is
         // authoritative: what it no longer shows was deleted or transferred upstream.
         let carried: Vec<String> = self
@@ -337,19 +334,21 @@ impl Capture<'_> {
         Ok(checkpoint.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
     }
 
-    /// The full list, or the probe page plus (when all of it is newer than the checkpoint) the
-    /// `since` list.
-    async fn list_issues(
+    /// The full list of `issues` or `pulls` by most recent update, or (incremental) its probe
+    /// page plus, when all of that page is newer than the checkpoint, the rest: `since` for
+    /// issues, further pages for pull requests (their listing has no `since`).
+    async fn list_updated(
         &self,
+        what: &str,
         full: bool,
         since: Option<&str>,
-    ) -> Result<Option<Vec<Value>>, GitHubError> {
+    ) -> Result<Vec<Value>, GitHubError> {
         let session = self.job.session;
         let probe = self.repo_path(&format!(
-            "issues?state=all&sort=updated&direction=desc&per_page={PAGE}"
+            "{what}?state=all&sort=updated&direction=desc&per_page={PAGE}"
         ));
         if full {
-            return Ok(Some(session.get_json_pages(&probe).await?.value));
+            return Ok(session.get_json_pages(&probe).await?.value);
         }
         let page = match session.get_json(&probe).await?.value {
             Value::Array(items) => items,
@@ -362,13 +361,201 @@ impl Capture<'_> {
                 _ => true,
             };
         if !more {
-            return Ok(Some(page));
+            return Ok(page);
         }
-        let since = since.unwrap_or_default();
+        let path = match (what, since) {
+            ("issues", Some(since)) => self.repo_path(&format!(
+                "issues?state=all&sort=updated&direction=desc&since={since}"
+            )),
+            _ => probe,
+        };
+        Ok(session.get_json_pages(&path).await?.value)
+    }
+
+    /// The pull requests' listing entries for `wanted` numbers: the first page by most recent
+    /// update when that shows them all (incremental runs), else every page.
+    async fn pull_listings(
+        &self,
+        wanted: &BTreeSet<u64>,
+        full: bool,
+    ) -> Result<BTreeMap<u64, Value>, GitHubError> {
+        let session = self.job.session;
         let path = self.repo_path(&format!(
-            "issues?state=all&sort=updated&direction=desc&since={since}"
+            "pulls?state=all&sort=updated&direction=desc&per_page={PAGE}"
         ));
-        Ok(Some(session.get_json_pages(&path).await?.value))
+        let mut items = if full {
+            Vec::new()
+        } else {
+            match session.get_json(&path).await?.value {
+                Value::Array(items) => items,
+                _ => Vec::new(),
+            }
+        };
+        let found = |items: &[Value]| {
+            let have: BTreeSet<u64> = items.iter().filter_map(|i| i["number"].as_u64()).collect();
+            wanted.is_subset(&have)
+        };
+        if full || (!found(&items) && items.len() >= PAGE) {
+            items = session.get_json_pages(&path).await?.value;
+        }
+        let mut out = BTreeMap::new();
+        for item in items {
+            if let Some(n) = item["number"].as_u64().filter(|n| wanted.contains(n)) {
+                out.entry(n).or_insert(item);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A repository-wide comment listing (`issues/comments` or `pulls/comments`), only what was
+    /// updated since the checkpoint on incremental runs, grouped by issue or pull number.
+    async fn comments_by_number(
+        &self,
+        what: &str,
+        field: &str,
+        since: Option<&str>,
+    ) -> Result<BTreeMap<u64, Vec<Value>>, GitHubError> {
+        let mut rest = format!("{what}?sort=created&direction=asc&per_page={PAGE}");
+        if let Some(since) = since {
+            rest.push_str(&format!("&since={since}"));
+        }
+        let path = self.repo_path(&rest);
+        match self.job.session.get_json_pages(&path).await {
+            Ok(f) => Ok(conversations::group(f.value, field)),
+            Err(e) if gone(&e) => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The previous snapshot's document of `path`, to merge a `since` listing into.
+    async fn previous(&self, path: &str) -> Option<Value> {
+        let entry = self.base.files.get(path)?;
+        match self.job.engine.read_metadata(entry).await {
+            Ok(doc) => doc,
+            Err(e) => {
+                tracing::warn!(error = %e, path, "previous metadata unreadable; asking GitHub");
+                None
+            }
+        }
+    }
+
+    /// Fetches and stores the changed items with as few requests as their listings allow: one
+    /// repository-wide listing for issue comments and one for review comments (nothing when no
+    /// changed item can have any), the pull-request listing instead of one detail request each,
+    /// commit lists from the mirrored pull refs, and per pull request only its reviews.
+    async fn fetch_items(
+        &mut self,
+        todo: Vec<Todo>,
+        full: bool,
+        since: Option<&str>,
+    ) -> Result<(), ExecOutcome> {
+        let since = if full { None } else { since };
+        let mut todo = todo;
+        // What the listings cannot give fails the items that need it (they are carried).
+        let mut failed: BTreeSet<u64> = BTreeSet::new();
+        let pulls: BTreeSet<u64> = todo
+            .iter()
+            .filter(|t| t.pull && t.pull_listing.is_none())
+            .map(|t| t.number)
+            .collect();
+        if !pulls.is_empty() {
+            match self.pull_listings(&pulls, full).await {
+                Ok(mut listed) => {
+                    for t in todo.iter_mut().filter(|t| t.pull) {
+                        if let Some(l) = listed.remove(&t.number) {
+                            t.pull_listing = Some(l);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.failed(e, "listing pull requests", &[]).await?;
+                    failed.extend(&pulls);
+                }
+            }
+        }
+        // An issue whose listing says `comments: 0` has none to ask for. Without an issue
+        // listing (issues disabled) the count is unknown.
+        let wants_comments = |t: &Todo| {
+            t.issue
+                .as_ref()
+                .is_none_or(|i| i["comments"].as_u64().is_none_or(|n| n > 0))
+        };
+        let mut comments = BTreeMap::new();
+        if todo.iter().any(wants_comments) {
+            match self
+                .comments_by_number("issues/comments", "issue_url", since)
+                .await
+            {
+                Ok(c) => comments = c,
+                Err(e) => {
+                    self.failed(e, "listing comments", &[]).await?;
+                    failed.extend(todo.iter().filter(|t| wants_comments(t)).map(|t| t.number));
+                }
+            }
+        }
+        let mut review_comments = BTreeMap::new();
+        if todo.iter().any(|t| t.pull) {
+            match self
+                .comments_by_number("pulls/comments", "pull_request_url", since)
+                .await
+            {
+                Ok(c) => review_comments = c,
+                Err(e) => {
+                    self.failed(e, "listing review comments", &[]).await?;
+                    failed.extend(todo.iter().filter(|t| t.pull).map(|t| t.number));
+                }
+            }
+        }
+        let mut ready = Vec::new();
+        for t in todo {
+            if failed.contains(&t.number) {
+                continue;
+            }
+            let previous = match since {
+                Some(_) => self.previous(&t.path).await,
+                None => None,
+            };
+            let old = |field: &str| -> Vec<Value> {
+                previous
+                    .as_ref()
+                    .and_then(|d| d[field].as_array().cloned())
+                    .unwrap_or_default()
+            };
+            let listed = comments.remove(&t.number).unwrap_or_default();
+            let merged = conversations::merge(&old("comments"), &listed);
+            // A deleted comment or one `since` missed: the count tells, the item's own
+            // listing settles it.
+            let expected = t.issue.as_ref().and_then(|i| i["comments"].as_u64());
+            let comments = if !wants_comments(&t) {
+                Some(Vec::new())
+            } else if expected.is_none_or(|n| n == merged.len() as u64) {
+                Some(merged)
+            } else {
+                None
+            };
+            let listed = review_comments.remove(&t.number).unwrap_or_default();
+            let review_comments = conversations::merge(&old("review_comments"), &listed);
+            ready.push((t, comments, review_comments));
+        }
+        let job = self.job;
+        let mut fetched = stream::iter(ready.into_iter().map(
+            |(t, comments, review_comments)| async move {
+                let doc = finish_item(job, &t, comments, review_comments).await;
+                (t, doc)
+            },
+        ))
+        .buffer_unordered(ITEM_CONCURRENCY);
+        while let Some((t, doc)) = fetched.next().await {
+            match doc {
+                Ok((doc, counts)) => self
+                    .writer
+                    .put_json(&t.path, &doc, Some(t.version), counts)
+                    .await
+                    .map_err(|e| internal(&e))?,
+                Err(e) => self.failed(e, &format!("issue #{}", t.number), &[]).await?,
+            }
+        }
+        Ok(())
     }
 
     /// Fetches the wiki mirror (a missing wiki is not an error) and bundles it into the folder.
@@ -419,38 +606,87 @@ fn len(v: &Value) -> usize {
     v.as_array().map_or(0, Vec::len)
 }
 
-/// One issue with its comments, or one pull request with its conversation, reviews, review
-/// comments and commits, plus the counts it adds to the snapshot.
-async fn fetch_item(
-    session: &Session,
-    full_name: &str,
+/// A changed issue or pull request, with what its listings said.
+struct Todo {
     number: u64,
     pull: bool,
-    item: Value,
-) -> Result<(Value, BTreeMap<String, u64>), GitHubError> {
-    let base = format!("/repos/{full_name}");
-    let comments = sub_list(session, format!("{base}/issues/{number}/comments"));
-    if !pull {
-        let comments = comments.await?;
-        let n = counts(&[("issues", 1), ("comments", len(&comments))]);
-        return Ok((json!({ "issue": item, "comments": comments }), n));
+    path: String,
+    version: String,
+    /// As the issue listing shows it (`None` when issues are disabled).
+    issue: Option<Value>,
+    /// As the pull-request listing shows it (pull requests only; `None` if it was not found).
+    pull_listing: Option<Value>,
+}
+
+/// The commit list of a pull request: from the mirrored `refs/pull/N/head` when the job mirrors
+/// pull refs and the listing names both ends, else `GET /pulls/N/commits`.
+async fn pull_commits(
+    job: &Job<'_>,
+    number: u64,
+    listing: Option<&Value>,
+) -> Result<Value, GitHubError> {
+    if job.pull_refs {
+        if let Some(base) = listing.and_then(|l| l["base"]["sha"].as_str()) {
+            let head = listing.and_then(|l| l["head"]["sha"].as_str());
+            match job.engine.pull_commits(job.key, number, base, head).await {
+                Ok(Some(commits)) => return Ok(Value::Array(commits)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, number, "pull commits from git failed; asking GitHub")
+                }
+            }
+        }
     }
-    let detail = async {
-        match session.get_json(&format!("{base}/pulls/{number}")).await {
-            Ok(f) => Ok(f.value),
-            Err(e) if gone(&e) => Ok(Value::Null),
-            Err(e) => Err(e),
+    let path = format!("/repos/{}/pulls/{number}/commits", job.gh.full_name);
+    sub_list(job.session, path).await
+}
+
+/// One issue with its comments, or one pull request with its conversation, reviews, review
+/// comments and commits, plus the counts it adds to the snapshot. `comments` is `None` when the
+/// merged listing disagreed with the issue's count: the item's own list is asked then.
+async fn finish_item(
+    job: &Job<'_>,
+    t: &Todo,
+    comments: Option<Vec<Value>>,
+    review_comments: Vec<Value>,
+) -> Result<(Value, BTreeMap<String, u64>), GitHubError> {
+    let base = format!("/repos/{}", job.gh.full_name);
+    let number = t.number;
+    let comments = async {
+        match comments {
+            Some(c) => Ok(Value::Array(c)),
+            None => sub_list(job.session, format!("{base}/issues/{number}/comments")).await,
         }
     };
-    let (comments, detail, reviews, review_comments, commits) = tokio::join!(
+    let issue = t.issue.clone().unwrap_or(Value::Null);
+    if !t.pull {
+        let comments = comments.await?;
+        let n = counts(&[("issues", 1), ("comments", len(&comments))]);
+        return Ok((json!({ "issue": issue, "comments": comments }), n));
+    }
+    // Not in the listing (it moved between pages, or the listing failed over): its detail.
+    let detail = async {
+        match &t.pull_listing {
+            Some(l) => Ok(l.clone()),
+            None => match job
+                .session
+                .get_json(&format!("{base}/pulls/{number}"))
+                .await
+            {
+                Ok(f) => Ok(f.value),
+                Err(e) if gone(&e) => Ok(Value::Null),
+                Err(e) => Err(e),
+            },
+        }
+    };
+    let (comments, detail, reviews) = tokio::join!(
         comments,
         detail,
-        sub_list(session, format!("{base}/pulls/{number}/reviews")),
-        sub_list(session, format!("{base}/pulls/{number}/comments")),
-        sub_list(session, format!("{base}/pulls/{number}/commits")),
+        sub_list(job.session, format!("{base}/pulls/{number}/reviews")),
     );
-    let (comments, detail, reviews, review_comments, commits) =
-        (comments?, detail?, reviews?, review_comments?, commits?);
+    let (comments, detail, reviews) = (comments?, detail?, reviews?);
+    let commits = pull_commits(job, number, Some(&detail).filter(|d| !d.is_null())).await?;
+    let review_comments = Value::Array(review_comments);
     let n = counts(&[
         ("pulls", 1),
         ("comments", len(&comments)),
@@ -459,7 +695,7 @@ async fn fetch_item(
         ("pull_commits", len(&commits)),
     ]);
     let doc = json!({
-        "issue": item,
+        "issue": issue,
         "pull": detail,
         "comments": comments,
         "reviews": reviews,

@@ -4,6 +4,7 @@
 //! apply retention.
 
 mod carry;
+mod conversations;
 mod github;
 mod lifecycle;
 mod metadata;
@@ -781,6 +782,7 @@ async fn back_up_repo(
             snapshot_key,
             metadata: job.options.metadata,
             wiki: job.options.wiki,
+            pull_refs: job.options.pull_refs,
         };
         // Also when git was skipped: issues change without pushes.
         let captured = metadata::capture(&want, &st.meta).await?;
