@@ -70,9 +70,24 @@ async fn verify(app: &TestApp, key: &str, path: &str) -> Value {
 async fn a_clean_job_passes_and_damage_is_named() {
     let app = TestApp::new().await;
     let (key, id) = backed_up(&app, "vera").await;
+    // A webhook target: deliveries queue in the store (no deliverer runs in this test).
+    let (status, created) = app
+        .post(
+            "/api/v1/notifications",
+            &key,
+            json!({"kind": "webhook", "url": "https://hooks.example.com/ghbs"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let target = created["target"]["id"].as_i64().unwrap();
+    let queued = || async { app.state.store.target_deliveries(target).await.unwrap() };
     let next_run = app.get(&format!("/api/v1/jobs/{id}"), &key).await.1["next_run_at"].clone();
     let run = verify(&app, &key, &format!("/api/v1/jobs/{id}/verify")).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(
+        queued().await.is_empty(),
+        "a clean verification notifies nobody"
+    );
     assert_eq!(run["bytes_fetched"], 0);
     assert_eq!(
         app.get(&format!("/api/v1/jobs/{id}"), &key).await.1["next_run_at"],
@@ -125,6 +140,16 @@ async fn a_clean_job_passes_and_damage_is_named() {
     assert!(
         !error.contains(&data.to_string_lossy().to_string()),
         "no server path: {error}"
+    );
+    // Damage found is notified as a failure that says it was a verification.
+    let deliveries = queued().await;
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert_eq!(deliveries[0].event, "failed");
+    let payload: Value = serde_json::from_str(&deliveries[0].payload).unwrap();
+    let message = payload["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Verification of vera/site found damaged or missing backup data"),
+        "{message}"
     );
 }
 

@@ -13,7 +13,7 @@ pub mod target;
 
 use chrono::{DateTime, Utc};
 use ghbs_store::{Claim, JobRow, RunOutcome};
-use ghbs_wire::RunStatus;
+use ghbs_wire::{RunStatus, RunTrigger};
 use serde_json::{json, Value};
 
 pub use deliver::Deliverer;
@@ -84,6 +84,11 @@ fn job_json(job: &JobRow) -> Value {
 fn run_payload(event: Event, claim: &Claim, outcome: &RunOutcome, now: DateTime<Utc>) -> Value {
     let job = &claim.job;
     let message = match event {
+        Event::Failed if claim.run.trigger == RunTrigger::Verify => format!(
+            "Verification of {} found damaged or missing backup data: {}",
+            job.target,
+            clip(outcome.error.as_deref().unwrap_or("unknown error"))
+        ),
         // A failure that will be retried says when, so that nobody acts on a passing fault.
         Event::Failed => format!(
             "Backup of {} failed: {}{}",
@@ -127,15 +132,21 @@ fn run_payload(event: Event, claim: &Claim, outcome: &RunOutcome, now: DateTime<
 /// Called once a run's outcome is recorded: queue the event it raises, if any. One indexed
 /// read (for recoveries) and one insert; a failure is logged and never fails the run.
 pub async fn run_finished(state: &AppState, claim: &Claim, outcome: &RunOutcome) {
+    if claim.run.trigger == RunTrigger::Verify && outcome.status != RunStatus::Failed {
+        // A clean verification is no news, and it recovers nothing a backup lost.
+        return;
+    }
     let previous = if outcome.status == RunStatus::Succeeded && !outcome.needs_login {
         match state
             .store
-            .list_runs(claim.job.user_id, claim.job.id, 3)
+            .list_runs(claim.job.user_id, claim.job.id, 10)
             .await
         {
             Ok(runs) => runs
                 .iter()
-                .find(|r| r.id < claim.run.id && r.status.is_finished())
+                .find(|r| {
+                    r.id < claim.run.id && r.status.is_finished() && r.trigger != RunTrigger::Verify
+                })
                 .map(|r| r.status),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the previous run; no recovery notification");
