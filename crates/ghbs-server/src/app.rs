@@ -222,6 +222,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = api_routes()
         .into_iter()
         .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)
@@ -278,6 +279,16 @@ async fn openapi_json() -> ([(axum::http::HeaderName, &'static str); 1], String)
 
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
+}
+
+/// A known route asked with another method: 405 with the JSON error body like every error
+/// (axum's own 405 has an empty body). axum still adds the `Allow` header.
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        ghbs_wire::codes::METHOD_NOT_ALLOWED,
+        format!("this route does not answer {method}"),
+    )
 }
 
 /// Serve the API and run the scheduler on `listener` until `shutdown` resolves, then drain:

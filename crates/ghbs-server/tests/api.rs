@@ -776,3 +776,35 @@ async fn an_account_job_downloads_one_file_per_repository() {
         String::from_utf8_lossy(&body)
     );
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_a_405_with_the_error_body() {
+    let app = TestApp::new().await;
+    let (key, _) = app.login("meth").await;
+    for (method, path) in [
+        (Method::DELETE, "/api/v1/me"),
+        (Method::PUT, "/api/v1/jobs"),
+        (Method::POST, "/api/v1/snapshots/1/download"),
+    ] {
+        let (status, body) = app.call(method.clone(), path, Some(&key), None).await;
+        assert_eq!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {body}"
+        );
+        assert_eq!(
+            body["code"], "method_not_allowed",
+            "{method} {path}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains(method.as_str()),
+            "{body}"
+        );
+    }
+    // An unknown route stays a 404 with the body.
+    let (status, body) = app
+        .call(Method::GET, "/api/v1/nope", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "not_found");
+}

@@ -42,6 +42,8 @@ pub mod codes {
     pub const KEY_EXPIRED: &str = "key_expired";
     /// The user already holds the most live API keys allowed (409).
     pub const TOO_MANY_KEYS: &str = "too_many_keys";
+    /// The route exists but not with this method (405).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 }
 
 /// `POST /api/v1/login`.

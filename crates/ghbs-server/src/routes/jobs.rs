@@ -336,6 +336,7 @@ pub async fn forget_repo(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Also delete the job's snapshots and mirrors. Without it, backups are kept.
     #[serde(default)]

@@ -68,6 +68,7 @@ pub async fn run_now(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many runs, newest first (1–1000, default 50).
     pub limit: Option<i64>,

@@ -68,8 +68,14 @@ pub async fn show(
     )))
 }
 
+/// The bytes of a download, for the OpenAPI document (a binary string); never built.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Artifact(pub Vec<u8>);
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
     /// `bundle` (default), `tar.gz` or `zip`.
     pub format: Option<String>,
@@ -95,7 +101,9 @@ pub struct DownloadQuery {
 #[utoipa::path(get, path = "/api/v1/snapshots/{id}/download", params(("id" = i64, Path), DownloadQuery,
         ("Range" = Option<String>, Header, description = "one byte range, e.g. `bytes=1000-`"),
         ("If-Range" = Option<String>, Header, description = "the ETag of the partial file held: the range is served only if it is still the current file, else the whole file (200)")),
-    responses((status = 200, description = "the artifact", content_type = "application/octet-stream",
+    responses((status = 200, description = "the artifact: a git bundle, a tar.gz or a zip; for an account job without `repo`, a tar of one bundle or zip per repository",
+                content((Artifact = "application/x-git-bundle"), (Artifact = "application/gzip"),
+                        (Artifact = "application/zip"), (Artifact = "application/x-tar")),
                 headers(("ETag" = String, description = "strong validator: the quoted hex SHA-256 of the file"),
                         ("Repr-Digest" = String, description = "sha-256=:BASE64: of the whole file (RFC 9530)"),
                         ("X-Checksum-Sha256" = String, description = "hex SHA-256 of the whole file"))),
