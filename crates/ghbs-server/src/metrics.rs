@@ -28,6 +28,8 @@ pub struct Metrics {
     /// Notifications delivered, and deliveries that failed (incremented by the notifier).
     pub notifications_delivered: AtomicU64,
     pub notifications_failed: AtomicU64,
+    /// Milliseconds runs spent waiting for GitHub rate limits (primary and secondary).
+    pub rate_limit_wait_ms: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the run duration histogram's buckets.
@@ -251,9 +253,25 @@ impl Metrics {
             "GitHub API requests answered 304.",
             get(&self.github_conditional_hits),
         );
+        let _ = writeln!(
+            out,
+            "# HELP ghbs_github_rate_limit_wait_seconds_total Time runs spent waiting for GitHub rate limits.\n\
+             # TYPE ghbs_github_rate_limit_wait_seconds_total counter\n\
+             ghbs_github_rate_limit_wait_seconds_total {:.3}",
+            self.rate_limit_wait_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
         self.render_families(&mut out);
         out
     }
+}
+
+/// Jobs (all nodes) whose backup is stale: no success for twice the schedule's interval.
+pub fn render_stale(out: &mut String, stale: usize) {
+    let _ = writeln!(
+        out,
+        "# HELP ghbs_jobs_stale Active jobs without a successful backup for twice their schedule's interval (all nodes).\n\
+         # TYPE ghbs_jobs_stale gauge\nghbs_jobs_stale {stale}"
+    );
 }
 
 /// The database's gauges (all nodes): jobs waiting for a worker, how long the longest has

@@ -376,6 +376,23 @@ async fn a_run_waiting_for_the_rate_limit_says_until_when() {
     let run = &runs(&app, &key, id).await[0];
     assert_eq!(run["status"], "succeeded", "{run}");
     assert!(run["progress"].is_null());
+    // The wait is counted in /metrics.
+    let waited = metric(&app, "ghbs_github_rate_limit_wait_seconds_total").await;
+    assert!(waited > 0.0, "rate-limit wait not counted: {waited}");
+}
+
+/// One sample of /metrics (no labels).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let (status, body) = app
+        .call(axum::http::Method::GET, "/metrics", None, None)
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    let text = body.as_str().unwrap().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -409,6 +426,11 @@ async fn jobs_show_the_last_success_and_flag_stale_and_failing_jobs() {
     let (_, list) = app.get("/api/v1/jobs", &key).await;
     let listed = &list["jobs"][0];
     assert_eq!(listed["stale"], true, "{listed}");
+    assert_eq!(
+        metric(&app, "ghbs_jobs_stale").await,
+        1.0,
+        "the gauge agrees"
+    );
     assert_eq!(listed["failing"], true);
     assert_eq!(listed["last_success_at"], success);
     // A paused job is not stale: nobody expects it to run.
@@ -416,4 +438,5 @@ async fn jobs_show_the_last_success_and_flag_stale_and_failing_jobs() {
         .post(&format!("/api/v1/jobs/{id}/pause"), &key, json!(null))
         .await;
     assert_eq!(paused["stale"], false, "{paused}");
+    assert_eq!(metric(&app, "ghbs_jobs_stale").await, 0.0);
 }

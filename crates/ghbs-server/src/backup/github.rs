@@ -43,13 +43,20 @@ impl ValidatorCache for StoreCache {
     }
 }
 
-/// Shows GitHub waits (rate limits) on the run, e.g. "waiting for GitHub rate limit until 14:05:09 UTC".
+/// Shows GitHub waits (rate limits) on the run, e.g. "waiting for GitHub rate limit until 14:05:09 UTC",
+/// and adds their length to `ghbs_github_rate_limit_wait_seconds_total`.
 pub(super) struct ProgressBridge {
     pub progress: RunProgress,
+    pub state: Arc<crate::app::AppState>,
+    /// When the wait announced last began (`None`: not waiting).
+    pub waiting_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ghbs_github::Progress for ProgressBridge {
     fn waiting(&self, reason: &str, until: DateTime<Utc>) {
+        if let Ok(mut since) = self.waiting_since.lock() {
+            since.get_or_insert_with(std::time::Instant::now);
+        }
         let p = self.progress.clone();
         // To the second, in UTC: "waiting for GitHub rate limit until 20:11:30 UTC".
         let text = format!("{reason} until {}", until.format("%H:%M:%S UTC"));
@@ -57,6 +64,10 @@ impl ghbs_github::Progress for ProgressBridge {
     }
 
     fn resumed(&self) {
+        if let Some(began) = self.waiting_since.lock().ok().and_then(|mut s| s.take()) {
+            let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            crate::metrics::Metrics::add(&self.state.metrics.rate_limit_wait_ms, ms);
+        }
         let p = self.progress.clone();
         tokio::spawn(async move { p.set(Some("running")).await });
     }

@@ -178,6 +178,8 @@ async fn run(
         }),
         Arc::new(ProgressBridge {
             progress: progress.clone(),
+            state: state.clone(),
+            waiting_since: Default::default(),
         }),
     );
     let snapshot_key = uuid::Uuid::new_v4().to_string();

@@ -120,5 +120,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         Ok(stats) => crate::metrics::render_queue(&mut text, &stats, now),
         Err(e) => tracing::warn!(error = %e, "queue gauges unavailable for /metrics"),
     }
+    // One read of every active job's last success; the same rule as `jobs`' STALE flag.
+    match state.store.stale_candidates().await {
+        Ok(jobs) => {
+            let stale = jobs
+                .iter()
+                .filter(|f| crate::planning::is_stale(&f.job, f.last_success_at, now))
+                .count();
+            crate::metrics::render_stale(&mut text, stale);
+        }
+        Err(e) => tracing::warn!(error = %e, "stale gauge unavailable for /metrics"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
