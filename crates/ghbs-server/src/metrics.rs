@@ -290,9 +290,12 @@ pub fn render_queue(
          # HELP ghbs_queue_oldest_due_seconds How long the longest-waiting job has been due.\n\
          # TYPE ghbs_queue_oldest_due_seconds gauge\nghbs_queue_oldest_due_seconds {}\n\
          # HELP ghbs_oldest_last_success_age_seconds Age of the oldest last successful backup over active jobs that ever succeeded.\n\
-         # TYPE ghbs_oldest_last_success_age_seconds gauge\nghbs_oldest_last_success_age_seconds {}",
+         # TYPE ghbs_oldest_last_success_age_seconds gauge\nghbs_oldest_last_success_age_seconds {}\n\
+         # HELP ghbs_stored_bytes Git bytes kept: each job's newest snapshot's mirror size (all nodes).\n\
+         # TYPE ghbs_stored_bytes gauge\nghbs_stored_bytes {}",
         stats.waiting,
         age(stats.oldest_due),
-        age(stats.oldest_last_success)
+        age(stats.oldest_last_success),
+        stats.stored_bytes
     );
 }

@@ -109,6 +109,14 @@ async fn metrics_count_what_the_runs_did() {
     assert!(m["ghbs_github_requests_total"] >= 2.0, "{m:?}");
     assert_eq!(m["ghbs_jobs"], 2.0);
     assert_eq!(m["ghbs_queue_waiting_jobs"], 0.0);
+    assert_eq!(before["ghbs_stored_bytes"], 0.0);
+    let (_, snaps) = app.get(&format!("/api/v1/jobs/{ok}/snapshots"), &key).await;
+    let size = snaps["snapshots"][0]["size_bytes"].as_f64().unwrap();
+    assert!(size > 0.0);
+    assert_eq!(
+        m["ghbs_stored_bytes"], size,
+        "the only snapshot's mirror size"
+    );
     app.clock.advance(Duration::hours(2));
     let later = metrics(&app).await;
     assert_eq!(later["ghbs_oldest_last_success_age_seconds"], 7200.0);

@@ -165,4 +165,7 @@ pub struct QueueStats {
     pub oldest_due: Option<DateTime<Utc>>,
     /// The oldest "last successful backup" over active jobs that ever succeeded.
     pub oldest_last_success: Option<DateTime<Utc>>,
+    /// Git bytes kept: over every job with snapshots, its newest snapshot's mirror size
+    /// (metadata and download caches not counted).
+    pub stored_bytes: i64,
 }

@@ -32,9 +32,19 @@ pub(crate) async fn queue_stats<D: Backend>(
              GROUP BY j.id) s")
     .one(pool)
     .await?;
+    // A job's mirrors hold every object of its snapshots, so its newest snapshot's size is what
+    // the job keeps in git; kept snapshots of deleted (unpurged) jobs count too.
+    // The cast: PostgreSQL sums BIGINT as NUMERIC.
+    let stored = sql(
+        "SELECT CAST(COALESCE(SUM(s.size_bytes), 0) AS BIGINT) AS bytes FROM snapshots s
+         WHERE s.id IN (SELECT MAX(id) FROM snapshots GROUP BY job_id)",
+    )
+    .one(pool)
+    .await?;
     Ok(QueueStats {
         waiting: row.int("n")?,
         oldest_due: row.opt_time("oldest")?,
         oldest_last_success: last.opt_time("oldest")?,
+        stored_bytes: stored.int("bytes")?,
     })
 }

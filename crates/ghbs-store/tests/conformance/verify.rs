@@ -189,6 +189,7 @@ pub async fn queue_stats(store: Arc<dyn Store>) {
     let stats = store.queue_stats(t(200)).await.unwrap();
     assert_eq!((stats.waiting, stats.oldest_due), (2, Some(t(100))));
     assert_eq!(stats.oldest_last_success, None);
+    assert_eq!(stats.stored_bytes, 0, "no snapshot yet");
     // Claimed jobs no longer wait; a success is remembered.
     let claims = store.claim_due("node", t(300), t(360), 10).await.unwrap();
     assert_eq!(claims.len(), 2);
