@@ -382,6 +382,18 @@ async fn a_sink_that_is_down_is_retried_with_backoff_until_it_answers() {
         .get(&format!("/api/v1/notifications/{target}"), &key)
         .await;
     assert_eq!(shown["last_delivery"]["ok"], true);
+    // Each attempt is counted in /metrics: two failed (refused, 503), one delivered.
+    let (_, text) = app
+        .call(axum::http::Method::GET, "/metrics", None, None)
+        .await;
+    let text = text.as_str().unwrap().to_owned();
+    for (series, want) in [
+        ("ghbs_notifications_total{result=\"delivered\"} ", "1"),
+        ("ghbs_notifications_total{result=\"failed\"} ", "2"),
+    ] {
+        let got = text.lines().find_map(|l| l.strip_prefix(series));
+        assert_eq!(got, Some(want), "{series}in\n{text}");
+    }
 
     // A 404 is not retried; a sink failing every time is given up after MAX_ATTEMPTS.
     sink.answer(&[404]);

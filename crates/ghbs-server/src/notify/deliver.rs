@@ -11,8 +11,10 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::app::AppState;
+use crate::metrics::Metrics;
 
 /// Longest one attempt may take (connect, send, answer) before it counts as failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,7 +188,12 @@ impl Deliverer {
             event = %d.event,
             attempt = d.attempts
         );
-        let _enter = span.enter();
+        // Attached, not entered: a guard held across `.await` would label other tasks' lines.
+        self.attempt_in_span(claimed).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, claimed: ClaimedDelivery) {
+        let d = &claimed.delivery;
         let result = match serde_json::from_str::<Value>(&d.payload) {
             Ok(payload) => self.send(&claimed.target, d.id, &d.event, payload).await,
             Err(_) => Err(SendError::permanent("the queued event is damaged")),
@@ -195,9 +202,11 @@ impl Deliverer {
         let (ok, error, retry) = match &result {
             Ok(()) => {
                 tracing::info!("notification delivered");
+                Metrics::add(&self.state.metrics.notifications_delivered, 1);
                 (true, None, None)
             }
             Err(e) => {
+                Metrics::add(&self.state.metrics.notifications_failed, 1);
                 let retry = retry_at(d.attempts, e.retryable, now);
                 tracing::warn!(error = %e.message, retry_at = ?retry, "notification not delivered");
                 (false, Some(e.message.clone()), retry)

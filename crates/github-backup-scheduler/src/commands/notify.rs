@@ -112,9 +112,9 @@ fn targets_table(targets: &[NotifyTarget]) -> comfy_table::Table {
         };
         let last = match &n.last_delivery {
             None => "-".to_owned(),
-            Some(d) if d.ok => format!("ok, {} at {}", d.event, output::when(d.at)),
+            Some(d) if d.ok => format!("delivered `{}` {}", d.event, output::when(d.at)),
             Some(d) => format!(
-                "failed, {} at {}: {}",
+                "NOT delivered `{}` {}: {}",
                 d.event,
                 output::when(d.at),
                 d.error.as_deref().unwrap_or("")
