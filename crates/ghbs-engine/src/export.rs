@@ -152,6 +152,13 @@ impl Engine {
         let mut keys: Vec<&str> = selected.iter().map(|r| r.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
+        // Shared storage: a cold cache is filled first (mirrors and metadata folders).
+        for key in &keys {
+            self.hydrate(key).await?;
+        }
+        for repo in selected {
+            self.hydrate_metadata(repo).await?;
+        }
         let mut guards = Vec::with_capacity(keys.len());
         for key in keys {
             guards.push(self.locks(key).gc.clone().read_owned().await);

@@ -54,6 +54,8 @@ impl Engine {
         let _ops = locks.ops.lock().await;
         let started = SystemTime::now();
         let mirror = self.mirror_path(&src.key);
+        // Shared storage: a missing or stale mirror is first rebuilt from it (see `packs`).
+        self.hydrate_locked(&src.key, &mirror).await?;
         if !mirror.exists() {
             self.init_mirror(&mirror).await?;
         } else {

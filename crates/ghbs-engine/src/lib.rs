@@ -26,12 +26,15 @@ mod fetch;
 mod fsutil;
 mod git;
 mod metadata;
+mod metadata_sync;
+mod packs;
 mod pending;
 mod pull_commits;
 mod refs;
 mod restore;
 mod snapshot;
 pub mod storage;
+mod storage_gc;
 mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,8 +46,10 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
+pub use packs::{cache_counts, Hydration, PackIndex};
 pub use restore::restore;
 pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation};
+pub use storage_gc::StorageGc;
 pub use verify::{Problem, ProblemKind, RepoVerdict, SnapshotVerdict};
 
 use error::Result;

@@ -109,7 +109,7 @@ impl Engine {
         self.objects_dir().join(&object[..2]).join(object)
     }
 
-    fn snapshot_metadata_dir(&self, snapshot_key: &str) -> PathBuf {
+    pub(crate) fn snapshot_metadata_dir(&self, snapshot_key: &str) -> PathBuf {
         self.metadata_root().join("snap").join(snapshot_key)
     }
 
@@ -158,7 +158,10 @@ impl Engine {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 EngineError::permanent(format!("corrupt metadata index {}: {e}", path.display()))
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A cold cache: the shared storage holds every snapshot's index.
+                self.shared_metadata_index(snapshot_key, repo_key).await
+            }
             Err(e) => Err(EngineError::io("read metadata index", e)),
         }
     }
@@ -296,6 +299,7 @@ impl MetadataWriter {
         if !valid_object(&entry.object) {
             return Ok(false);
         }
+        self.engine.fetch_shared_object(&entry.object).await?;
         let lock = self.engine.locks(LOCK_KEY);
         let _shared = lock.gc.read().await;
         let object_path = self.engine.object_path(&entry.object);
@@ -493,7 +497,7 @@ fn create_shard(object_path: &Path) -> Result<()> {
 }
 
 /// Writes an object unless it exists (same name, same content).
-fn write_object(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_object(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.is_file() {
         return Ok(());
     }

@@ -65,7 +65,14 @@ impl Engine {
             }
             let engine = self.clone();
             let snapshot_key = manifest.snapshot_key.clone();
-            tasks.spawn(async move { engine.commit_repo(&snapshot_key, &repo).await });
+            tasks.spawn(async move {
+                engine.commit_repo(&snapshot_key, &repo).await?;
+                // Shared storage: the repository's packs and metadata before the manifest.
+                engine
+                    .publish_packs(&repo.key, Some((&snapshot_key, &repo)), &[])
+                    .await?;
+                engine.publish_metadata(&repo).await
+            });
         }
         while let Some(joined) = tasks.join_next().await {
             note(joined);
@@ -206,6 +213,8 @@ impl Engine {
                 .map(|m| m.snapshot_key.as_str())
                 .collect();
             self.drop_in_mirror(key, &snapshots).await?;
+            // Shared storage: the index forgets them; packs a local gc replaced are retired.
+            self.publish_packs(key, None, &snapshots).await?;
         }
         for manifest in manifests {
             let artifacts = self.artifacts_dir(&manifest.snapshot_key);
@@ -215,6 +224,7 @@ impl Engine {
                 .delete(&Engine::manifest_key(&manifest.snapshot_key))
                 .await?;
             self.drop_metadata(&manifest.snapshot_key).await?;
+            self.drop_shared_metadata(manifest).await?;
         }
         Ok(())
     }
@@ -276,7 +286,8 @@ impl Engine {
         let _gc = locks.gc.write().await;
         let mirror = self.mirror_path(key);
         let trash = self.tmp_dir();
-        blocking(move || fsutil::remove_dir_atomic(&mirror, &trash)).await
+        blocking(move || fsutil::remove_dir_atomic(&mirror, &trash)).await?;
+        self.forget_packs(key).await
     }
 
     /// Bytes on disk (apparent file sizes) of the given mirrors; missing mirrors count 0.

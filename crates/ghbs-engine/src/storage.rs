@@ -144,6 +144,14 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// Objects by key (`/`-separated, e.g. `manifests/{snapshot}.json`); cheap to clone.
 #[derive(Clone)]
 pub struct Storage {
@@ -309,6 +317,34 @@ impl Storage {
             .map_err(|e| self.classify("list", prefix, e))?;
         keys.sort();
         Ok(keys)
+    }
+
+    /// Objects under `prefix` with their size and last write, sorted by key (for the garbage
+    /// collection and for measuring the bucket).
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<StoredObject>, StorageError> {
+        let path = object_path(prefix)?;
+        let mut objects: Vec<StoredObject> = self
+            .inner
+            .list(Some(&path))
+            .map_ok(|meta| StoredObject {
+                key: meta.location.to_string(),
+                size: meta.size,
+                modified: meta.last_modified,
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.classify("list", prefix, e))?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Whether a key exists (a HEAD request).
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.modified(key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == StorageErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// When an object was last written.

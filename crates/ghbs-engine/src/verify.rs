@@ -131,6 +131,11 @@ impl Engine {
             }
         }
         for (key, places) in by_mirror {
+            // Shared storage: what is verified is the storage's copy, through a hydrated cache.
+            self.hydrate(key).await?;
+            for &(s, r) in &places {
+                self.hydrate_metadata(&manifests[s].repos[r]).await?;
+            }
             let captures: Vec<(&str, &RepoCapture)> = places
                 .iter()
                 .map(|&(s, r)| (manifests[s].snapshot_key.as_str(), &manifests[s].repos[r]))

@@ -4,6 +4,7 @@ mod common;
 mod exports;
 mod fetching;
 mod pending;
+mod shared;
 mod snapshots;
 mod storage;
 mod verification;

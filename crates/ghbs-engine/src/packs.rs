@@ -1,0 +1,472 @@
+//! Git objects in the shared storage: each mirror's pack files, content-addressed, plus one small
+//! index per repository that says which packs hold everything its snapshots need.
+//!
+//! Keys (relative to the storage root or prefix; see docs/storage.md):
+//! - `packs/{repo key}/pack-{hash}.pack` and `.idx` — git's own pack files, named by git after
+//!   their content, so a key never changes meaning: written once with `put_if_absent`, never
+//!   rewritten, removed only by the garbage collection ([`Engine::gc_storage`]).
+//! - `repos/{repo key}/packs.json` — a [`PackIndex`]: the packs that together hold every object
+//!   of the repository's retained snapshots, the snapshots that use the repository, its refs at
+//!   the latest commit, and packs retired by a repack (with when, for the grace period). The
+//!   only key in the bucket that is rewritten; its single writer is the node holding the job's
+//!   lease (the scheduler's lease, as for every other write of a job).
+//!
+//! The idea is JGit's DFS storage (immutable packs in a blob store, the list of live packs kept
+//! apart) and restic's repository (immutable content-addressed objects, an index, prune by mark
+//! and sweep after a grace period). No code of either is used.
+//!
+//! **Shared or not.** With the default `file://DATA_DIR/backups` storage the mirrors already sit
+//! in the storage's own folder: copying their packs next to them would double the disk for
+//! nothing, so nothing in this module runs ([`Engine::shares_storage`] is false) and existing
+//! installations see no change at all. Any other URL (`s3://…`, or a `file://` folder elsewhere,
+//! such as a shared file system) makes the storage the source of truth and the local mirror a
+//! cache that [`Engine::hydrate`] rebuilds.
+//!
+//! **Commit order** (see `snapshot.rs`): snapshot refs in the local mirror, then the packs and the
+//! pack index (this module), then the metadata objects and index, then the manifest, then the
+//! caller's database row. A crash before the manifest leaves packs that nothing lists (swept after
+//! the grace period) or an index naming a snapshot without a manifest (hydration skips it).
+//!
+//! **Never losing objects.** A pack leaves the index only when the local mirror, which held it
+//! when the index was last synchronised (the record `ghbs-bucket-packs.json` in the mirror), lost
+//! it to a git repack or gc, which keep every object reachable from a ref; the mirror holds the
+//! refs of every retained snapshot (hydration writes them). A pack the index lists but the mirror
+//! never knew (another node wrote it) is never dropped: the commit fails instead, asking for a
+//! hydration. A retired pack stays in the bucket for the grace period after its retirement.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::fsutil::{self, blocking};
+use crate::git::Git;
+use crate::storage::{StorageErrorKind, StorageLocation};
+use crate::{snapshot_ref, Engine, RepoCapture};
+
+/// The local record of the pack index last synchronised with a mirror (git ignores the file).
+const RECORD_FILE: &str = "ghbs-bucket-packs.json";
+
+/// `repos/{key}/packs.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PackIndex {
+    /// Layout version (1).
+    pub format: u32,
+    /// Pack names (`pack-{hash}`) that together hold every object the retained snapshots and
+    /// the refs below need.
+    pub packs: BTreeSet<String>,
+    /// Packs a repack replaced, and when: the garbage collection removes them once the grace
+    /// period has passed since then (a node may still be downloading one).
+    #[serde(default)]
+    pub retired: BTreeMap<String, DateTime<Utc>>,
+    /// Snapshots whose manifest names this repository (a snapshot that never got its manifest
+    /// may be listed: readers skip it).
+    #[serde(default)]
+    pub snapshots: BTreeSet<String>,
+    /// The repository's refs as of its latest committed capture (what a hydrated mirror starts
+    /// from before it fetches).
+    #[serde(default)]
+    pub refs: BTreeMap<String, String>,
+}
+
+/// What a hydration did (for logs and tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hydration {
+    /// Packs downloaded.
+    pub packs: usize,
+    /// Bytes downloaded (packs and their indexes).
+    pub bytes: u64,
+    /// Snapshots whose refs were written into the mirror.
+    pub snapshots: usize,
+}
+
+impl Engine {
+    /// Whether the storage is shared (anything but the engine's own data folder), so that git
+    /// objects and metadata go there too and the local mirrors are only a cache.
+    pub fn shares_storage(&self) -> bool {
+        match self.storage().location() {
+            StorageLocation::File(root) => {
+                let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+                root != self.data_dir()
+            }
+            StorageLocation::S3 { .. } => true,
+        }
+    }
+
+    pub(crate) fn pack_index_key(key: &str) -> String {
+        format!("repos/{key}/packs.json")
+    }
+
+    fn pack_key(key: &str, pack: &str, ext: &str) -> String {
+        format!("packs/{key}/{pack}.{ext}")
+    }
+
+    /// The repository's pack index in the storage; `None` when it has none.
+    pub async fn pack_index(&self, key: &str) -> Result<Option<PackIndex>, EngineError> {
+        fsutil::validate_key(key)?;
+        match self.storage().get(&Engine::pack_index_key(key)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| EngineError::permanent(format!("corrupt pack index of {key}: {e}"))),
+            Err(e) if e.kind == StorageErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Brings the mirror `key` up to the storage (see [`Engine::hydrate_locked`]); takes the
+    /// mirror's lock. A no-op without shared storage.
+    pub async fn hydrate(&self, key: &str) -> Result<Hydration, EngineError> {
+        fsutil::validate_key(key)?;
+        if !self.shares_storage() {
+            return Ok(Hydration::default());
+        }
+        let locks = self.locks(key);
+        let _ops = locks.ops.lock().await;
+        let mirror = self.mirror_path(key);
+        self.hydrate_locked(key, &mirror).await
+    }
+
+    /// Rebuilds or completes the local mirror from the storage: creates it when missing,
+    /// downloads the packs the index lists that it lacks, then writes the refs of every listed
+    /// snapshot and the live refs of the latest capture. One GET (the index) when the mirror is
+    /// already in step. Caller holds the mirror's `ops` lock.
+    pub(crate) async fn hydrate_locked(&self, key: &str, mirror: &Path) -> Result<Hydration> {
+        let mut done = Hydration::default();
+        if !self.shares_storage() {
+            return Ok(done);
+        }
+        let Some(index) = self.pack_index(key).await? else {
+            return Ok(done);
+        };
+        let dir = mirror.to_path_buf();
+        let (record, local) = blocking(move || Ok((read_record(&dir), local_packs(&dir)))).await?;
+        if mirror.join("HEAD").is_file()
+            && record.as_ref().is_some_and(|r| {
+                r.snapshots == index.snapshots && index.packs.iter().all(|p| local.contains(p))
+            })
+        {
+            note_cache(true);
+            return Ok(done);
+        }
+        note_cache(false);
+        if !mirror.join("HEAD").is_file() {
+            self.init_cache_mirror(mirror).await?;
+        }
+        let pack_dir = mirror.join("objects/pack");
+        for pack in index.packs.iter().filter(|p| !local.contains(*p)) {
+            valid_pack_name(pack)?;
+            // The pack before its index: git ignores a pack without an `.idx`; temporary names
+            // (`tmp_…`) are cleared by `recover` if we die half-way.
+            for ext in ["pack", "idx"] {
+                let bytes = self
+                    .storage()
+                    .get(&Engine::pack_key(key, pack, ext))
+                    .await?;
+                done.bytes += bytes.len() as u64;
+                let dest = pack_dir.join(format!("{pack}.{ext}"));
+                let tmp = pack_dir.join(format!("tmp_ghbs_{}", uuid::Uuid::new_v4().simple()));
+                blocking(move || {
+                    std::fs::write(&tmp, &bytes)
+                        .map_err(|e| EngineError::io("write downloaded pack", e))?;
+                    fsutil::publish(&tmp, &dest)
+                })
+                .await?;
+            }
+            done.packs += 1;
+        }
+        // Every retained snapshot's refs, so that a local gc keeps what they need; then the live
+        // refs of the latest capture (the next fetch moves them on).
+        let mut script = String::from("start\n");
+        for snapshot in &index.snapshots {
+            let manifest = match self.load_manifest(snapshot).await {
+                Ok(m) => m,
+                Err(e) if e.kind == ghbs_core::FailureKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for repo in manifest.repos.iter().filter(|r| r.key == key) {
+                for (name, sha) in &repo.refs {
+                    if let Some(target) = snapshot_ref(snapshot, name) {
+                        check_ref_line(name, sha)?;
+                        script.push_str(&format!("update {target} {sha}\n"));
+                    }
+                }
+            }
+            done.snapshots += 1;
+        }
+        for (name, sha) in &index.refs {
+            check_ref_line(name, sha)?;
+            script.push_str(&format!("update {name} {sha}\n"));
+        }
+        script.push_str("prepare\ncommit\n");
+        let forget = mirror.to_path_buf();
+        blocking(move || crate::refs::forget_live_refs(&forget)).await?;
+        Git::new(self.git())
+            .dir(mirror)
+            .args(["update-ref", "--stdin"])
+            .stdin(script.into_bytes())
+            .run()
+            .await
+            .map_err(|e| {
+                EngineError::new(
+                    e.kind,
+                    format!("hydrating {key} from the storage: {}", e.message),
+                )
+            })?;
+        let dir = mirror.to_path_buf();
+        blocking(move || write_record(&dir, &index)).await?;
+        tracing::info!(
+            key,
+            packs = done.packs,
+            bytes = done.bytes,
+            snapshots = done.snapshots,
+            "hydrated mirror from the storage"
+        );
+        Ok(done)
+    }
+
+    /// Uploads the mirror's packs the storage lacks and rewrites the repository's pack index:
+    /// adds `add` to its snapshots (with `capture`'s refs as the latest), removes `dropped`.
+    /// Takes the mirror's lock; a no-op without shared storage.
+    pub(crate) async fn publish_packs(
+        &self,
+        key: &str,
+        add: Option<(&str, &RepoCapture)>,
+        dropped: &[&str],
+    ) -> Result<()> {
+        if !self.shares_storage() {
+            return Ok(());
+        }
+        let locks = self.locks(key);
+        let _ops = locks.ops.lock().await;
+        let mirror = self.mirror_path(key);
+        if !mirror.join("HEAD").is_file() {
+            // Nothing local to publish (the repository never fetched here); only the bookkeeping.
+            let Some(mut index) = self.pack_index(key).await? else {
+                return Ok(());
+            };
+            for s in dropped {
+                index.snapshots.remove(*s);
+            }
+            return self.put_pack_index(key, &index).await;
+        }
+        // Loose objects (rare: fetches keep packs) go into a pack first, so that packs alone
+        // hold everything.
+        let dir = mirror.clone();
+        if blocking(move || Ok(has_loose_objects(&dir))).await? {
+            Git::new(self.git())
+                .dir(&mirror)
+                .args(["repack", "-d", "-q"])
+                .run()
+                .await?;
+        }
+        let dir = mirror.clone();
+        let (record, local) = blocking(move || Ok((read_record(&dir), local_packs(&dir)))).await?;
+        let old = self.pack_index(key).await?.unwrap_or_default();
+        let known: BTreeSet<String> = record.map(|r| r.packs).unwrap_or_default();
+        let foreign: Vec<&String> = old
+            .packs
+            .iter()
+            .filter(|p| !local.contains(*p) && !known.contains(*p))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(EngineError::transient(format!(
+                "the local copy of {key} is behind the shared storage ({} pack(s) it never held); \
+                 it must be hydrated first, the next run does",
+                foreign.len()
+            )));
+        }
+        let pack_dir = mirror.join("objects/pack");
+        for pack in local.iter().filter(|p| !old.packs.contains(*p)) {
+            for ext in ["pack", "idx"] {
+                let path = pack_dir.join(format!("{pack}.{ext}"));
+                let bytes = blocking(move || {
+                    std::fs::read(&path).map_err(|e| EngineError::io("read pack for upload", e))
+                })
+                .await?;
+                self.storage()
+                    .put_if_absent(&Engine::pack_key(key, pack, ext), Bytes::from(bytes))
+                    .await?;
+            }
+        }
+        let now = Utc::now();
+        let mut index = PackIndex {
+            format: 1,
+            packs: local.clone(),
+            retired: old.retired.clone(),
+            snapshots: old.snapshots.clone(),
+            refs: old.refs.clone(),
+        };
+        for gone in old.packs.difference(&local) {
+            index.retired.insert(gone.clone(), now);
+        }
+        index.retired.retain(|p, _| !local.contains(p));
+        if let Some((snapshot, capture)) = add {
+            index.snapshots.insert(snapshot.to_owned());
+            if capture.carried.is_none() {
+                index.refs = capture.refs.clone();
+            }
+        }
+        for s in dropped {
+            index.snapshots.remove(*s);
+        }
+        self.put_pack_index(key, &index).await?;
+        let dir = mirror.clone();
+        blocking(move || write_record(&dir, &index)).await
+    }
+
+    async fn put_pack_index(&self, key: &str, index: &PackIndex) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(index)
+            .map_err(|e| EngineError::permanent(format!("serialise pack index: {e}")))?;
+        self.storage()
+            .put(&Engine::pack_index_key(key), Bytes::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a repository in the storage (job purge): its pack index goes now, its packs with
+    /// the next garbage collection after the grace period.
+    pub(crate) async fn forget_packs(&self, key: &str) -> Result<()> {
+        if !self.shares_storage() {
+            return Ok(());
+        }
+        self.storage().delete(&Engine::pack_index_key(key)).await?;
+        Ok(())
+    }
+
+    /// A bare repository for the cache, built in scratch space and renamed into place.
+    async fn init_cache_mirror(&self, mirror: &Path) -> Result<()> {
+        let tmp = self.scratch("hydrate");
+        Git::new(self.git())
+            .args(["init", "--bare", "--quiet", "--template="])
+            .arg(&tmp)
+            .run()
+            .await?;
+        Git::new(self.git())
+            .dir(&tmp)
+            .args(["config", "core.logAllRefUpdates", "false"])
+            .run()
+            .await?;
+        let target = mirror.to_path_buf();
+        blocking(move || {
+            if target.exists() {
+                // A half-made mirror without HEAD: nothing in it is worth keeping.
+                std::fs::remove_dir_all(&target)
+                    .map_err(|e| EngineError::io("remove broken mirror", e))?;
+            }
+            std::fs::rename(&tmp, &target).map_err(|e| EngineError::io("install new mirror", e))?;
+            fsutil::fsync_dir(target.parent().expect("mirrors dir"))
+        })
+        .await
+    }
+}
+
+static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
+static CACHE_MISSES: AtomicU64 = AtomicU64::new(0);
+
+fn note_cache(hit: bool) {
+    let counter = if hit { &CACHE_HITS } else { &CACHE_MISSES };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How often, in this process, a mirror was found in step with the shared storage (hit) or had
+/// to be hydrated (miss); for `/metrics`.
+pub fn cache_counts() -> (u64, u64) {
+    (
+        CACHE_HITS.load(Ordering::Relaxed),
+        CACHE_MISSES.load(Ordering::Relaxed),
+    )
+}
+
+/// `pack-{40 or 64 hex}`: names come from the bucket and are joined to paths.
+fn valid_pack_name(pack: &str) -> Result<()> {
+    let ok = pack.strip_prefix("pack-").is_some_and(|h| {
+        (h.len() == 40 || h.len() == 64) && h.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::permanent(format!(
+            "invalid pack name {pack:?} in the storage"
+        )))
+    }
+}
+
+/// Refuses what could smuggle a line into `update-ref --stdin`.
+fn check_ref_line(name: &str, sha: &str) -> Result<()> {
+    let ok = name.starts_with("refs/")
+        && !name.contains(char::is_whitespace)
+        && (sha.len() == 40 || sha.len() == 64)
+        && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::permanent(format!(
+            "bad ref {name:?} -> {sha:?} in the storage"
+        )))
+    }
+}
+
+/// Names (`pack-{hash}`) of the mirror's complete packs (a `.pack` with its `.idx`).
+fn local_packs(mirror: &Path) -> BTreeSet<String> {
+    let dir = mirror.join("objects/pack");
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".pack") {
+            if stem.starts_with("pack-") && dir.join(format!("{stem}.idx")).is_file() {
+                out.insert(stem.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Whether any loose object sits in `objects/{xx}/`.
+fn has_loose_objects(mirror: &Path) -> bool {
+    let objects = mirror.join("objects");
+    std::fs::read_dir(&objects)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 2
+                && name.bytes().all(|b| b.is_ascii_hexdigit())
+                && std::fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_some())
+        })
+}
+
+fn record_path(mirror: &Path) -> PathBuf {
+    mirror.join(RECORD_FILE)
+}
+
+fn read_record(mirror: &Path) -> Option<PackIndex> {
+    let bytes = std::fs::read(record_path(mirror)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_record(mirror: &Path, index: &PackIndex) -> Result<()> {
+    let bytes = serde_json::to_vec(index)
+        .map_err(|e| EngineError::permanent(format!("serialise pack record: {e}")))?;
+    fsutil::write_atomic(&record_path(mirror), &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_names_from_the_bucket_are_checked() {
+        assert!(valid_pack_name(&format!("pack-{}", "a".repeat(40))).is_ok());
+        assert!(valid_pack_name("pack-../../x").is_err());
+        assert!(valid_pack_name("../pack").is_err());
+        assert!(check_ref_line("refs/heads/main", &"0".repeat(40)).is_ok());
+        assert!(check_ref_line("refs/heads/a\nupdate refs/x", &"0".repeat(40)).is_err());
+        assert!(check_ref_line("HEAD", &"0".repeat(40)).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Shared storage (a real S3 bucket, moto when `TEST_S3_ENDPOINT` is set): git packs, metadata
+//! and manifests in the bucket, local mirrors a cache that any engine rebuilds from it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ghbs_engine::{Engine, EngineConfig, Storage};
+use ghbs_testkit::S3Bucket;
+use ghbs_wire::DownloadFormat;
+
+use crate::common::*;
+
+/// A second engine ("node") on its own empty data folder, on the same storage.
+fn node(storage: &Storage) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::Builder::new()
+        .prefix("ghbs-engine-node-")
+        .tempdir()
+        .unwrap();
+    let engine = Engine::new(EngineConfig {
+        data_dir: dir.path().to_path_buf(),
+        git_timeout: Duration::from_secs(300),
+        ca_cert: None,
+        disk_full_flag: None,
+        storage: Some(storage.clone()),
+    })
+    .unwrap();
+    (dir, engine)
+}
+
+async fn shared_world(test: &str) -> Option<(S3Bucket, Storage, World)> {
+    let bucket = S3Bucket::create(test).await?;
+    let url = format!("{}/install", bucket.url());
+    let storage = Storage::from_url_with(&url, bucket.vars.clone(), None).unwrap();
+    let w = World::start_with_storage(Some(storage.clone())).await;
+    Some((bucket, storage, w))
+}
+
+fn bytes_of(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_an_empty_cache_serves_every_snapshot_byte_identical() {
+    let Some((_bucket, storage, w)) =
+        shared_world("a_node_with_an_empty_cache_serves_every_snapshot_byte_identical").await
+    else {
+        return;
+    };
+    let full = w.repo("shared");
+    w.gh.create_annotated_tag(&full, "v1", "main", "One");
+    let first = w.snapshot("r1", &full).await;
+    // Metadata in the first snapshot, as a run writes it.
+    let mut writer = w
+        .engine
+        .metadata_writer(&first.snapshot_key, "r1")
+        .await
+        .unwrap();
+    writer
+        .put_json(
+            "issues/1.json",
+            &serde_json::json!({"number": 1, "title": "hi"}),
+            Some("v1".into()),
+            BTreeMap::from([("issues".to_owned(), 1)]),
+        )
+        .await
+        .unwrap();
+    let folder = writer.finish().await.unwrap();
+    let mut first = first;
+    first.repos[0].metadata_dir = Some(folder.dir.clone());
+    w.engine.commit_snapshot(&first).await.unwrap();
+    w.gh.commit(&full, "main", &[("more.txt", "more\n")], "More");
+    let second = w.snapshot("r1", &full).await;
+
+    // The bucket holds packs, the pack index, metadata objects and index, manifests.
+    let keys = storage.list("packs").await.unwrap();
+    assert!(keys.iter().any(|k| k.ends_with(".pack")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(".idx")), "{keys:?}");
+    let index = w
+        .engine
+        .pack_index("r1")
+        .await
+        .unwrap()
+        .expect("pack index");
+    assert!(index.snapshots.contains(&first.snapshot_key));
+    assert!(index.snapshots.contains(&second.snapshot_key));
+    assert_eq!(index.refs, second.repos[0].refs);
+    assert_eq!(storage.list("metadata/objects").await.unwrap().len(), 1);
+
+    let (_dir_b, b) = node(&storage);
+    for snap in [&first, &second] {
+        for format in [
+            DownloadFormat::Bundle,
+            DownloadFormat::TarGz,
+            DownloadFormat::Zip,
+        ] {
+            let on_a = w.engine.export(snap, format, None).await.unwrap();
+            let on_b = b.export(snap, format, None).await.unwrap();
+            assert_eq!(
+                on_a.sha256, on_b.sha256,
+                "{format:?} of {}",
+                snap.snapshot_key
+            );
+            assert_eq!(bytes_of(&on_a.path), bytes_of(&on_b.path));
+            assert_eq!(on_a.file_name, on_b.file_name);
+        }
+    }
+    // B's rebuilt metadata index is A's, and both snapshots verify on B.
+    assert_eq!(
+        b.metadata_index(&first.snapshot_key, "r1").await.unwrap(),
+        w.engine
+            .metadata_index(&first.snapshot_key, "r1")
+            .await
+            .unwrap()
+    );
+    let verdicts = b
+        .verify_snapshots(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert!(verdicts.iter().all(|v| v.ok()), "{verdicts:?}");
+
+    // Restore (what the CLI does with a downloaded bundle) from B's bundle of the first one.
+    let bundle = b
+        .export(&first, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
+    let target = w.scratch();
+    let remote = target.path().join("restored.git");
+    git(
+        target.path(),
+        &["init", "--bare", "-q", remote.to_str().unwrap()],
+    );
+    ghbs_engine::restore(&bundle.path, remote.to_str().unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(refs_of(&remote), heads_and_tags(&first.repos[0].refs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_cache_is_rebuilt_from_the_bucket_then_fetches_only_what_changed() {
+    let Some((_bucket, storage, w)) =
+        shared_world("a_lost_cache_is_rebuilt_from_the_bucket_then_fetches_only_what_changed")
+            .await
+    else {
+        return;
+    };
+    let full = w.repo("history");
+    w.gh.generate_history(&full, "main", 20, 2_000_000);
+    let first = w.snapshot("r2", &full).await;
+    let packed_before = w.engine.stored_size("packs").await.unwrap().0;
+    assert!(packed_before > 1_900_000, "{packed_before}");
+
+    // The cache is lost; upstream gains one small commit.
+    std::fs::remove_dir_all(w.mirror("r2")).unwrap();
+    w.gh.commit(&full, "main", &[("small.txt", "small\n")], "Small");
+    let fetched = w.fetch("r2", &full).await;
+    assert!(
+        fetched.bytes_fetched < 50_000,
+        "fetched {} bytes: a full clone, not an incremental fetch",
+        fetched.bytes_fetched
+    );
+    assert_eq!(heads_and_tags(&fetched.refs), w.gh.refs(&full));
+    // The old snapshot's refs came back with the hydration.
+    let snap_ref = format!("refs/ghbs/snap/{}/heads/main", first.snapshot_key);
+    assert_eq!(
+        git(&w.mirror("r2"), &["rev-parse", &snap_ref]),
+        first.repos[0].refs["refs/heads/main"]
+    );
+    let second = manifest_of(vec![capture("r2", &full, fetched.refs)]);
+    w.engine.commit_snapshot(&second).await.unwrap();
+    // Only the new pack was added to the bucket.
+    let packed_after = w.engine.stored_size("packs").await.unwrap().0;
+    assert!(
+        packed_after - packed_before < 50_000,
+        "{packed_before} -> {packed_after}"
+    );
+    let _ = storage;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_frees_what_only_the_dropped_snapshots_held() {
+    let Some((_bucket, storage, w)) =
+        shared_world("retention_frees_what_only_the_dropped_snapshots_held").await
+    else {
+        return;
+    };
+    let full = w.repo("shrinking");
+    w.gh.generate_history(&full, "big", 4, 1_000_000);
+    let first = w.snapshot("r3", &full).await;
+    w.gh.delete_ref(&full, "refs/heads/big");
+    let second = w.snapshot("r3", &full).await;
+    let (before, _) = w.engine.stored_size("").await.unwrap();
+    let manifest_size = storage
+        .get(&format!("manifests/{}.json", first.snapshot_key))
+        .await
+        .unwrap()
+        .len();
+
+    w.engine
+        .drop_snapshots(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    // Within the grace period nothing goes.
+    let kept = w
+        .engine
+        .gc_storage(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept.swept, 0, "{kept:?}");
+    let report = w.engine.gc_storage(Duration::ZERO).await.unwrap();
+    let (after, _) = w.engine.stored_size("").await.unwrap();
+    let freed = before - after;
+    eprintln!(
+        "bucket {before} -> {after} bytes: freed {freed} (the dropped branch held ~1000000, manifest {manifest_size}); {report:?}"
+    );
+    assert!(freed > 950_000, "freed only {freed}");
+    assert!(after < 100_000, "left {after}");
+
+    // What remains serves the kept snapshot on a cold node.
+    let (_dir, cold) = node(&storage);
+    let bundle = cold
+        .export(&second, DownloadFormat::Bundle, None)
+        .await
+        .unwrap();
+    let out = w.scratch();
+    let clone = clone_mirror(&bundle.path, out.path(), "c.git");
+    assert_eq!(refs_of(&clone), w.gh.refs(&full));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_unchanged_snapshots_cost_about_one_copy() {
+    let Some((_bucket, _storage, w)) =
+        shared_world("thirty_unchanged_snapshots_cost_about_one_copy").await
+    else {
+        return;
+    };
+    let full = w.repo("steady");
+    w.gh.generate_history(&full, "main", 10, 500_000);
+    w.snapshot("r4", &full).await;
+    let (one, _) = w.engine.stored_size("").await.unwrap();
+    for _ in 1..30 {
+        w.snapshot("r4", &full).await;
+    }
+    let (thirty, count) = w.engine.stored_size("").await.unwrap();
+    eprintln!("1 snapshot: {one} bytes; 30 snapshots: {thirty} bytes in {count} objects");
+    assert!(
+        thirty < one + one / 10,
+        "30 unchanged snapshots cost {thirty} bytes against {one} for one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_file_storage_keeps_no_second_copy_of_packs() {
+    let w = World::start().await;
+    let full = w.repo("local");
+    w.snapshot("r5", &full).await;
+    assert!(!w.engine.shares_storage());
+    assert!(!w.engine.data_dir().join("packs").exists());
+    assert!(!w.engine.data_dir().join("repos").exists());
+    assert!(w.engine.pack_index("r5").await.unwrap().is_none());
+}
