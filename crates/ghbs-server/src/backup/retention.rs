@@ -89,6 +89,14 @@ pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<(
         .drop_snapshots(&dropped_manifests)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
+    // Shared storage: objects only the dropped snapshots needed go once the grace period has
+    // passed (a download on another node may still read them). Best effort: the next
+    // retention pass collects what this one could not.
+    if state.engine.shares_storage() {
+        if let Err(e) = state.engine.gc_storage(STORAGE_GC_GRACE).await {
+            tracing::warn!(job.id = job.id, error = %e.message, "storage garbage collection failed");
+        }
+    }
     // A forgotten repository's mirror goes with the last snapshot that held it.
     let still_held: BTreeSet<&str> = kept
         .iter()
@@ -116,6 +124,10 @@ pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// How long an object nothing retained needs stays in shared storage before the garbage
+/// collection removes it (docs/storage.md).
+pub const STORAGE_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// `forget-repo`: stops keeping a repository that is gone upstream. Refused for one GitHub
 /// still shows this job (it would come back at the next run) and while a run is in progress
