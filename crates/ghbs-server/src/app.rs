@@ -88,7 +88,7 @@ impl AppState {
         };
         let engine = Engine::new(EngineConfig {
             data_dir: cfg.data_dir.join("backups"),
-            git_timeout: std::time::Duration::from_secs(3600),
+            git_timeout: cfg.git_timeout,
             ca_cert: cfg.ca_cert.clone(),
             disk_full_flag: cfg.disk_full_flag.clone(),
             storage,

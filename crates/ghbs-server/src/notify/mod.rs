@@ -17,7 +17,7 @@ use ghbs_wire::{RunStatus, RunTrigger};
 use serde_json::{json, Value};
 
 pub use deliver::Deliverer;
-pub use smtp::{SmtpConfig, SmtpSettings, SmtpTls};
+pub use smtp::{SmtpConfig, SmtpTls};
 
 use crate::app::AppState;
 

@@ -28,16 +28,6 @@ impl SmtpTls {
     }
 }
 
-/// The SMTP keys of the config file (flags and environment come through [`ServerArgs`]).
-#[derive(Debug, Default)]
-pub struct SmtpSettings {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub username: Option<String>,
-    pub from: Option<String>,
-    pub tls: Option<String>,
-}
-
 /// Resolved SMTP settings. `password` is a [`Secret`]: it prints as `[redacted]`.
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
@@ -50,22 +40,21 @@ pub struct SmtpConfig {
 }
 
 impl SmtpConfig {
-    /// Flags/environment over the file; the password only from `GHBS_SMTP_PASSWORD` or the
+    /// From the merged settings (flags over environment over file); the password only from `GHBS_SMTP_PASSWORD` or the
     /// file `GHBS_SMTP_PASSWORD_FILE` names (never a flag or the config file, so it shows
     /// neither in `ps` nor in a clear-text config). `None` when no host is set.
     pub fn load(
         args: &ServerArgs,
-        file: SmtpSettings,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<SmtpConfig>, ConfigError> {
-        let Some(host) = args.smtp_host.clone().or(file.host) else {
+        let Some(host) = args.smtp_host.clone() else {
             return Ok(None);
         };
         let host = host.trim().to_owned();
         if host.is_empty() {
             return Ok(None);
         }
-        let tls = match args.smtp_tls.clone().or(file.tls).as_deref().map(str::trim) {
+        let tls = match args.smtp_tls.clone().as_deref().map(str::trim) {
             None | Some("starttls") => SmtpTls::StartTls,
             Some("tls") => SmtpTls::Tls,
             Some("none") => SmtpTls::None,
@@ -81,7 +70,7 @@ impl SmtpConfig {
                  only for a relay on this machine, not {host:?}; use starttls or tls"
             )));
         }
-        let from = args.smtp_from.clone().or(file.from).ok_or_else(|| {
+        let from = args.smtp_from.clone().ok_or_else(|| {
             ConfigError(
                 "--smtp-host is set without --smtp-from: give the sender address, e.g. \
                  --smtp-from 'Backups <backups@example.com>'"
@@ -106,18 +95,14 @@ impl SmtpConfig {
             )),
             (None, None) => None,
         };
-        let username = args
-            .smtp_username
-            .clone()
-            .or(file.username)
-            .filter(|u| !u.trim().is_empty());
+        let username = args.smtp_username.clone().filter(|u| !u.trim().is_empty());
         if password.is_some() && username.is_none() {
             return Err(ConfigError(
                 "an SMTP password is set without --smtp-username".into(),
             ));
         }
         Ok(Some(SmtpConfig {
-            port: args.smtp_port.or(file.port).unwrap_or(tls.default_port()),
+            port: args.smtp_port.unwrap_or(tls.default_port()),
             host,
             username,
             password,
@@ -224,18 +209,14 @@ mod tests {
             smtp_username: Some("mailer".into()),
             ..args()
         };
-        let cfg = SmtpConfig::load(&a, SmtpSettings::default(), &env)
-            .unwrap()
-            .unwrap();
+        let cfg = SmtpConfig::load(&a, &env).unwrap().unwrap();
         assert_eq!(cfg.port, 587);
         assert_eq!(cfg.tls, SmtpTls::StartTls);
         assert_eq!(cfg.password.as_ref().unwrap().expose(), "hunter2");
         assert!(!format!("{cfg:?}").contains("hunter2"));
-        assert!(
-            SmtpConfig::load(&ServerArgs::default(), SmtpSettings::default(), &|_| None)
-                .unwrap()
-                .is_none()
-        );
+        assert!(SmtpConfig::load(&ServerArgs::default(), &|_| None)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -249,22 +230,22 @@ mod tests {
             smtp_username: Some("mailer".into()),
             ..args()
         };
-        let cfg = SmtpConfig::load(&a, SmtpSettings::default(), &env)
-            .unwrap()
-            .unwrap();
+        let cfg = SmtpConfig::load(&a, &env).unwrap().unwrap();
         assert_eq!(cfg.password.unwrap().expose(), "s3cret");
     }
 
     #[test]
     fn file_below_flags() {
-        let file = SmtpSettings {
-            host: Some("file.example.com".into()),
-            port: Some(2525),
-            tls: Some("tls".into()),
-            from: Some("f@example.com".into()),
+        let file = ServerArgs {
+            smtp_host: Some("file.example.com".into()),
+            smtp_port: Some(2525),
+            smtp_tls: Some("tls".into()),
+            smtp_from: Some("f@example.com".into()),
             ..Default::default()
         };
-        let cfg = SmtpConfig::load(&args(), file, &|_| None).unwrap().unwrap();
+        let cfg = SmtpConfig::load(&args().over(file), &|_| None)
+            .unwrap()
+            .unwrap();
         assert_eq!(cfg.host, "smtp.example.com");
         assert_eq!(cfg.port, 2525);
         assert_eq!(cfg.tls, SmtpTls::Tls);
@@ -304,11 +285,11 @@ mod tests {
             ),
         ];
         for (a, needle) in cases {
-            let err = SmtpConfig::load(&a, SmtpSettings::default(), &|_| None).unwrap_err();
+            let err = SmtpConfig::load(&a, &|_| None).unwrap_err();
             assert!(err.0.contains(needle), "{err}");
         }
         let env = |k: &str| (k == "GHBS_SMTP_PASSWORD").then(|| "hunter2".to_string());
-        let err = SmtpConfig::load(&args(), SmtpSettings::default(), &env).unwrap_err();
+        let err = SmtpConfig::load(&args(), &env).unwrap_err();
         assert!(err.0.contains("without --smtp-username"), "{err}");
         assert!(!err.0.contains("hunter2"));
         let local = ServerArgs {
@@ -316,9 +297,7 @@ mod tests {
             smtp_tls: Some("none".into()),
             ..args()
         };
-        let cfg = SmtpConfig::load(&local, SmtpSettings::default(), &|_| None)
-            .unwrap()
-            .unwrap();
+        let cfg = SmtpConfig::load(&local, &|_| None).unwrap().unwrap();
         assert_eq!(cfg.port, 25);
     }
 }
