@@ -17,6 +17,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+pub mod smtp;
+
 /// `github-backup-scheduler server` settings: flags, environment variables and config-file keys
 /// (the field names, e.g. `data_dir`). Unknown file keys are an error, so typos do not pass
 /// silently.
@@ -201,7 +203,7 @@ pub struct ServerConfig {
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
     /// Server-wide SMTP settings for e-mail notifications; `None`: e-mail is not offered.
-    pub smtp: Option<crate::notify::SmtpConfig>,
+    pub smtp: Option<smtp::SmtpConfig>,
     /// HTTPS: (certificate chain, private key), PEM files watched for renewal.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How often the TLS files' modification times are checked.
@@ -471,7 +473,7 @@ impl ServerConfig {
             )),
             (None, None) => None,
         };
-        cfg.smtp = crate::notify::SmtpConfig::load(&s, env)?;
+        cfg.smtp = smtp::SmtpConfig::load(&s, env)?;
         cfg.check_registration_policy()?;
         Ok(cfg)
     }

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use self::carry::{History, Missing};
 use self::github::{ProgressBridge, StoreCache};
 use self::metadata::MetaState;
-use crate::app::AppState;
+use crate::executor::{ExecOutcome, Executor, RetryScope, RunProgress};
 use crate::metrics::Metrics;
-use crate::scheduler::{ExecOutcome, Executor, RetryScope, RunProgress};
+use crate::state::AppState;
 
 /// A real fetch happens at least every this many runs even when GitHub reports no push, so
 /// nothing `pushed_at` misses (for example a deleted tag) goes unnoticed for long.
