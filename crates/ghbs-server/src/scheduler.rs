@@ -360,15 +360,7 @@ fn next_run_after(
     {
         return job.next_run_at;
     }
-    match Plan::stored(&job.schedule, &job.timezone) {
-        Ok(plan) => plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)),
-        Err(e) => {
-            // The schedule was valid when stored; if a newer version refuses it, try again in a day
-            // rather than spinning.
-            tracing::error!(error = %e, "stored schedule no longer parses");
-            now + chrono::Duration::days(1)
-        }
-    }
+    Plan::of(job).next_after(now, job.created_at, spread_key(job.user_id, &job.target))
 }
 
 async fn heartbeat(state: Arc<AppState>, job_id: i64, token: i64, lost: CancellationToken) {
