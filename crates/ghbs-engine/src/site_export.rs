@@ -428,6 +428,22 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_metadata_is_left_out_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let issues = dir.path().join("issues");
+        std::fs::create_dir_all(&issues).unwrap();
+        std::fs::write(issues.join("2.json"), br#"{"issue": {"number": 2}}"#).unwrap();
+        std::fs::write(issues.join("1.json"), b"{not json").unwrap();
+        std::fs::write(issues.join("notes.txt"), b"x").unwrap();
+        std::fs::write(dir.path().join("labels.json"), br#"{"not": "a list"}"#).unwrap();
+        let docs = read_folder(&issues, "o/r");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["issue"]["number"], 2);
+        assert!(read_list(&dir.path().join("labels.json"), "o/r").is_empty());
+        assert!(read_list(&dir.path().join("missing.json"), "o/r").is_empty());
+    }
+
+    #[test]
     fn only_text_becomes_a_page() {
         assert!(text_document("a.md".into(), b"# hi".to_vec()).is_some());
         assert!(text_document("logo.png".into(), vec![0x89, b'P', 0xff, 0xfe]).is_none());
