@@ -16,8 +16,8 @@ use ghbs_store::JobRow;
 use ghbs_wire::{codes, RepoForgotten};
 
 use super::{mirror_key, wiki_key, RepoState};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Forgets the snapshots the job's retention no longer keeps: rows first (so they stop being
 /// visible), then refs and unreferenced objects; then the mirrors of forgotten repositories

@@ -14,11 +14,11 @@ use ghbs_wire::{
 };
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::planning::{spread_key, Plan};
+use crate::state::AppState;
 
 /// A job as the API shows it: its row, newest run, freshness and pending retry.
 pub fn job_json(

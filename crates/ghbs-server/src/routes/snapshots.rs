@@ -13,10 +13,10 @@ use ghbs_wire::{codes, DownloadFormat, ErrorBody, Snapshot, SnapshotList, Target
 use serde::Deserialize;
 use tower::ServiceExt;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
 
 pub fn snapshot_json(s: SnapshotRow) -> Snapshot {
     let (status, carried_forward, failed, gone) = Snapshot::summarise(&s.repos);
