@@ -12,6 +12,7 @@ mod real_server;
 mod report;
 mod request_log;
 mod server_bench;
+mod server_memory;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,6 +90,13 @@ enum Command {
         /// Skip the python-github-backup comparison.
         #[arg(long)]
         no_python: bool,
+        /// The server binary whose resident memory a first run is measured with (default:
+        /// `github-backup-scheduler` next to `ghbs-bench`).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// Skip the real server's memory measurement.
+        #[arg(long)]
+        no_memory: bool,
     },
 }
 
@@ -147,11 +155,15 @@ async fn main() -> anyhow::Result<()> {
             parallel,
             python,
             no_python,
+            server_bin,
+            no_memory,
         } => {
             metadata_bench::run(metadata_bench::MetadataBench {
                 repos,
                 parallel: parallel.max(1),
                 python: (!no_python).then_some(python),
+                server_bin: (!no_memory)
+                    .then(|| server_bin.unwrap_or_else(real_server::default_binary)),
             })
             .await
         }

@@ -55,6 +55,8 @@ pub struct MetadataBench {
     pub parallel: usize,
     /// The Python interpreter that has `github-backup` installed; `None` skips the comparison.
     pub python: Option<PathBuf>,
+    /// The server binary whose memory a first run is measured with; `None` skips that.
+    pub server_bin: Option<PathBuf>,
 }
 
 fn name(i: usize) -> String {
@@ -105,7 +107,7 @@ pub async fn run(opts: MetadataBench) -> anyhow::Result<()> {
         opts.parallel,
         dir.path(),
         (gh_id, OWNER, &token),
-        options,
+        options.clone(),
     )
     .await?;
     let scheduler = Scheduler::new(state.clone(), Arc::new(BackupExecutor));
@@ -127,6 +129,26 @@ pub async fn run(opts: MetadataBench) -> anyhow::Result<()> {
     ours("2. unchanged second run", &r2, opts.repos);
     Tally::of(&r2.log).against_unchanged_target("2.", opts.repos, pages);
     print_endpoints("2. requests by endpoint", &r2.log);
+
+    match &opts.server_bin {
+        Some(bin) => {
+            println!("-- the real server process: memory during a first run --");
+            fresh_budget(&gh, &token);
+            let options = serde_json::to_value(&options)?;
+            let m = crate::server_memory::first_run(
+                &gh,
+                &token,
+                OWNER,
+                options,
+                bin,
+                dir.path(),
+                opts.parallel,
+            )
+            .await?;
+            crate::server_memory::print(&m);
+        }
+        None => figure("3. real server memory", "not measured (--no-memory)"),
+    }
 
     let Some(python) = opts.python else {
         figure("python-github-backup", "not run (--no-python)");

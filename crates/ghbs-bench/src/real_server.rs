@@ -38,6 +38,18 @@ impl RunningServer {
         data_dir: &Path,
         database_url: &str,
     ) -> anyhow::Result<RunningServer> {
+        // Nothing listens there: the jobs are not due, so the server never calls GitHub.
+        RunningServer::start_with(bin, data_dir, database_url, "http://127.0.0.1:9", &[]).await
+    }
+
+    /// Like [`RunningServer::start`], against the GitHub API at `api_url`, with `extra` flags.
+    pub async fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        database_url: &str,
+        api_url: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<RunningServer> {
         if !bin.exists() {
             anyhow::bail!(
                 "{} does not exist: build it first with \
@@ -52,8 +64,8 @@ impl RunningServer {
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(["--database", database_url])
-            // Nothing listens there: the jobs are not due, so the server never calls GitHub.
-            .args(["--github-api-url", "http://127.0.0.1:9"])
+            .args(["--github-api-url", api_url])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))

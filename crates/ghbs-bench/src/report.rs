@@ -86,6 +86,12 @@ pub fn vm_rss_kb(pid: u32) -> Option<u64> {
     proc_kb(&status, "VmRSS:")
 }
 
+/// Peak resident memory of a process so far, in KiB (`VmHWM` in `/proc/PID/status`).
+pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    proc_kb(&status, "VmHWM:")
+}
+
 /// Value of a `Key:   1234 kB` line of a /proc file.
 fn proc_kb(text: &str, key: &str) -> Option<u64> {
     text.lines()

@@ -140,6 +140,32 @@ impl Engine {
         })
     }
 
+    /// The branches and tags a remote advertises (`refname -> sha`), with ONE HTTP request:
+    /// `git ls-remote` over protocol v0 (whose ref advertisement is the answer to the first
+    /// request; v2 needs a second) and the token sent up front. Compared with
+    /// [`Engine::mirror_refs`] it tells whether a fetch would change anything. A repository that
+    /// does not exist is [`ghbs_core::FailureKind::NotFound`].
+    pub async fn remote_refs(
+        &self,
+        url: &str,
+        token: Option<&Secret>,
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        check_clean_url(url)?;
+        let out = Git::new(self.git())
+            .config("protocol.version=0")
+            .args(["ls-remote", "--refs", "--heads", "--tags", "--", url])
+            .token(token)
+            .preemptive_auth()
+            .remote()
+            .run()
+            .await
+            .map_err(|e| self.explain(e))?;
+        Ok(crate::git::parse_ref_lines(&out.text())
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+            .collect())
+    }
+
     /// Whether the mirror `key` exists and holds every object in `shas` (what carrying a last
     /// copy forward needs: its refs are recorded there, and `update-ref` refuses missing objects).
     pub async fn has_objects<'a>(

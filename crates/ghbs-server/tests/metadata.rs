@@ -342,3 +342,143 @@ async fn wiki_is_mirrored_into_the_archive_and_kept_out_of_the_bundle() {
         assert_eq!(names, ["refs/heads/main"], "{heads}");
     }
 }
+
+/// A logged-in user `login` and a daily wiki job on the private repository `login/proj`.
+async fn private_wiki_job(app: &TestApp, login: &str) -> Job {
+    let (key, _) = app.login(login).await;
+    let full = format!("{login}/proj");
+    let opts = RepoOptions {
+        private: true,
+        ..RepoOptions::default()
+    };
+    app.gh.create_repo(login, "proj", opts);
+    app.gh
+        .commit(&full, "main", &[("README.md", "hello\n")], "first");
+    let (status, body) = app
+        .post(
+            "/api/v1/jobs",
+            &key,
+            json!({"target": full, "schedule": "daily at 09:00", "timezone": "UTC", "options": {"wiki": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Job {
+        key,
+        id: body["id"].as_i64().unwrap(),
+        sched: app.backup_scheduler(),
+    }
+}
+
+/// The git requests the stand-in served for `repo`'s wiki since the last `clear_requests`, as
+/// `METHOD path status`.
+fn wiki_git_requests(app: &TestApp, repo: &str) -> Vec<String> {
+    let prefix = format!("/git/{repo}.wiki.git/");
+    app.gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.git && r.path.starts_with(&prefix))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn unchanged_wiki_costs_one_request_and_a_changed_one_is_fetched() {
+    let app = TestApp::new().await;
+    let job = private_wiki_job(&app, "wone").await;
+    app.gh.commit(
+        "wone/proj.wiki",
+        "master",
+        &[("Home.md", "# Home\n")],
+        "wiki page",
+    );
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    // Unchanged: one ref advertisement (the token sent up front, so no 401 first), no fetch.
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        wiki_git_requests(&app, "wone/proj"),
+        ["GET /git/wone/proj.wiki.git/info/refs?service=git-upload-pack 200"]
+    );
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(snaps[0]["repos"][0]["metadata"], json!({"wiki": 1}));
+    let work = tempfile::tempdir().unwrap();
+    let page = |files: &BTreeMap<String, Vec<u8>>, name: &str| {
+        let clone =
+            ghbs_testkit::clone_bundle(work.path(), name, &files["proj.metadata/wiki.bundle"]);
+        ghbs_testkit::git(&clone, &["show", "refs/heads/master:Home.md"])
+    };
+    let files = tar_files(&app, &job.key, &snaps[0]).await;
+    assert_eq!(page(&files, "unchanged").trim_end(), "# Home");
+
+    // Changed: the advertisement differs from the mirror, so the wiki is fetched.
+    app.gh.commit(
+        "wone/proj.wiki",
+        "master",
+        &[("Home.md", "# Home, edited\n")],
+        "edit",
+    );
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let asked = wiki_git_requests(&app, "wone/proj");
+    assert!(
+        asked.iter().any(|r| r.starts_with("POST ")),
+        "fetched: {asked:#?}"
+    );
+    let snaps = snapshots(&app, &job).await;
+    let files = tar_files(&app, &job.key, &snaps[0]).await;
+    assert_eq!(page(&files, "changed").trim_end(), "# Home, edited");
+}
+
+#[tokio::test]
+async fn absent_wiki_is_asked_about_at_most_weekly() {
+    let app = TestApp::new().await;
+    // `has_wiki` (GitHub's default) but no page: the wiki does not exist.
+    let job = private_wiki_job(&app, "wnone").await;
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let first = wiki_git_requests(&app, "wnone/proj");
+    assert_eq!(
+        first,
+        ["GET /git/wnone/proj.wiki.git/info/refs?service=git-upload-pack 404"]
+    );
+    assert_eq!(
+        snapshots(&app, &job).await[0]["repos"][0]["metadata"],
+        json!({})
+    );
+
+    // Someone creates the wiki the next day; daily runs within the week do not ask.
+    app.gh.commit(
+        "wnone/proj.wiki",
+        "master",
+        &[("Home.md", "# Late wiki\n")],
+        "first page",
+    );
+    for day in 2..=7 {
+        app.gh.clear_requests();
+        let run = next_run(&app, &job).await;
+        assert_eq!(run["status"], "succeeded", "day {day}: {run}");
+        assert_eq!(
+            wiki_git_requests(&app, "wnone/proj"),
+            Vec::<String>::new(),
+            "day {day}"
+        );
+    }
+    // Seven days after it was found absent it is asked again, found and fetched.
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(snaps[0]["repos"][0]["metadata"], json!({"wiki": 1}));
+    let files = tar_files(&app, &job.key, &snaps[0]).await;
+    let work = tempfile::tempdir().unwrap();
+    let clone =
+        ghbs_testkit::clone_bundle(work.path(), "late", &files["proj.metadata/wiki.bundle"]);
+    assert_eq!(
+        ghbs_testkit::git(&clone, &["show", "refs/heads/master:Home.md"]).trim_end(),
+        "# Late wiki"
+    );
+}

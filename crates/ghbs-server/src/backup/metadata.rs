@@ -48,6 +48,10 @@ const LISTS: [(&str, &str, &str); 3] = [
 
 const WIKI_FILE: &str = "wiki.bundle";
 
+/// A wiki found absent (GitHub's default `has_wiki` without a page) is asked about again after
+/// this long, not at every run.
+const WIKI_ABSENT_RECHECK: chrono::Duration = chrono::Duration::days(7);
+
 /// What a repository remembers about its metadata between runs (part of the job-repo state).
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -58,6 +62,9 @@ pub(super) struct MetaState {
     /// full sync.
     pub since: Option<String>,
     pub runs_since_full: u32,
+    /// When the wiki was last found absent (RFC 3339); it is not asked about again before
+    /// [`WIKI_ABSENT_RECHECK`] has passed. `None` once a wiki exists.
+    pub wiki_absent_at: Option<String>,
 }
 
 /// What to capture for one repository.
@@ -73,6 +80,8 @@ pub(super) struct Job<'a> {
     pub wiki: bool,
     /// The mirror holds `refs/pull/*`: pull-request commit lists are read from it with git.
     pub pull_refs: bool,
+    /// The run's clock reading (when an absent wiki is asked about again).
+    pub now: DateTime<Utc>,
 }
 
 /// The outcome for one repository.
@@ -139,10 +148,37 @@ pub(super) async fn capture(job: &Job<'_>, prev: &MetaState) -> Result<Captured,
         lost: false,
     };
     let mut state = prev.clone();
-    if job.metadata {
-        let full = !has_base || prev.since.is_none() || prev.runs_since_full + 1 >= FULL_SYNC_EVERY;
-        c.lists().await?;
-        let since = c.issues(full, prev.since.as_deref()).await?;
+    let full = !has_base || prev.since.is_none() || prev.runs_since_full + 1 >= FULL_SYNC_EVERY;
+    let wants_wiki = job.wiki && job.gh.has_wiki;
+    // The conditional requests that tell whether anything changed (the three lists, the first
+    // issue page, the wiki's ref advertisement) go out together; the per-token bound in
+    // ghbs-github decides how many are in flight.
+    let (lists, listed, wiki) = {
+        let c = &c;
+        tokio::join!(
+            async move {
+                match job.metadata {
+                    true => Some(c.fetch_lists().await),
+                    false => None,
+                }
+            },
+            async move {
+                match job.metadata {
+                    true => Some(c.list_issues(full, prev.since.as_deref()).await),
+                    false => None,
+                }
+            },
+            async move {
+                match wants_wiki {
+                    true => Some(c.check_wiki(prev).await),
+                    false => None,
+                }
+            },
+        )
+    };
+    if let (Some(lists), Some(listed)) = (lists, listed) {
+        c.store_lists(lists).await?;
+        let since = c.issues(listed, full, prev.since.as_deref()).await?;
         if c.complete {
             state.since = since;
             state.runs_since_full = if full { 0 } else { prev.runs_since_full + 1 };
@@ -151,10 +187,9 @@ pub(super) async fn capture(job: &Job<'_>, prev: &MetaState) -> Result<Captured,
         state.since = None;
         state.runs_since_full = 0;
     }
-    let bytes = if job.wiki && job.gh.has_wiki {
-        c.wiki().await?
-    } else {
-        0
+    let bytes = match wiki {
+        Some(check) => c.wiki(check, &mut state).await?,
+        None => 0,
     };
     if c.lost {
         state.since = None;
@@ -240,15 +275,30 @@ impl Capture<'_> {
         Ok(())
     }
 
-    /// Labels, milestones and releases: whole lists, conditional requests.
-    async fn lists(&mut self) -> Result<(), ExecOutcome> {
-        for (file, rest, kind) in LISTS {
+    /// Labels, milestones and releases: whole lists, conditional requests, all three at once.
+    async fn fetch_lists(&self) -> Vec<Result<Vec<Value>, GitHubError>> {
+        futures_util::future::join_all(LISTS.map(|(_, rest, _)| async move {
             let path = self.repo_path(rest);
-            match self.job.session.get_json_pages(&path).await {
+            self.job
+                .session
+                .get_json_pages(&path)
+                .await
+                .map(|f| f.value)
+        }))
+        .await
+    }
+
+    /// Stores what [`Capture::fetch_lists`] got, in the order of [`LISTS`].
+    async fn store_lists(
+        &mut self,
+        fetched: Vec<Result<Vec<Value>, GitHubError>>,
+    ) -> Result<(), ExecOutcome> {
+        for ((file, _, kind), result) in LISTS.into_iter().zip(fetched) {
+            match result {
                 Ok(f) => {
-                    let n = f.value.len();
+                    let n = f.len();
                     self.writer
-                        .put_json(file, &Value::Array(f.value), None, counts(&[(kind, n)]))
+                        .put_json(file, &Value::Array(f), None, counts(&[(kind, n)]))
                         .await
                         .map_err(|e| internal(&e))?;
                 }
@@ -259,19 +309,34 @@ impl Capture<'_> {
         Ok(())
     }
 
-    /// The issues (pull requests included) that changed, or all of them on a full sync. Returns
-    /// the new checkpoint.
+    /// The listing [`Capture::issues`] works from: issues (pull requests included) by most
+    /// recent update, or with issues disabled (GitHub answers the issue endpoints with 410) the
+    /// pull requests' own listing.
+    async fn list_issues(
+        &self,
+        full: bool,
+        since: Option<&str>,
+    ) -> Result<Vec<Value>, GitHubError> {
+        let source = if self.job.gh.has_issues {
+            "issues"
+        } else {
+            "pulls"
+        };
+        self.list_updated(source, full, since).await
+    }
+
+    /// The issues (pull requests included) that changed, or all of them on a full sync, from
+    /// the listing of [`Capture::list_issues`]. Returns the new checkpoint.
     async fn issues(
         &mut self,
+        listed: Result<Vec<Value>, GitHubError>,
         full: bool,
         since: Option<&str>,
     ) -> Result<Option<String>, ExecOutcome> {
         let mut checkpoint = since.and_then(parse_time);
         let has_issues = self.job.gh.has_issues;
-        // With issues disabled GitHub answers the issue endpoints with 410; the pull requests
-        // (which the issue listing would carry) come from their own listing.
         let source = if has_issues { "issues" } else { "pulls" };
-        let listed = match self.list_updated(source, full, since).await {
+        let listed = match listed {
             Ok(items) => Some(items),
             Err(e) if gone(&e) => Some(Vec::new()),
             Err(e) => {
@@ -458,21 +523,6 @@ impl Capture<'_> {
             .filter(|t| t.pull && t.pull_listing.is_none())
             .map(|t| t.number)
             .collect();
-        if !pulls.is_empty() {
-            match self.pull_listings(&pulls, full).await {
-                Ok(mut listed) => {
-                    for t in todo.iter_mut().filter(|t| t.pull) {
-                        if let Some(l) = listed.remove(&t.number) {
-                            t.pull_listing = Some(l);
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.failed(e, "listing pull requests", &[]).await?;
-                    failed.extend(&pulls);
-                }
-            }
-        }
         // An issue whose listing says `comments: 0` has none to ask for. Without an issue
         // listing (issues disabled) the count is unknown.
         let wants_comments = |t: &Todo| {
@@ -480,30 +530,65 @@ impl Capture<'_> {
                 .as_ref()
                 .is_none_or(|i| i["comments"].as_u64().is_none_or(|n| n > 0))
         };
-        let mut comments = BTreeMap::new();
-        if todo.iter().any(wants_comments) {
-            match self
-                .comments_by_number("issues/comments", "issue_url", since)
-                .await
-            {
-                Ok(c) => comments = c,
-                Err(e) => {
-                    self.failed(e, "listing comments", &[]).await?;
-                    failed.extend(todo.iter().filter(|t| wants_comments(t)).map(|t| t.number));
+        let need_comments = todo.iter().any(wants_comments);
+        let need_review_comments = todo.iter().any(|t| t.pull);
+        // The three repository-wide listings are independent: asked at once.
+        let (listed_pulls, listed_comments, listed_review_comments) = tokio::join!(
+            async {
+                match pulls.is_empty() {
+                    true => None,
+                    false => Some(self.pull_listings(&pulls, full).await),
                 }
+            },
+            async {
+                match need_comments {
+                    true => Some(
+                        self.comments_by_number("issues/comments", "issue_url", since)
+                            .await,
+                    ),
+                    false => None,
+                }
+            },
+            async {
+                match need_review_comments {
+                    true => Some(
+                        self.comments_by_number("pulls/comments", "pull_request_url", since)
+                            .await,
+                    ),
+                    false => None,
+                }
+            },
+        );
+        match listed_pulls {
+            None => {}
+            Some(Ok(mut listed)) => {
+                for t in todo.iter_mut().filter(|t| t.pull) {
+                    if let Some(l) = listed.remove(&t.number) {
+                        t.pull_listing = Some(l);
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                self.failed(e, "listing pull requests", &[]).await?;
+                failed.extend(&pulls);
+            }
+        }
+        let mut comments = BTreeMap::new();
+        match listed_comments {
+            None => {}
+            Some(Ok(c)) => comments = c,
+            Some(Err(e)) => {
+                self.failed(e, "listing comments", &[]).await?;
+                failed.extend(todo.iter().filter(|t| wants_comments(t)).map(|t| t.number));
             }
         }
         let mut review_comments = BTreeMap::new();
-        if todo.iter().any(|t| t.pull) {
-            match self
-                .comments_by_number("pulls/comments", "pull_request_url", since)
-                .await
-            {
-                Ok(c) => review_comments = c,
-                Err(e) => {
-                    self.failed(e, "listing review comments", &[]).await?;
-                    failed.extend(todo.iter().filter(|t| t.pull).map(|t| t.number));
-                }
+        match listed_review_comments {
+            None => {}
+            Some(Ok(c)) => review_comments = c,
+            Some(Err(e)) => {
+                self.failed(e, "listing review comments", &[]).await?;
+                failed.extend(todo.iter().filter(|t| t.pull).map(|t| t.number));
             }
         }
         let mut ready = Vec::new();
@@ -558,8 +643,61 @@ impl Capture<'_> {
         Ok(())
     }
 
-    /// Fetches the wiki mirror (a missing wiki is not an error) and bundles it into the folder.
-    async fn wiki(&mut self) -> Result<u64, ExecOutcome> {
+    /// Whether the wiki changed since the last run, with one request: its ref advertisement
+    /// compared with the refs its mirror holds. A wiki found absent less than
+    /// [`WIKI_ABSENT_RECHECK`] ago is not asked about at all.
+    async fn check_wiki(&self, prev: &MetaState) -> WikiCheck {
+        let absent_at = prev.wiki_absent_at.as_deref().and_then(parse_time);
+        if absent_at.is_some_and(|at| self.job.now - at < WIKI_ABSENT_RECHECK) {
+            return WikiCheck::KnownAbsent;
+        }
+        let engine = self.job.engine;
+        let url = wiki_url(&self.job.gh.clone_url);
+        let advertised = match engine.remote_refs(&url, Some(self.job.token)).await {
+            Ok(refs) if refs.is_empty() => return WikiCheck::Absent,
+            Ok(refs) => refs,
+            Err(e) if e.kind == FailureKind::NotFound => return WikiCheck::Absent,
+            Err(e) => return WikiCheck::Failed(e),
+        };
+        let stored = engine.mirror_refs(&wiki_key(self.job.key)).await.ok();
+        if stored.as_ref() == Some(&advertised) && self.base.files.contains_key(WIKI_FILE) {
+            WikiCheck::Unchanged
+        } else {
+            WikiCheck::Changed
+        }
+    }
+
+    /// Puts the wiki into the folder as [`Capture::check_wiki`] found it: the previous bundle
+    /// when unchanged (a hard link, no git), a fetch and a new bundle when changed, nothing
+    /// when absent (not an error). Records when it was found absent in `state`.
+    async fn wiki(&mut self, check: WikiCheck, state: &mut MetaState) -> Result<u64, ExecOutcome> {
+        match check {
+            WikiCheck::KnownAbsent => return Ok(0),
+            WikiCheck::Absent => {
+                state.wiki_absent_at = Some(self.job.now.to_rfc3339());
+                return Ok(0);
+            }
+            WikiCheck::Failed(e) => {
+                tracing::warn!(error = %e, repo = %self.job.gh.full_name, "wiki check failed");
+                self.problems.push(format!("wiki: {}", e.message));
+                self.carry(WIKI_FILE).await?;
+                return Ok(0);
+            }
+            WikiCheck::Unchanged | WikiCheck::Changed => state.wiki_absent_at = None,
+        }
+        if matches!(check, WikiCheck::Unchanged) {
+            if let Some(entry) = self.base.files.get(WIKI_FILE) {
+                if self
+                    .writer
+                    .carry(WIKI_FILE, entry)
+                    .await
+                    .map_err(|e| internal(&e))?
+                {
+                    return Ok(0);
+                }
+            }
+            // The previous bundle is gone: made again from the mirror below.
+        }
         let gh = self.job.gh;
         let key = wiki_key(self.job.key);
         let src = RepoSource {
@@ -570,7 +708,10 @@ impl Capture<'_> {
         };
         let fetched = match self.job.engine.fetch(&src, Some(self.job.token)).await {
             Ok(f) => f,
-            Err(e) if e.kind == FailureKind::NotFound => return Ok(0),
+            Err(e) if e.kind == FailureKind::NotFound => {
+                state.wiki_absent_at = Some(self.job.now.to_rfc3339());
+                return Ok(0);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, repo = %gh.full_name, "wiki fetch failed");
                 self.problems.push(format!("wiki: {}", e.message));
@@ -583,6 +724,18 @@ impl Capture<'_> {
             Err(e) => Err(internal(&e)),
         }
     }
+}
+
+/// What one ref advertisement said about a wiki.
+enum WikiCheck {
+    /// Found absent recently: not asked.
+    KnownAbsent,
+    /// GitHub has no wiki (404) or an empty one.
+    Absent,
+    /// The advertised refs are the mirror's, and the previous snapshot holds its bundle.
+    Unchanged,
+    Changed,
+    Failed(ghbs_engine::EngineError),
 }
 
 /// `https://host/o/r.git` -> `https://host/o/r.wiki.git`.

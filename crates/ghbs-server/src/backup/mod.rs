@@ -784,6 +784,7 @@ async fn back_up_repo(
             metadata: job.options.metadata,
             wiki: job.options.wiki,
             pull_refs: job.options.pull_refs,
+            now: state.clock.now(),
         };
         // Also when git was skipped: issues change without pushes.
         let captured = metadata::capture(&want, &st.meta).await?;
