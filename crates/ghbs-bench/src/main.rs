@@ -1,7 +1,8 @@
 //! `ghbs-bench`: prints performance figures of the server and of the backup engine next to their
 //! targets. It never asserts a timing: figures depend on the machine, and a person judges them.
-//! Run in release mode: `cargo run --release -p ghbs-bench -- server|backup|metadata`.
+//! Run in release mode: `cargo run --release -p ghbs-bench -- server|api-load|backup|metadata`.
 
+mod api_load;
 mod backup_bench;
 mod breakdown;
 mod db;
@@ -55,6 +56,33 @@ enum Command {
         /// The server binary (default: github-backup-scheduler next to this binary).
         #[arg(long)]
         server_bin: Option<PathBuf>,
+    },
+    /// `GET /api/v1/jobs` of one user with many jobs, loaded by `wrk` against the real server.
+    ApiLoad {
+        /// `sqlite://PATH`, or `postgres://…` (own schema, dropped at the end).
+        #[arg(long)]
+        database: Option<String>,
+        /// Jobs of the one user.
+        #[arg(long, default_value_t = 100)]
+        jobs: usize,
+        /// Concurrent connections of the loaded test.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// wrk threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Duration of the loaded test.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// `limit` of each request (a page of that many jobs).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// The server binary (default: github-backup-scheduler next to this binary).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// The wrk binary.
+        #[arg(long, default_value = "wrk")]
+        wrk: PathBuf,
     },
     /// First backup, unchanged run and run after pushes of an account job, against plain git.
     Backup {
@@ -131,6 +159,28 @@ async fn main() -> anyhow::Result<()> {
                 requests,
                 duration: Duration::from_secs(seconds),
                 server_bin,
+            })
+            .await
+        }
+        Command::ApiLoad {
+            database,
+            jobs,
+            connections,
+            threads,
+            seconds,
+            limit,
+            server_bin,
+            wrk,
+        } => {
+            api_load::run(api_load::ApiLoad {
+                database,
+                jobs,
+                connections: connections.max(1),
+                threads: threads.clamp(1, connections.max(1)),
+                seconds: seconds.max(1),
+                limit,
+                server_bin,
+                wrk,
             })
             .await
         }

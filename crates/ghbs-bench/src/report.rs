@@ -80,6 +80,21 @@ pub fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+/// CPU time of this process and of every child it has waited for (user + system, with their
+/// own waited-for children), in seconds, from `/proc/self/stat` (clock ticks of 1/100 s on
+/// Linux); 0 without /proc.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime, cstime are fields 14-17 of the line, 12-15 after `) state`.
+    let ticks: u64 = (11..15)
+        .filter_map(|i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// Resident memory of a process, in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn vm_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

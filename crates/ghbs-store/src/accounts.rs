@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Pool;
 
 use crate::backend::{begin, commit, sql, Backend};
-use crate::codec::{self, conflict};
+use crate::codec::{self, conflict, Cols};
 use crate::{ApiKeyRow, StoreResult, UserRow, LAST_USED_GRANULARITY_SECS};
 
 pub(crate) async fn upsert_user<D: Backend>(
@@ -70,11 +70,22 @@ pub(crate) async fn authenticate_key<D: Backend>(
     key_hash: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<(ApiKeyRow, UserRow)> {
-    let row = sql("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-        .arg(key_hash)
-        .one(pool)
-        .await?;
+    // Key and user in one statement: this runs before every authenticated request.
+    let row = sql("SELECT k.*, u.github_id AS u_github_id, u.login AS u_login,
+                          u.token_sealed AS u_token_sealed, u.created_at AS u_created_at
+         FROM api_keys k JOIN users u ON u.id = k.user_id
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL")
+    .arg(key_hash)
+    .one(pool)
+    .await?;
     let mut key = codec::api_key(&row)?;
+    let user = UserRow {
+        id: key.user_id,
+        github_id: row.int("u_github_id")?,
+        login: row.text("u_login")?,
+        token_sealed: row.bytes("u_token_sealed")?,
+        created_at: row.time("u_created_at")?,
+    };
     // Authentication is a read on every request: `last_used_at` is refreshed at most once a
     // minute so that reads do not queue behind a write each (SQLite has one writer).
     let stale_before = now - chrono::Duration::seconds(LAST_USED_GRANULARITY_SECS);
@@ -95,7 +106,6 @@ pub(crate) async fn authenticate_key<D: Backend>(
             }
         }
     }
-    let user = get_user(pool, key.user_id).await?;
     Ok((key, user))
 }
 

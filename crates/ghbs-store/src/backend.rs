@@ -267,6 +267,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, description: "verify runs",
         sqlite: include_str!("../migrations/sqlite/0007_verify.sql"),
         postgres: include_str!("../migrations/postgres/0007_verify.sql") },
+    Migration { version: 8, description: "jobs by user",
+        sqlite: include_str!("../migrations/sqlite/0008_jobs_by_user.sql"),
+        postgres: include_str!("../migrations/postgres/0008_jobs_by_user.sql") },
 ];
 
 /// The store on `pool` once the pending migrations have run; `name` is the backend's, for the

@@ -176,27 +176,88 @@ pub(crate) fn job<R: Cols>(r: &R) -> StoreResult<JobRow> {
     })
 }
 
+/// The column names a run is read from: a run's own row, or a run joined beside its job under
+/// `lr_` names (`jobs::list_jobs_page`).
+pub(crate) struct RunCols {
+    id: &'static str,
+    job_id: &'static str,
+    trigger_kind: &'static str,
+    status: &'static str,
+    queued_at: &'static str,
+    started_at: &'static str,
+    finished_at: &'static str,
+    error: &'static str,
+    progress: &'static str,
+    bytes_fetched: &'static str,
+    api_requests: &'static str,
+    api_requests_conditional: &'static str,
+    snapshot_id: &'static str,
+    attempt: &'static str,
+    retry_at: &'static str,
+}
+
+impl RunCols {
+    const OWN: RunCols = RunCols {
+        id: "id",
+        job_id: "job_id",
+        trigger_kind: "trigger_kind",
+        status: "status",
+        queued_at: "queued_at",
+        started_at: "started_at",
+        finished_at: "finished_at",
+        error: "error",
+        progress: "progress",
+        bytes_fetched: "bytes_fetched",
+        api_requests: "api_requests",
+        api_requests_conditional: "api_requests_conditional",
+        snapshot_id: "snapshot_id",
+        attempt: "attempt",
+        retry_at: "retry_at",
+    };
+    pub(crate) const LAST: RunCols = RunCols {
+        id: "lr_id",
+        job_id: "lr_job_id",
+        trigger_kind: "lr_trigger_kind",
+        status: "lr_status",
+        queued_at: "lr_queued_at",
+        started_at: "lr_started_at",
+        finished_at: "lr_finished_at",
+        error: "lr_error",
+        progress: "lr_progress",
+        bytes_fetched: "lr_bytes_fetched",
+        api_requests: "lr_api_requests",
+        api_requests_conditional: "lr_api_requests_conditional",
+        snapshot_id: "lr_snapshot_id",
+        attempt: "lr_attempt",
+        retry_at: "lr_retry_at",
+    };
+}
+
 pub(crate) fn run<R: Cols>(r: &R) -> StoreResult<RunRow> {
-    let trigger = r.text("trigger_kind")?;
-    let status = r.text("status")?;
+    run_as(r, &RunCols::OWN)
+}
+
+pub(crate) fn run_as<R: Cols>(r: &R, c: &RunCols) -> StoreResult<RunRow> {
+    let trigger = r.text(c.trigger_kind)?;
+    let status = r.text(c.status)?;
     Ok(RunRow {
-        id: r.int("id")?,
-        job_id: r.int("job_id")?,
+        id: r.int(c.id)?,
+        job_id: r.int(c.job_id)?,
         trigger: RunTrigger::parse(&trigger)
             .ok_or_else(|| decode_err("trigger_kind", format!("unknown trigger {trigger:?}")))?,
         status: RunStatus::parse(&status)
             .ok_or_else(|| decode_err("status", format!("unknown status {status:?}")))?,
-        queued_at: r.time("queued_at")?,
-        started_at: r.opt_time("started_at")?,
-        finished_at: r.opt_time("finished_at")?,
-        error: r.opt_text("error")?,
-        progress: r.opt_text("progress")?,
-        bytes_fetched: r.int("bytes_fetched")?,
-        api_requests: r.int("api_requests")?,
-        api_requests_conditional: r.int("api_requests_conditional")?,
-        snapshot_id: r.opt_int("snapshot_id")?,
-        attempt: u32::try_from(r.int("attempt")?).unwrap_or(1),
-        retry_at: r.opt_time("retry_at")?,
+        queued_at: r.time(c.queued_at)?,
+        started_at: r.opt_time(c.started_at)?,
+        finished_at: r.opt_time(c.finished_at)?,
+        error: r.opt_text(c.error)?,
+        progress: r.opt_text(c.progress)?,
+        bytes_fetched: r.int(c.bytes_fetched)?,
+        api_requests: r.int(c.api_requests)?,
+        api_requests_conditional: r.int(c.api_requests_conditional)?,
+        snapshot_id: r.opt_int(c.snapshot_id)?,
+        attempt: u32::try_from(r.int(c.attempt)?).unwrap_or(1),
+        retry_at: r.opt_time(c.retry_at)?,
     })
 }
 

@@ -5,7 +5,8 @@ use sqlx::Pool;
 
 use crate::backend::{begin, commit, sql, Backend, Db};
 use crate::codec::{self, conflict, kind_str, to_json, Cols};
-use crate::{JobPatch, JobRow, NewJob, RunRow, StoreError, StoreResult};
+use crate::{JobFreshness, JobListing, JobPatch, JobRow, NewJob, RunRow, StoreError, StoreResult};
+use ghbs_wire::RunStatus;
 
 const JOB_EXISTS: &str = "the user already has a job for this target";
 
@@ -94,6 +95,64 @@ pub(crate) async fn list_jobs<D: Backend>(
         .await?
         .iter()
         .map(codec::job)
+        .collect()
+}
+
+/// The jobs with their newest run (columns `lr_*`) and freshness (`last_success_at`,
+/// `last_finished`, as [`crate::Dialect::job_freshness`] computes them): each from the
+/// `runs_job (job_id, id)` index, read newest first, so the cost is per listed job, not per run.
+pub(crate) async fn list_jobs_page<D: Backend>(
+    pool: &Pool<D>,
+    user_id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> StoreResult<Vec<JobListing>> {
+    let rows = sql("SELECT j.*,
+              r.id AS lr_id, r.job_id AS lr_job_id, r.trigger_kind AS lr_trigger_kind,
+              r.status AS lr_status, r.queued_at AS lr_queued_at, r.started_at AS lr_started_at,
+              r.finished_at AS lr_finished_at, r.error AS lr_error, r.progress AS lr_progress,
+              r.bytes_fetched AS lr_bytes_fetched, r.api_requests AS lr_api_requests,
+              r.api_requests_conditional AS lr_api_requests_conditional,
+              r.snapshot_id AS lr_snapshot_id, r.attempt AS lr_attempt,
+              r.retry_at AS lr_retry_at,
+              (SELECT s.finished_at FROM runs s
+                WHERE s.job_id = j.id AND s.status IN ('succeeded', 'partial')
+                ORDER BY s.id DESC LIMIT 1) AS last_success_at,
+              (SELECT f.status FROM runs f
+                WHERE f.job_id = j.id AND f.status IN ('succeeded', 'partial', 'failed')
+                ORDER BY f.id DESC LIMIT 1) AS last_finished
+         FROM jobs j
+         LEFT JOIN runs r ON r.id = (SELECT m.id FROM runs m WHERE m.job_id = j.id
+                                     ORDER BY m.id DESC LIMIT 1)
+         WHERE j.user_id = $1 AND j.id > $2
+         ORDER BY j.id
+         LIMIT $3")
+    .arg(user_id)
+    .arg(after.unwrap_or(0))
+    .arg(limit)
+    .all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let job = codec::job(row)?;
+            let last_run = match row.opt_int("lr_id")? {
+                Some(_) => Some(codec::run_as(row, &codec::RunCols::LAST)?),
+                None => None,
+            };
+            let freshness = JobFreshness {
+                job_id: job.id,
+                last_success_at: row.opt_time("last_success_at")?,
+                last_finished: row
+                    .opt_text("last_finished")?
+                    .as_deref()
+                    .and_then(RunStatus::parse),
+            };
+            Ok(JobListing {
+                job,
+                last_run,
+                freshness,
+            })
+        })
         .collect()
 }
 

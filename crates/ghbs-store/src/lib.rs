@@ -80,6 +80,15 @@ pub trait Store: Send + Sync + 'static {
     async fn get_job(&self, user_id: i64, job_id: i64) -> StoreResult<JobRow>;
     /// The user's jobs ordered by id.
     async fn list_jobs(&self, user_id: i64) -> StoreResult<Vec<JobRow>>;
+    /// One page of the user's jobs in id order, those with an id above `after` (keyset
+    /// pagination: a page never shifts when jobs before it are added or deleted), at most
+    /// `limit`, each with its newest run and freshness, in one statement.
+    async fn list_jobs_page(
+        &self,
+        user_id: i64,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobListing>>;
     async fn update_job(&self, user_id: i64, job_id: i64, patch: JobPatch) -> StoreResult<JobRow>;
     /// Delete the job and its runs. Snapshots rows go too only when `purge`; otherwise they stay
     /// (orphaned from the job list but kept, as are the backups on disk).

@@ -85,6 +85,15 @@ pub struct JobPatch {
 /// A run as stored is exactly a run as the API shows it.
 pub type RunRow = ghbs_wire::Run;
 
+/// One entry of a job listing: the job, its newest run and its freshness, read together by
+/// [`crate::Store::list_jobs_page`] in one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobListing {
+    pub job: JobRow,
+    pub last_run: Option<RunRow>,
+    pub freshness: crate::JobFreshness,
+}
+
 /// What a claim hands a worker: the job, the run it now owns, and its fencing token.
 #[derive(Debug, Clone)]
 pub struct Claim {

@@ -64,6 +64,14 @@ impl<D: Backend> Store for SqlStore<D> {
     async fn list_jobs(&self, user_id: i64) -> StoreResult<Vec<JobRow>> {
         jobs::list_jobs(&self.pool, user_id).await
     }
+    async fn list_jobs_page(
+        &self,
+        user_id: i64,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::JobListing>> {
+        jobs::list_jobs_page(&self.pool, user_id, after, limit).await
+    }
     async fn update_job(&self, user_id: i64, job_id: i64, patch: JobPatch) -> StoreResult<JobRow> {
         jobs::update_job(&self.pool, user_id, job_id, patch).await
     }

@@ -196,6 +196,11 @@ async fn jobs_duplicate_target() {
 }
 
 #[tokio::test]
+async fn jobs_pages() {
+    on_each_backend(jobs::pages).await;
+}
+
+#[tokio::test]
 async fn run_now() {
     on_each_backend(jobs::run_now).await;
 }

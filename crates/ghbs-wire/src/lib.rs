@@ -326,6 +326,11 @@ pub struct JobRetry {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct JobList {
     pub jobs: Vec<Job>,
+    /// Present when more jobs follow: pass it back unchanged as `cursor` for the next page.
+    /// Opaque; pages are in job id order, so a cursor stays valid while jobs are added or
+    /// deleted (new jobs appear on later pages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -16,6 +16,9 @@ use serde::Serialize;
 
 use crate::exit::{CliError, CliResult};
 
+/// Jobs asked for per page when listing (the server's largest page).
+const JOBS_PAGE: u32 = 500;
+
 /// A client bound to one server and, once logged in, one API key.
 pub struct Api {
     http: reqwest::Client,
@@ -243,8 +246,35 @@ impl Api {
 
     // --- jobs ------------------------------------------------------------------------------
 
+    /// Every job of the caller: the listing is paginated (`limit`, `cursor`), and this follows
+    /// `next_cursor` until the last page, so callers see one list.
     pub async fn jobs(&self) -> CliResult<JobList> {
-        self.get("/api/v1/jobs").await
+        let mut all = JobList {
+            jobs: Vec::new(),
+            next_cursor: None,
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = self
+                .request(Method::GET, "/api/v1/jobs")?
+                .query(&[("limit", JOBS_PAGE.to_string())]);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c.as_str())]);
+            }
+            let page: JobList = self.send(req).await?;
+            all.jobs.extend(page.jobs);
+            match page.next_cursor {
+                // A server that hands back the cursor it was given would loop forever.
+                Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
+                Some(_) => {
+                    return Err(CliError::failed(format!(
+                        "the server at {} returned the same job-list cursor twice",
+                        self.server
+                    )))
+                }
+                None => return Ok(all),
+            }
+        }
     }
 
     pub async fn create_job(&self, job: &JobCreate) -> CliResult<Job> {

@@ -1,6 +1,5 @@
 //! Jobs: create, list, show, change, pause, resume, delete.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -153,37 +152,105 @@ pub async fn create(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, body = JobList), (status = 401, body = ErrorBody)),
+/// Jobs on one page unless `limit` says otherwise, and the most one page may hold.
+pub const DEFAULT_PAGE: i64 = 100;
+pub const MAX_PAGE: i64 = 500;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobListQuery {
+    /// At most this many jobs, in id order (1–500, default 100).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page, unchanged; without it the first page.
+    pub cursor: Option<String>,
+}
+
+/// What a cursor says: "after job id N". Opaque to clients (base64url of `jobs:N`) so that
+/// its form can change; a client only hands back what it was given.
+mod cursor {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    const PREFIX: &str = "jobs:";
+
+    pub fn encode(after_id: i64) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{PREFIX}{after_id}"))
+    }
+
+    pub fn decode(cursor: &str) -> Option<i64> {
+        if cursor.len() > 64 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let text = std::str::from_utf8(&raw).ok()?;
+        let id: i64 = text.strip_prefix(PREFIX)?.parse().ok()?;
+        (id > 0 && encode(id) == cursor).then_some(id)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trips_and_refuses_anything_else() {
+            for id in [1, 42, i64::MAX] {
+                assert_eq!(super::decode(&super::encode(id)), Some(id));
+            }
+            for bad in [
+                "",
+                "x",
+                "am9iczo",
+                "am9iczotMQ",
+                "am9iczowMQ",
+                "bm9wZTo1",
+                "@@@",
+            ] {
+                assert_eq!(super::decode(bad), None, "{bad}");
+            }
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs", params(JobListQuery),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    ApiQuery(q): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
-    let jobs = state.store.list_jobs(caller.user.id).await?;
-    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-    let mut last: HashMap<i64, ghbs_wire::Run> = state
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            codes::BAD_REQUEST,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(cursor::decode(c).ok_or_else(|| {
+            ApiError::bad_request(
+                codes::BAD_REQUEST,
+                "malformed cursor: pass the `next_cursor` of the previous page unchanged, \
+                 or leave `cursor` out for the first page",
+            )
+        })?),
+    };
+    // One row more than the page tells whether another page follows.
+    let mut page = state
         .store
-        .last_runs(&ids)
-        .await?
-        .into_iter()
-        .map(|r| (r.job_id, r))
-        .collect();
-    let mut fresh: HashMap<i64, JobFreshness> = state
-        .store
-        .job_freshness(&ids)
-        .await?
-        .into_iter()
-        .map(|f| (f.job_id, f))
-        .collect();
+        .list_jobs_page(caller.user.id, after, limit + 1)
+        .await?;
+    let more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| page.last().map(|l| cursor::encode(l.job.id)))
+        .flatten();
     Ok(Json(JobList {
-        jobs: jobs
+        jobs: page
             .into_iter()
-            .map(|j| {
-                let l = last.remove(&j.id);
-                let f = fresh.remove(&j.id);
-                job_json(&state, j, l, f)
-            })
+            .map(|l| job_json(&state, l.job, l.last_run, Some(l.freshness)))
             .collect(),
+        next_cursor,
     }))
 }
 

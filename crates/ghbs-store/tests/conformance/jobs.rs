@@ -283,4 +283,55 @@ pub async fn unparsable_stored_values(store: Arc<dyn Store>) {
         let err = store.list_jobs(alice.id).await.unwrap_err().to_string();
         assert!(err.contains(bad), "{err}");
     }
+
+/// Keyset pages: id order, only the user's jobs, and a cursor (the last id seen) that neither
+/// skips nor repeats a job while jobs before or after it are added or deleted.
+pub async fn pages(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    let bob = user(&store, 2).await;
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let j = store
+            .create_job(new_job(alice.id, &format!("a/r{i}"), t(100)))
+            .await
+            .unwrap();
+        mine.push(j.id);
+        store
+            .create_job(new_job(bob.id, &format!("b/r{i}"), t(100)))
+            .await
+            .unwrap();
+    }
+    let ids = |page: &[ghbs_store::JobListing]| page.iter().map(|l| l.job.id).collect::<Vec<_>>();
+    let first = store.list_jobs_page(alice.id, None, 2).await.unwrap();
+    assert_eq!(ids(&first), mine[..2]);
+    // The job the cursor names is deleted, one before it too, and a new one is added.
+    let cursor = mine[1];
+    store.delete_job(alice.id, mine[1], false).await.unwrap();
+    store.delete_job(alice.id, mine[0], false).await.unwrap();
+    let added = store
+        .create_job(new_job(alice.id, "a/new", t(100)))
+        .await
+        .unwrap();
+    let second = store
+        .list_jobs_page(alice.id, Some(cursor), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), mine[2..4]);
+    let third = store
+        .list_jobs_page(alice.id, Some(mine[3]), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&third), vec![mine[4], added.id]);
+    assert!(store
+        .list_jobs_page(alice.id, Some(added.id), 2)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(third
+        .iter()
+        .all(|l| l.last_run.is_none() && l.freshness.last_success_at.is_none()));
+    assert_eq!(
+        store.list_jobs_page(bob.id, None, 100).await.unwrap().len(),
+        5
+    );
 }

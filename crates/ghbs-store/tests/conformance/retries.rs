@@ -176,4 +176,22 @@ pub async fn freshness(store: Arc<dyn Store>) {
     assert_eq!(got[2].last_success_at, None);
     assert_eq!(got[2].last_finished, None);
     assert!(store.job_freshness(&[]).await.unwrap().is_empty());
+
+    // The listing's one statement agrees with the separate lookups, job by job.
+    let page = store.list_jobs_page(alice.id, None, 10).await.unwrap();
+    let last = store.last_runs(&[a.id, b.id, never.id]).await.unwrap();
+    assert_eq!(page.len(), 3);
+    for l in &page {
+        assert_eq!(l.job, store.get_job(alice.id, l.job.id).await.unwrap());
+        assert_eq!(
+            Some(&l.freshness),
+            got.iter().find(|f| f.job_id == l.job.id)
+        );
+        assert_eq!(
+            l.last_run.as_ref(),
+            last.iter().find(|r| r.job_id == l.job.id)
+        );
+    }
+    assert_eq!(page[0].last_run.as_ref().unwrap().status, RunStatus::Failed);
+    assert!(page[2].last_run.is_none());
 }
