@@ -283,6 +283,7 @@ pub async fn unparsable_stored_values(store: Arc<dyn Store>) {
         let err = store.list_jobs(alice.id).await.unwrap_err().to_string();
         assert!(err.contains(bad), "{err}");
     }
+}
 
 /// Keyset pages: id order, only the user's jobs, and a cursor (the last id seen) that neither
 /// skips nor repeats a job while jobs before or after it are added or deleted.
