@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
-pub use restore::restore;
+pub use restore::{restore, restore_with, RestoreOptions};
 pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation};
 pub use verify::{Problem, ProblemKind, RepoVerdict, SnapshotVerdict};
 
