@@ -11,6 +11,7 @@
 //!   `{name}.metadata/` and `snapshot.json`. `git clone name.git` works on the extracted folder,
 //!   and [`crate::restore`] accepts it.
 //! - Zip: `git archive --format=zip` of the default branch's commit.
+//! - Site: a zip of the static HTML site of that repository (see [`crate::site_export`]).
 //!
 //! Every repository of the snapshot ([`Engine::export_each`], or several without `repo`), one
 //! archive holding one file per repository plus `snapshot.json` (which lists them all, also
@@ -18,6 +19,7 @@
 //! - Bundle: an uncompressed tar (`….bundles.tar`) of `{owner}/{name}.bundle`.
 //! - TarGz: `{owner}/{name}.bundle` and `{owner}/{name}.metadata/` per repository.
 //! - Zip: an uncompressed tar (`….zips.tar`) of `{owner}/{name}.zip`.
+//! - Site: one zip of one site, its top index listing every repository.
 //!
 //! Artifacts are cached in `data_dir/artifacts/{snapshot}/` and appear there only complete
 //! (built in `tmp/`, fsynced, renamed), so Range and resumed requests see one stable file. The
@@ -49,6 +51,8 @@ enum Shape<'a> {
     Zip(&'a RepoCapture),
     /// One file per repository (bundle, zip) or bundles plus metadata (tar.gz).
     Each(DownloadFormat),
+    /// The HTML site of one repository (`Some`) or of every repository of the snapshot.
+    Site(Option<&'a RepoCapture>),
 }
 
 impl Shape<'_> {
@@ -63,6 +67,10 @@ impl Shape<'_> {
             }
             Shape::Each(DownloadFormat::Zip) => ("all.zips.tar".into(), "zips.tar", TAR_TYPE),
             Shape::Each(DownloadFormat::TarGz) => ("all.tar.gz".into(), "tar.gz", TAR_GZ_TYPE),
+            Shape::Site(Some(r)) => (format!("{}.site.zip", r.key), "site.zip", ZIP_TYPE),
+            Shape::Site(None) | Shape::Each(DownloadFormat::Site) => {
+                ("all.site.zip".into(), "site.zip", ZIP_TYPE)
+            }
         }
     }
 }
@@ -98,6 +106,7 @@ impl Engine {
                     DownloadFormat::Bundle => Shape::Bundle(one),
                     DownloadFormat::TarGz => Shape::RepoTar(one),
                     DownloadFormat::Zip => Shape::Zip(one),
+                    DownloadFormat::Site => Shape::Site(Some(one)),
                 };
                 self.export_shape(manifest, shape, &selected).await
             }
@@ -117,7 +126,11 @@ impl Engine {
             return Err(EngineError::not_found("this snapshot holds no repository"));
         }
         let all: Vec<&RepoCapture> = manifest.repos.iter().collect();
-        self.export_shape(manifest, Shape::Each(format), &all).await
+        let shape = match format {
+            DownloadFormat::Site => Shape::Site(None),
+            other => Shape::Each(other),
+        };
+        self.export_shape(manifest, shape, &all).await
     }
 
     async fn export_shape(
@@ -128,8 +141,8 @@ impl Engine {
     ) -> Result<Artifact> {
         let (cache_name, ext, content_type) = shape.names();
         let single = match shape {
-            Shape::Bundle(r) | Shape::RepoTar(r) | Shape::Zip(r) => Some(r),
-            Shape::Each(_) => None,
+            Shape::Bundle(r) | Shape::RepoTar(r) | Shape::Zip(r) | Shape::Site(Some(r)) => Some(r),
+            Shape::Each(_) | Shape::Site(None) => None,
         };
         let file_name = self.download_name(manifest, single, ext).await;
         let dir = self.artifacts_dir(&manifest.snapshot_key);
@@ -161,6 +174,10 @@ impl Engine {
             Shape::Bundle(r) => self.build_bundle(r, &out).await,
             Shape::RepoTar(r) => self.build_repo_tar(manifest, r, &out).await,
             Shape::Zip(r) => self.build_zip(r, &out).await,
+            Shape::Site(_) | Shape::Each(DownloadFormat::Site) => {
+                let folder = file_name.strip_suffix(".zip").unwrap_or(&file_name);
+                self.build_site(manifest, selected, folder, &out).await
+            }
             Shape::Each(format) => self.build_each(manifest, selected, format, &out).await,
         };
         drop(guards);
@@ -403,7 +420,7 @@ impl Engine {
     }
 
     /// The repository's metadata folder, if the manifest names one that exists.
-    fn metadata_path(&self, repo: &RepoCapture) -> Option<PathBuf> {
+    pub(crate) fn metadata_path(&self, repo: &RepoCapture) -> Option<PathBuf> {
         let raw = repo.metadata_dir.as_deref()?;
         let path = Path::new(raw);
         if path

@@ -1,7 +1,7 @@
 //! The backup engine: bare git mirrors updated incrementally, snapshots as refs under
 //! `refs/ghbs/snap/{snapshot}/…` inside each mirror (so snapshots share git's object store and a
 //! force-push upstream cannot drop what an older snapshot captured), exports (bundle, tar.gz,
-//! zip), restore by push, and pruning.
+//! zip, and a static HTML site), restore by push, and pruning.
 //!
 //! Layout under `data_dir`:
 //! - `mirrors/{key}.git` — one bare mirror per repository (`key` is an internal id, `[a-z0-9_-]`).
@@ -30,6 +30,7 @@ mod pending;
 mod pull_commits;
 mod refs;
 mod restore;
+mod site_export;
 mod snapshot;
 pub mod storage;
 mod verify;

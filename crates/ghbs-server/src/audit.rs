@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use ghbs_store::NewAuditEntry;
 
-use crate::app::AppState;
 use crate::auth::Caller;
+use crate::state::AppState;
 
 /// What was done. The names are stable: they are in the API and scripts filter on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,9 +14,9 @@ use axum::http::{Method, StatusCode};
 use ghbs_store::{StoreError, UserRow};
 use ghbs_wire::codes;
 
-use crate::app::AppState;
 use crate::crypto::hash_api_key;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Live API keys one user may hold (not revoked, not expired). Each `login` makes one, so this
 /// leaves room for many machines and scripts while stopping a runaway loop from minting keys

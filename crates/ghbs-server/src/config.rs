@@ -3,16 +3,27 @@
 //! Precedence, lowest first: built-in defaults, the TOML config file (`--config` / `GHBS_CONFIG`),
 //! environment variables, command-line flags. clap resolves flag-over-environment; the file fills
 //! what neither gave.
+//!
+//! Each setting is declared once, as a field of [`ServerArgs`]: clap reads it from flags and
+//! the environment, serde reads the same struct from the config file, and
+//! [`ServerArgs::over`] lays one over the other. Its default and its validation live in one
+//! place each: [`ServerConfig::with_data_dir`] and [`ServerConfig::load`]. Adding a setting is a
+//! field here, a field with its default in `ServerConfig`, and one resolution line in `load`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// `github-backup-scheduler server` flags. Every flag has an environment equivalent.
-#[derive(Debug, Clone, Default, Args)]
+pub mod smtp;
+
+/// `github-backup-scheduler server` settings: flags, environment variables and config-file keys
+/// (the field names, e.g. `data_dir`). Unknown file keys are an error, so typos do not pass
+/// silently.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerArgs {
     /// Address to listen on (a loopback address allows open registration).
     #[arg(long, env = "GHBS_LISTEN")]
@@ -60,6 +71,7 @@ pub struct ServerArgs {
     pub run_retries: Option<u32>,
     /// TOML configuration file (keys as the long flags with `_`, e.g. `data_dir`).
     #[arg(long, env = "GHBS_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// SMTP server for e-mail notifications (unset: e-mail targets cannot be added). The
     /// password comes from `GHBS_SMTP_PASSWORD` or the file named by `GHBS_SMTP_PASSWORD_FILE`.
@@ -98,44 +110,51 @@ pub struct ServerArgs {
     /// Days between two scheduled verifications of each job (0: none; default 7).
     #[arg(long, env = "GHBS_VERIFY_INTERVAL_DAYS")]
     pub verify_interval_days: Option<u64>,
+    /// Seconds one git process (a fetch, a bundle, a verification) may run before it is killed
+    /// and the repository counts as failed for a passing reason [default: 3600].
+    #[arg(long, env = "GHBS_GIT_TIMEOUT_SECS")]
+    pub git_timeout_secs: Option<u64>,
+    /// Repositories of one account job fetched at the same time [default: --workers].
+    #[arg(long, env = "GHBS_REPO_PARALLELISM")]
+    pub repo_parallelism: Option<usize>,
+    /// S3 settings for `storage_url = "s3://…"` (config file only: `[s3]`); the `AWS_*`
+    /// environment overrides each.
+    #[arg(skip)]
+    pub s3: Option<S3FileConfig>,
 }
 
-/// The file form: same keys as the flags. Unknown keys are an error, so typos do not pass silently.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub storage_url: Option<String>,
-    pub github_api_url: Option<String>,
-    pub ca_cert: Option<PathBuf>,
-    pub workers: Option<usize>,
-    pub allow_users: Option<Vec<String>>,
-    pub allow_orgs: Option<Vec<String>>,
-    pub open_registration: Option<bool>,
-    pub min_interval_hours: Option<u64>,
-    pub manual_runs_per_hour: Option<u32>,
-    pub shutdown_grace_secs: Option<u64>,
-    pub smtp_host: Option<String>,
-    pub smtp_port: Option<u16>,
-    pub smtp_username: Option<String>,
-    pub smtp_from: Option<String>,
-    pub smtp_tls: Option<String>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub trust_proxy: Option<Vec<String>>,
-    pub audit_retention_days: Option<u32>,
-    pub auth_failures_per_minute: Option<u32>,
-    pub verify_interval_days: Option<u64>,
-    /// S3 settings for `storage_url = "s3://…"`; the `AWS_*` environment overrides each.
-    pub s3: Option<S3FileConfig>,
-    pub run_retries: Option<u32>,
+impl ServerArgs {
+    /// Read the TOML config file: the same keys as the flags.
+    fn read_file(path: &std::path::Path) -> Result<ServerArgs, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        toml::from_str::<ServerArgs>(&text)
+            .map_err(|e| ConfigError(format!("config file {} is invalid: {e}", path.display())))
+    }
+
+    /// These settings laid over `lower`: every setting given here wins, `lower` fills the rest.
+    /// Done through serde so that a new field needs no line here.
+    pub fn over(&self, lower: ServerArgs) -> ServerArgs {
+        let (Ok(serde_json::Value::Object(mine)), Ok(serde_json::Value::Object(mut merged))) =
+            (serde_json::to_value(self), serde_json::to_value(&lower))
+        else {
+            unreachable!("ServerArgs serialises to a JSON object");
+        };
+        for (key, value) in mine {
+            if !value.is_null() {
+                merged.insert(key, value);
+            }
+        }
+        let mut out: ServerArgs = serde_json::from_value(serde_json::Value::Object(merged))
+            .expect("a merge of two valid settings is valid");
+        out.config = self.config.clone().or(lower.config);
+        out
+    }
 }
 
 /// `[s3]` in the config file. Secrets only by file name: a config file is often readable by
 /// more people than the secret should be.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3FileConfig {
     pub endpoint: Option<String>,
@@ -184,7 +203,7 @@ pub struct ServerConfig {
     /// exists the backup engine behaves as on a full disk.
     pub disk_full_flag: Option<PathBuf>,
     /// Server-wide SMTP settings for e-mail notifications; `None`: e-mail is not offered.
-    pub smtp: Option<crate::notify::SmtpConfig>,
+    pub smtp: Option<smtp::SmtpConfig>,
     /// HTTPS: (certificate chain, private key), PEM files watched for renewal.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How often the TLS files' modification times are checked.
@@ -204,6 +223,10 @@ pub struct ServerConfig {
     pub storage_settings: Vec<(String, ghbs_core::Secret)>,
     /// Retries of a failed run before its next slot (`--run-retries`).
     pub retry: ghbs_core::RetryPolicy,
+    /// How long one git process may run (`--git-timeout-secs`).
+    pub git_timeout: Duration,
+    /// Repositories of one account run fetched at once (`--repo-parallelism`, default: workers).
+    pub repo_parallelism: usize,
 }
 
 /// The storage's `AWS_*` settings that do not come straight from the environment: the config
@@ -294,6 +317,8 @@ impl ServerConfig {
             verify_interval: Some(Duration::from_secs(7 * 86_400)),
             storage_settings: Vec::new(),
             retry: ghbs_core::RetryPolicy::default(),
+            git_timeout: Duration::from_secs(3600),
+            repo_parallelism: 4,
         }
     }
 
@@ -304,40 +329,29 @@ impl ServerConfig {
         args: &ServerArgs,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ServerConfig, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| {
-                    ConfigError(format!("config file {} is invalid: {e}", path.display()))
-                })?
-            }
-            None => FileConfig::default(),
+        let s = match &args.config {
+            Some(path) => args.over(ServerArgs::read_file(path)?),
+            None => args.clone(),
         };
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(default_data_dir);
+        let data_dir = s.data_dir.clone().unwrap_or_else(default_data_dir);
         let mut cfg = ServerConfig::with_data_dir(data_dir);
-        if let Some(listen) = args.listen.clone().or(file.listen) {
+        if let Some(listen) = s.listen.clone() {
             cfg.listen = listen.parse().map_err(|_| {
                 ConfigError(format!(
                     "--listen {listen:?} is not an address: use IP:PORT, e.g. 127.0.0.1:3000"
                 ))
             })?;
         }
-        if let Some(url) = args.database_url.clone().or(file.database_url) {
+        if let Some(url) = s.database_url.clone() {
             cfg.database_url = url;
         }
-        if let Some(url) = args.storage_url.clone().or(file.storage_url) {
+        if let Some(url) = s.storage_url.clone() {
             ghbs_engine::StorageLocation::parse(&url)
                 .map_err(|e| ConfigError(format!("--storage: {e}")))?;
             cfg.storage_url = Some(url);
         }
-        cfg.storage_settings = storage_settings(file.s3.as_ref(), env)?;
-        if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
+        cfg.storage_settings = storage_settings(s.s3.as_ref(), env)?;
+        if let Some(url) = s.github_api_url.clone() {
             cfg.github_api_url = url.trim_end_matches('/').to_string();
         }
         if !(cfg.github_api_url.starts_with("http://")
@@ -348,8 +362,8 @@ impl ServerConfig {
                 cfg.github_api_url
             )));
         }
-        cfg.ca_cert = args.ca_cert.clone().or(file.ca_cert);
-        if let Some(w) = args.workers.or(file.workers) {
+        cfg.ca_cert = s.ca_cert.clone();
+        if let Some(w) = s.workers {
             if w == 0 || w > 256 {
                 return Err(ConfigError(format!(
                     "--workers {w}: choose between 1 and 256"
@@ -357,23 +371,12 @@ impl ServerConfig {
             }
             cfg.workers = w;
         }
-        cfg.allow_users = args
-            .allow_users
-            .clone()
-            .or(file.allow_users)
-            .unwrap_or_default();
-        cfg.allow_orgs = args
-            .allow_orgs
-            .clone()
-            .or(file.allow_orgs)
-            .unwrap_or_default();
+        cfg.allow_users = s.allow_users.clone().unwrap_or_default();
+        cfg.allow_orgs = s.allow_orgs.clone().unwrap_or_default();
         cfg.allow_users.retain(|s| !s.trim().is_empty());
         cfg.allow_orgs.retain(|s| !s.trim().is_empty());
-        cfg.open_registration = args
-            .open_registration
-            .or(file.open_registration)
-            .unwrap_or(false);
-        if let Some(h) = args.min_interval_hours.or(file.min_interval_hours) {
+        cfg.open_registration = s.open_registration.unwrap_or(false);
+        if let Some(h) = s.min_interval_hours {
             if h < 24 {
                 return Err(ConfigError(format!(
                     "--min-interval-hours {h}: backups run at most once a day, so the minimum is 24"
@@ -381,15 +384,15 @@ impl ServerConfig {
             }
             cfg.min_interval = Duration::from_secs(h * 3600);
         }
-        if let Some(n) = args.manual_runs_per_hour.or(file.manual_runs_per_hour) {
+        if let Some(n) = s.manual_runs_per_hour {
             cfg.manual_runs_per_hour = n;
         }
-        if let Some(s) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
+        if let Some(s) = s.shutdown_grace_secs {
             cfg.shutdown_grace = Duration::from_secs(s);
         }
         match (
-            args.tls_cert.clone().or(file.tls_cert),
-            args.tls_key.clone().or(file.tls_key),
+            s.tls_cert.clone(),
+            s.tls_key.clone(),
         ) {
             (Some(cert), Some(key)) => cfg.tls = Some((cert, key)),
             (None, None) => {}
@@ -400,12 +403,7 @@ impl ServerConfig {
                 ))
             }
         }
-        for addr in args
-            .trust_proxy
-            .clone()
-            .or(file.trust_proxy)
-            .unwrap_or_default()
-        {
+        for addr in s.trust_proxy.clone().unwrap_or_default() {
             let addr = addr.trim();
             if addr.is_empty() {
                 continue;
@@ -416,7 +414,7 @@ impl ServerConfig {
                 ))
             })?);
         }
-        if let Some(days) = args.audit_retention_days.or(file.audit_retention_days) {
+        if let Some(days) = s.audit_retention_days {
             if days == 0 {
                 return Err(ConfigError(
                     "--audit-retention-days 0: keep the audit trail at least one day".into(),
@@ -424,10 +422,7 @@ impl ServerConfig {
             }
             cfg.audit_retention = Duration::from_secs(u64::from(days) * 86_400);
         }
-        if let Some(n) = args
-            .auth_failures_per_minute
-            .or(file.auth_failures_per_minute)
-        {
+        if let Some(n) = s.auth_failures_per_minute {
             if n == 0 || n > 10_000 {
                 return Err(ConfigError(format!(
                     "--auth-failures-per-minute {n}: choose between 1 and 10000"
@@ -435,7 +430,7 @@ impl ServerConfig {
             }
             cfg.auth_failures_per_minute = n;
         }
-        if let Some(n) = args.run_retries.or(file.run_retries) {
+        if let Some(n) = s.run_retries {
             if n > 20 {
                 return Err(ConfigError(format!(
                     "--run-retries {n}: choose between 0 and 20 (retries stop at the next slot anyway)"
@@ -443,7 +438,7 @@ impl ServerConfig {
             }
             cfg.retry = ghbs_core::RetryPolicy { retries: n };
         }
-        if let Some(days) = args.verify_interval_days.or(file.verify_interval_days) {
+        if let Some(days) = s.verify_interval_days {
             if days > 3650 {
                 return Err(ConfigError(format!(
                     "--verify-interval-days {days}: at most 3650 (ten years); 0 turns scheduled verification off"
@@ -451,6 +446,22 @@ impl ServerConfig {
             }
             cfg.verify_interval = (days > 0).then(|| Duration::from_secs(days * 86_400));
         }
+        if let Some(secs) = s.git_timeout_secs {
+            if !(10..=7 * 86_400).contains(&secs) {
+                return Err(ConfigError(format!(
+                    "--git-timeout-secs {secs}: choose between 10 and 604800 (a week)"
+                )));
+            }
+            cfg.git_timeout = Duration::from_secs(secs);
+        }
+        if let Some(n) = s.repo_parallelism {
+            if n == 0 || n > 64 {
+                return Err(ConfigError(format!(
+                    "--repo-parallelism {n}: choose between 1 and 64"
+                )));
+            }
+        }
+        cfg.repo_parallelism = s.repo_parallelism.unwrap_or(cfg.workers);
         cfg.master_key = match (env("GHBS_MASTER_KEY"), env("GHBS_MASTER_KEY_FILE")) {
             (Some(k), _) => Some(ghbs_core::Secret::new(k)),
             (None, Some(path)) => Some(ghbs_core::Secret::new(
@@ -462,14 +473,7 @@ impl ServerConfig {
             )),
             (None, None) => None,
         };
-        let smtp_file = crate::notify::SmtpSettings {
-            host: file.smtp_host,
-            port: file.smtp_port,
-            username: file.smtp_username,
-            from: file.smtp_from,
-            tls: file.smtp_tls,
-        };
-        cfg.smtp = crate::notify::SmtpConfig::load(args, smtp_file, env)?;
+        cfg.smtp = smtp::SmtpConfig::load(&s, env)?;
         cfg.check_registration_policy()?;
         Ok(cfg)
     }
@@ -628,40 +632,126 @@ mod tests {
         assert!(e.contains("secret_access_key"), "{e}");
     }
 
+    /// Precedence for every kind of setting at once: defaults, then the file, then flags (clap
+    /// puts the environment in the same place as flags; see the clap test below).
     #[test]
-    fn storage_url_flag_over_file_over_default() {
+    fn every_setting_flag_over_file_over_default() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "storage_url = \"s3://from-file/ghbs\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "storage_url = \"s3://from-file/ghbs\"\nrun_retries = 2\ngit_timeout_secs = 600\n\
+             repo_parallelism = 3\nworkers = 7\nverify_interval_days = 2\n",
+        )
+        .unwrap();
         let base = ServerArgs {
             data_dir: Some("/tmp/x".into()),
             ..Default::default()
         };
-        assert_eq!(
-            ServerConfig::load(&base, &no_env).unwrap().storage_url,
-            None
-        );
+        let defaults = ServerConfig::load(&base, &no_env).unwrap();
         let from_file = ServerArgs {
             config: Some(path),
             ..base.clone()
         };
-        assert_eq!(
-            ServerConfig::load(&from_file, &no_env)
-                .unwrap()
-                .storage_url
-                .as_deref(),
-            Some("s3://from-file/ghbs")
-        );
-        let flag = ServerArgs {
+        let file = ServerConfig::load(&from_file, &no_env).unwrap();
+        let flags = ServerArgs {
             storage_url: Some("file:///srv/ghbs-backups".into()),
+            run_retries: Some(0),
+            git_timeout_secs: Some(60),
+            workers: Some(2),
+            verify_interval_days: Some(0),
             ..from_file
         };
+        let flag = ServerConfig::load(&flags, &no_env).unwrap();
+        type Get = fn(&ServerConfig) -> String;
+        let rows: [(&str, Get, [&str; 3]); 6] = [
+            (
+                "storage_url",
+                |c| format!("{:?}", c.storage_url),
+                [
+                    "None",
+                    "Some(\"s3://from-file/ghbs\")",
+                    "Some(\"file:///srv/ghbs-backups\")",
+                ],
+            ),
+            (
+                "run_retries",
+                |c| c.retry.retries.to_string(),
+                ["4", "2", "0"],
+            ),
+            (
+                "git_timeout",
+                |c| c.git_timeout.as_secs().to_string(),
+                ["3600", "600", "60"],
+            ),
+            ("workers", |c| c.workers.to_string(), ["4", "7", "2"]),
+            // Not given as a flag: the file's value stays; its default follows --workers.
+            (
+                "repo_parallelism",
+                |c| c.repo_parallelism.to_string(),
+                ["4", "3", "3"],
+            ),
+            (
+                "verify_interval",
+                |c| format!("{:?}", c.verify_interval),
+                ["Some(604800s)", "Some(172800s)", "None"],
+            ),
+        ];
+        for (name, get, [d, f, g]) in rows {
+            assert_eq!((name, get(&defaults).as_str()), (name, d));
+            assert_eq!((name, get(&file).as_str()), (name, f));
+            assert_eq!((name, get(&flag).as_str()), (name, g));
+        }
+        assert_eq!(defaults.retry.retries, ghbs_core::DEFAULT_RETRIES);
+        // Not a number: clap refuses it before loading, with the flag's name.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        use clap::Parser;
+        for flag in ["--run-retries", "--git-timeout-secs", "--repo-parallelism"] {
+            let err = Cli::try_parse_from(["x", flag, "many"]).err().unwrap();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+        // The `config` key itself is not a file setting.
+        let dir2 = tempfile::tempdir().unwrap();
+        let nested = dir2.path().join("c.toml");
+        std::fs::write(&nested, "config = \"/etc/other.toml\"\n").unwrap();
+        let err = ServerConfig::load(
+            &ServerArgs {
+                config: Some(nested),
+                ..base
+            },
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("config"), "{err}");
+    }
+
+    #[test]
+    fn over_keeps_what_is_given_and_fills_the_rest() {
+        let high = ServerArgs {
+            workers: Some(2),
+            allow_users: Some(vec!["alice".into()]),
+            ..Default::default()
+        };
+        let low = ServerArgs {
+            workers: Some(9),
+            listen: Some("127.0.0.1:4000".into()),
+            s3: Some(S3FileConfig {
+                region: Some("eu-west-1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let merged = high.over(low);
+        assert_eq!(merged.workers, Some(2));
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:4000"));
+        assert_eq!(merged.allow_users, Some(vec!["alice".to_string()]));
         assert_eq!(
-            ServerConfig::load(&flag, &no_env)
-                .unwrap()
-                .storage_url
-                .as_deref(),
-            Some("file:///srv/ghbs-backups")
+            merged.s3.and_then(|s| s.region).as_deref(),
+            Some("eu-west-1")
         );
     }
 
@@ -783,6 +873,20 @@ mod tests {
                 },
                 "--run-retries 21: choose between 0 and 20",
             ),
+            (
+                ServerArgs {
+                    git_timeout_secs: Some(1),
+                    ..Default::default()
+                },
+                "--git-timeout-secs 1: choose between 10",
+            ),
+            (
+                ServerArgs {
+                    repo_parallelism: Some(0),
+                    ..Default::default()
+                },
+                "--repo-parallelism 0: choose between 1 and 64",
+            ),
         ] {
             let args = ServerArgs {
                 data_dir: Some("/tmp/x".into()),
@@ -870,46 +974,6 @@ mod tests {
             let err = ServerConfig::load(&args, &no_env).unwrap_err();
             assert!(err.0.contains(needle), "{err}");
         }
-    }
-
-    #[test]
-    fn run_retries_flag_over_file_over_default() {
-        let base = ServerArgs {
-            data_dir: Some("/tmp/x".into()),
-            ..Default::default()
-        };
-        let cfg = ServerConfig::load(&base, &no_env).unwrap();
-        assert_eq!(cfg.retry.retries, ghbs_core::DEFAULT_RETRIES);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "run_retries = 2\n").unwrap();
-        let from_file = ServerArgs {
-            config: Some(path.clone()),
-            ..base.clone()
-        };
-        assert_eq!(
-            ServerConfig::load(&from_file, &no_env)
-                .unwrap()
-                .retry
-                .retries,
-            2
-        );
-        let flag = ServerArgs {
-            run_retries: Some(0),
-            ..from_file
-        };
-        assert_eq!(ServerConfig::load(&flag, &no_env).unwrap().retry.retries, 0);
-        // Not a number: clap refuses it before loading, with the flag's name.
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            server: ServerArgs,
-        }
-        use clap::Parser;
-        let err = Cli::try_parse_from(["x", "--run-retries", "many"])
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("--run-retries"), "{err}");
     }
 
     #[test]

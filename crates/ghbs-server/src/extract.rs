@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// Largest JSON body accepted. Requests here are small; anything bigger is a mistake or abuse.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// JSON body; malformed, mistyped, unknown-field and oversized bodies become 4xx `ErrorBody`s.
 pub struct ApiJson<T>(pub T);
 
@@ -34,7 +37,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             codes::PAYLOAD_TOO_LARGE,
             format!(
                 "request body is too large (limit {} KiB)",
-                crate::app::BODY_LIMIT / 1024
+                BODY_LIMIT / 1024
             ),
         ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(

@@ -10,7 +10,9 @@ pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod executor;
 pub mod extract;
+pub mod limiter;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
@@ -18,13 +20,16 @@ pub mod planning;
 pub mod routes;
 pub mod scheduler;
 pub mod security;
+pub mod start;
+pub mod state;
 pub mod tls;
 pub mod verify;
 
 use std::sync::Arc;
 
-pub use app::{launch, router, AppState};
+pub use app::{launch, router};
 pub use config::{ServerArgs, ServerConfig};
+pub use state::AppState;
 
 /// Run the server until SIGINT or SIGTERM: load the configuration, open the store, bind, print
 /// `listening on http://ADDR` as the first line on stdout, serve, drain.

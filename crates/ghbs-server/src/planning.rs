@@ -28,14 +28,15 @@ impl Plan {
         Ok(Plan { schedule, tz })
     }
 
-    /// Read back a schedule that was checked when it was stored. Skips the interval check: it
-    /// walks a year of cron fire times, which the scheduler must not pay after every run, and a
-    /// later change of `--min-interval-hours` must not strand existing jobs.
-    pub fn stored(schedule: &str, timezone: &str) -> Result<Plan, ScheduleError> {
-        Ok(Plan {
-            tz: parse_timezone(timezone)?,
-            schedule: Schedule::parse(schedule)?,
-        })
+    /// The plan of a stored job (the store parsed its schedule and timezone when it read the
+    /// row). No interval check: it walks a year of cron fire times, which the scheduler must not
+    /// pay after every run, and a later change of `--min-interval-hours` must not strand
+    /// existing jobs.
+    pub fn of(job: &ghbs_store::JobRow) -> Plan {
+        Plan {
+            schedule: job.schedule.clone(),
+            tz: job.timezone,
+        }
     }
 
     /// Next fire time strictly after `after` for the job identified by `spread_key`.
@@ -65,15 +66,12 @@ pub fn spread_key(user_id: i64, target: &str) -> i64 {
 /// Whether the job's backup is stale at `now` ([`ghbs_core::backup_is_stale`]: no success for
 /// twice the schedule's interval, measured from the last success or, failing one, from the
 /// job's creation). The one definition behind `jobs`' STALE flag and the `stale` notification.
-/// A schedule that no longer parses is not called stale here; the scheduler reports it.
 pub fn is_stale(
     job: &ghbs_store::JobRow,
     last_success_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> bool {
-    let Ok(plan) = Plan::stored(&job.schedule, &job.timezone) else {
-        return false;
-    };
+    let plan = Plan::of(job);
     let basis = last_success_at.unwrap_or(job.created_at);
     let offset = spread_offset(spread_key(job.user_id, &job.target));
     let interval =

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use ghbs_core::FailureKind;
 use ghbs_store::{Claim, RetryPlan, RunOutcome};
 use ghbs_wire::{RunStatus, RunTrigger};
@@ -13,100 +12,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::executor::{ExecOutcome, Executor, RetryScope, RunProgress};
 use crate::metrics::Metrics;
 use crate::planning::{spread_key, Plan};
+use crate::state::AppState;
 
 /// Pause between two attempts at recording a run's outcome.
 const FINISH_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How a run ended, as the executor reports it.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOutcome {
-    pub error: Option<String>,
-    pub bytes_fetched: i64,
-    pub api_requests: i64,
-    pub api_requests_conditional: i64,
-    pub snapshot_id: Option<i64>,
-    pub needs_login: bool,
-    /// What ended a failed run. It alone decides whether the run is attempted again before its
-    /// next slot ([`FailureKind::retried_at_slot`]); `None` (unclassified) is not retried.
-    pub failure: Option<FailureKind>,
-    /// A partial run of an account job: the mirror keys of the repositories that failed for a
-    /// passing reason. A retry fetches only these (the others come from this run's snapshot).
-    pub retry_repos: Vec<String>,
-}
-
-impl ExecOutcome {
-    /// A failure nobody classified: not retried.
-    pub fn failed(message: impl Into<String>) -> ExecOutcome {
-        ExecOutcome {
-            error: Some(message.into()),
-            ..Default::default()
-        }
-    }
-
-    /// A failure of a known kind (retried at the slot when the kind says so).
-    pub fn failed_as(kind: FailureKind, message: impl Into<String>) -> ExecOutcome {
-        ExecOutcome {
-            error: Some(message.into()),
-            failure: Some(kind),
-            ..Default::default()
-        }
-    }
-}
-
-/// The scope of a retry of a partial account run, stored on the job (opaque to the store):
-/// fetch `repos` again, take every other repository as `snapshot_id` holds it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RetryScope {
-    pub snapshot_id: i64,
-    pub repos: Vec<String>,
-}
-
-impl RetryScope {
-    /// The scope of the attempt a claim runs: only a retry has one.
-    pub fn of(claim: &Claim) -> Option<RetryScope> {
-        if claim.run.attempt <= 1 {
-            return None;
-        }
-        serde_json::from_value(claim.job.retry_scope.clone()?).ok()
-    }
-}
-
-/// Lets an executor show what a run is doing ("waiting for rate limit until 14:05").
-#[derive(Clone)]
-pub struct RunProgress {
-    state: Arc<AppState>,
-    job_id: i64,
-    lease_token: i64,
-    run_id: i64,
-}
-
-impl RunProgress {
-    pub async fn set(&self, text: Option<&str>) {
-        if let Err(e) = self
-            .state
-            .store
-            .set_run_progress(self.job_id, self.lease_token, self.run_id, text)
-            .await
-        {
-            tracing::warn!(error = %e, "could not record run progress");
-        }
-    }
-}
-
-/// What a claimed run executes. The product's executor is [`crate::backup::BackupExecutor`];
-/// tests of the scheduler alone may use their own.
-#[async_trait]
-pub trait Executor: Send + Sync + 'static {
-    async fn execute(
-        &self,
-        state: &Arc<AppState>,
-        claim: &Claim,
-        progress: RunProgress,
-    ) -> ExecOutcome;
-}
 
 pub struct Scheduler {
     state: Arc<AppState>,
@@ -333,12 +245,7 @@ async fn work(
     let lost = CancellationToken::new();
     let heartbeat =
         tokio::spawn(heartbeat(state.clone(), job_id, token, lost.clone()).in_current_span());
-    let progress = RunProgress {
-        state: state.clone(),
-        job_id,
-        lease_token: token,
-        run_id,
-    };
+    let progress = RunProgress::new(state.store.clone(), job_id, token, run_id);
     let outcome = tokio::select! {
         o = async {
             if claim.run.trigger == RunTrigger::Verify {
@@ -453,15 +360,7 @@ fn next_run_after(
     {
         return job.next_run_at;
     }
-    match Plan::stored(&job.schedule, &job.timezone) {
-        Ok(plan) => plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)),
-        Err(e) => {
-            // The schedule was valid when stored; if a newer version refuses it, try again in a day
-            // rather than spinning.
-            tracing::error!(error = %e, "stored schedule no longer parses");
-            now + chrono::Duration::days(1)
-        }
-    }
+    Plan::of(job).next_after(now, job.created_at, spread_key(job.user_id, &job.target))
 }
 
 async fn heartbeat(state: Arc<AppState>, job_id: i64, token: i64, lost: CancellationToken) {

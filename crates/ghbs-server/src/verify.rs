@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use ghbs_engine::Manifest;
 use ghbs_store::{Claim, SnapshotRow};
 
-use crate::app::AppState;
+use crate::executor::{ExecOutcome, RunProgress};
 use crate::metrics::Metrics;
 use crate::planning::spread_key;
-use crate::scheduler::{ExecOutcome, RunProgress};
+use crate::state::AppState;
 
 /// Jobs given their first slot per look; the rest get theirs at the next look.
 const SEED_BATCH: i64 = 500;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::TestApp;
-use ghbs_server::scheduler::{ExecOutcome, Executor, RunProgress};
+use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
 use ghbs_server::AppState;
 use ghbs_store::Claim;
 use serde_json::Value;

@@ -12,7 +12,7 @@ use chrono::Duration;
 use common::TestApp;
 use ghbs_core::Clock;
 use ghbs_engine::Manifest;
-use ghbs_server::scheduler::{ExecOutcome, Executor, RunProgress};
+use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
 use ghbs_server::AppState;
 use ghbs_store::Claim;
 use serde_json::json;

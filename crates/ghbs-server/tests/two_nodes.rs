@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use chrono::Duration;
 use common::TestApp;
 use ghbs_core::Clock;
-use ghbs_server::scheduler::{ExecOutcome, Executor, RunProgress, Scheduler};
+use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
+use ghbs_server::scheduler::Scheduler;
 use ghbs_server::{AppState, ServerConfig};
 use ghbs_store::Claim;
 

@@ -136,13 +136,28 @@ pub(crate) fn api_key<R: Cols>(r: &R) -> StoreResult<ApiKeyRow> {
 }
 
 pub(crate) fn job<R: Cols>(r: &R) -> StoreResult<JobRow> {
+    let id = r.int("id")?;
+    let schedule = r.text("schedule")?;
+    let schedule = ghbs_core::Schedule::parse(&schedule).map_err(|e| {
+        decode_err(
+            "schedule",
+            format!("job {id}: {schedule:?} does not parse: {e}"),
+        )
+    })?;
+    let timezone = r.text("timezone")?;
+    let timezone = ghbs_core::parse_timezone(&timezone).map_err(|e| {
+        decode_err(
+            "timezone",
+            format!("job {id}: {timezone:?} does not parse: {e}"),
+        )
+    })?;
     Ok(JobRow {
-        id: r.int("id")?,
+        id,
         user_id: r.int("user_id")?,
         target: r.text("target")?,
         target_kind: parse_kind(&r.text("target_kind")?)?,
-        schedule: r.text("schedule")?,
-        timezone: r.text("timezone")?,
+        schedule,
+        timezone,
         retention: from_json("retention", &r.text("retention")?)?,
         options: from_json("options", &r.text("options")?)?,
         paused: r.flag("paused")?,

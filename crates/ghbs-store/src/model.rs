@@ -34,8 +34,10 @@ pub struct JobRow {
     /// Canonical target (`owner/name` or `owner`), unique per user.
     pub target: String,
     pub target_kind: TargetKind,
-    pub schedule: String,
-    pub timezone: String,
+    /// Parsed when the row is read: a stored schedule or timezone that does not parse is a
+    /// decode error naming the job, never a silent default.
+    pub schedule: ghbs_core::Schedule,
+    pub timezone: chrono_tz::Tz,
     pub retention: Retention,
     pub options: JobOptions,
     pub paused: bool,

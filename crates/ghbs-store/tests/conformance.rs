@@ -181,6 +181,11 @@ async fn jobs_crud() {
 }
 
 #[tokio::test]
+async fn jobs_with_unparsable_schedule_or_timezone_are_errors_naming_the_job() {
+    on_each_backend(jobs::unparsable_stored_values).await;
+}
+
+#[tokio::test]
 async fn jobs_isolation() {
     on_each_backend(jobs::isolation).await;
 }

@@ -581,6 +581,10 @@ pub enum DownloadFormat {
     TarGz,
     #[serde(rename = "zip")]
     Zip,
+    /// A zip of a static HTML site of the snapshot (README, issues, pull requests, reviews,
+    /// releases, wiki) that opens offline in a browser.
+    #[serde(rename = "site")]
+    Site,
 }
 
 impl DownloadFormat {
@@ -589,6 +593,7 @@ impl DownloadFormat {
             DownloadFormat::Bundle => "bundle",
             DownloadFormat::TarGz => "tar.gz",
             DownloadFormat::Zip => "zip",
+            DownloadFormat::Site => "site",
         }
     }
 
@@ -597,6 +602,7 @@ impl DownloadFormat {
             "bundle" => DownloadFormat::Bundle,
             "tar.gz" | "tgz" => DownloadFormat::TarGz,
             "zip" => DownloadFormat::Zip,
+            "site" => DownloadFormat::Site,
             _ => return None,
         })
     }

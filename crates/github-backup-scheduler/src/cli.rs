@@ -365,9 +365,11 @@ pub struct FetchArgs {
     /// Snapshot id (see `snapshots`) [default: the latest].
     #[arg(long, value_name = "ID")]
     pub snapshot: Option<i64>,
-    /// bundle (git clone-able), tar.gz (mirror + metadata) or zip (default-branch sources). For an
-    /// account job without --repo: one tar holding a bundle (or a zip) per repository; tar.gz
-    /// holds a bundle and the metadata per repository.
+    /// bundle (git clone-able), tar.gz (mirror + metadata), zip (default-branch sources) or site
+    /// (a zip of a static HTML site: README, issues, pull requests, releases, wiki; open its
+    /// index.html in a browser). For an account job without --repo: one tar holding a bundle (or
+    /// a zip) per repository; tar.gz holds a bundle and the metadata per repository; site is one
+    /// site listing every repository.
     #[arg(long, default_value = "bundle", value_parser = parse_format)]
     pub format: DownloadFormat,
     /// Account jobs: download this repository only.
@@ -533,7 +535,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 
 fn parse_format(s: &str) -> Result<DownloadFormat, String> {
     DownloadFormat::parse(s)
-        .ok_or_else(|| format!("unknown format `{s}`: use bundle, tar.gz or zip"))
+        .ok_or_else(|| format!("unknown format `{s}`: use bundle, tar.gz, zip or site"))
 }
 
 #[cfg(test)]

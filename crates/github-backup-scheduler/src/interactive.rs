@@ -5,7 +5,7 @@ use inquire::validator::Validation;
 use inquire::{Confirm, Select, Text};
 
 use crate::commands::download_check as verify;
-use crate::commands::fetch::{download, Dest};
+use crate::commands::fetch::{download, site_hint, Dest};
 use crate::commands::{jobs, prompt, run, schedule, Ctx};
 use crate::exit::{CliError, CliResult};
 use crate::output;
@@ -224,12 +224,14 @@ async fn download_backup(ctx: &Ctx) -> CliResult {
             "bundle (one tar holding a git bundle per repository)",
             "tar.gz (a bundle plus metadata per repository)",
             "zip (one tar holding a zip of the default branch per repository)",
+            "site (a web site to read offline: every repository's README, issues, pull requests, releases, wiki)",
         ]
     } else {
         vec![
             "bundle (every branch and tag; `git clone` restores it)",
             "tar.gz (the mirror plus metadata)",
             "zip (the default branch's files)",
+            "site (a web site to read offline: README, issues, pull requests, releases, wiki)",
         ]
     };
     let picked = prompt(move || Select::new("Which format?", formats).raw_prompt()).await?;
@@ -237,6 +239,7 @@ async fn download_backup(ctx: &Ctx) -> CliResult {
         DownloadFormat::Bundle,
         DownloadFormat::TarGz,
         DownloadFormat::Zip,
+        DownloadFormat::Site,
     ][picked.index];
     let got = download(ctx, &api, snapshot.id, format, None, Dest::Dir(".".into())).await?;
     let inside = if got.repos.is_empty() {
@@ -253,6 +256,9 @@ async fn download_backup(ctx: &Ctx) -> CliResult {
         got.path.display(),
         output::size(got.bytes as i64)
     );
+    if format == DownloadFormat::Site {
+        println!("{}.", site_hint(&got.path));
+    }
     Ok(())
 }
 

@@ -312,6 +312,7 @@ async fn every_format_for_repository_and_account_jobs() {
             ("bundle", &b"# v2 git bundle"[..]),
             ("tar.gz", &[0x1f, 0x8b]),
             ("zip", b"PK"),
+            ("site", b"PK"),
         ] {
             let mut args = vec!["fetch", &repo_job, "--format", format, "--json"];
             if let Some(r) = repo {
@@ -383,6 +384,41 @@ async fn every_format_for_repository_and_account_jobs() {
     let out = tempfile::tempdir().unwrap();
     sh("tar", &["-xzf", tgz.to_str().unwrap()], out.path());
     assert!(out.path().join("octo/tools.bundle").is_file());
+
+    // The site of an account job: one zip, one folder, one top index listing both repositories.
+    let o = w.ok(&["fetch", &account_job, "--format", "site"]).await;
+    let site = w.path(o.stdout.trim());
+    let name = site.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.ends_with(".site.zip"), "{name}");
+    let folder = name.strip_suffix(".zip").unwrap();
+    assert!(
+        o.stderr.contains(&format!("open {folder}/index.html")),
+        "{}",
+        o.stderr
+    );
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&site).unwrap()).unwrap();
+    let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
+    for want in [
+        "index.html",
+        "octo/hello/index.html",
+        "octo/tools/index.html",
+        "style.css",
+    ] {
+        assert!(
+            names.contains(&format!("{folder}/{want}")),
+            "{want} not in {names:?}"
+        );
+    }
+    let mut index = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name(&format!("{folder}/index.html")).unwrap(),
+        &mut index,
+    )
+    .unwrap();
+    assert!(
+        index.contains("href=\"octo/hello/index.html\"") && index.contains("octo/tools"),
+        "{index}"
+    );
 
     // An account job with --repo: that repository's single file, in every format.
     for (format, magic) in [

@@ -96,7 +96,11 @@ fn fetch_with_an_unknown_format_is_a_usage_error() {
     let dir = TempDir::new().unwrap();
     let o = run(cli(dir.path()).args(["fetch", "1", "--format", "rar"]));
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("bundle, tar.gz or zip"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("bundle, tar.gz, zip or site"),
+        "{}",
+        o.stderr
+    );
     let o = run(cli(dir.path()).args(["fetch", "1", "--repo", "a/b/c"]));
     assert_eq!(o.code, 2, "{}", o.stderr);
 }

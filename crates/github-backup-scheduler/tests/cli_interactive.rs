@@ -129,3 +129,59 @@ async fn menu_downloads_an_account_backup_as_verified_bundles() {
     );
     assert!(!saved.iter().any(|n| n.ends_with(".part")), "{saved:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn menu_downloads_a_backup_as_a_site() {
+    let w = World::start().await;
+    w.login().await;
+    let job = w.ok(&["schedule", "octo/hello", "--json"]).await.json()["id"].to_string();
+    w.ok(&["run", &job, "--wait"]).await;
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env("GHBS_CONFIG_DIR", w.config.path())
+        .env("GHBS_SERVER", &w.server_url)
+        .env("TERM", "xterm")
+        .env_remove("GITHUB_TOKEN")
+        .current_dir(w.work.path());
+
+    let transcript = tokio::task::spawn_blocking(move || -> Result<(), rexpect::error::Error> {
+        let opts = Options::new()
+            .timeout_ms(Some(30_000))
+            .strip_ansi_escape_codes(true);
+        let mut p = spawn_with_options(cmd, opts)?;
+        p.exp_string("What would you like to do?")?;
+        p.send(&DOWN.repeat(2))?;
+        p.send("\r")?; // Download a backup
+        p.flush()?;
+        p.exp_string("Download a backup of which job?")?;
+        p.send("\r")?;
+        p.flush()?;
+        p.exp_string("Which backup?")?;
+        p.send("\r")?;
+        p.flush()?;
+        p.exp_string("site (a web site to read offline")?;
+        p.send(&DOWN.repeat(3))?;
+        p.send("\r")?; // site
+        p.flush()?;
+        p.exp_string("index.html in any browser")?;
+        p.exp_string("What would you like to do?")?;
+        p.send(&DOWN.repeat(5))?;
+        p.send("\r")?; // Exit
+        p.flush()?;
+        p.exp_eof()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    transcript.unwrap_or_else(|e| panic!("interactive session: {e}\n{}", w.server_log()));
+    let saved: Vec<String> = std::fs::read_dir(w.work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let site = saved
+        .iter()
+        .find(|n| n.ends_with(".site.zip"))
+        .unwrap_or_else(|| panic!("no site in {saved:?}"));
+    assert!(std::fs::read(w.work.path().join(site))
+        .unwrap()
+        .starts_with(b"PK"));
+}

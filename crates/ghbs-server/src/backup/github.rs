@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ghbs_github::{CachedResponse, ValidatorCache};
 use ghbs_store::{HttpCacheRow, Store};
 
-use crate::scheduler::RunProgress;
+use crate::executor::RunProgress;
 
 /// Conditional-request validators persisted in the store, so ETags survive restarts.
 pub(super) struct StoreCache {
@@ -47,7 +47,7 @@ impl ValidatorCache for StoreCache {
 /// and adds their length to `ghbs_github_rate_limit_wait_seconds_total`.
 pub(super) struct ProgressBridge {
     pub progress: RunProgress,
-    pub state: Arc<crate::app::AppState>,
+    pub state: Arc<crate::state::AppState>,
     /// When the wait announced last began (`None`: not waiting).
     pub waiting_since: std::sync::Mutex<Option<std::time::Instant>>,
 }

@@ -4,8 +4,8 @@ use ghbs_engine::{Engine, Manifest};
 use ghbs_store::{JobRow, Store};
 
 use super::{mirror_key, wiki_mirror_key};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Deletes a job's snapshots and mirrors (explicit purge).
 pub async fn purge_backups(state: &AppState, job: &JobRow) -> Result<(), ApiError> {

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{conversations, github_failure};
-use crate::scheduler::ExecOutcome;
+use crate::executor::ExecOutcome;
 
 /// Metadata is fetched in full (conditionally) at least every this many runs.
 pub const FULL_SYNC_EVERY: u32 = 7;

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use self::carry::{History, Missing};
 use self::github::{ProgressBridge, StoreCache};
 use self::metadata::MetaState;
-use crate::app::AppState;
+use crate::executor::{ExecOutcome, Executor, RetryScope, RunProgress};
 use crate::metrics::Metrics;
-use crate::scheduler::{ExecOutcome, Executor, RetryScope, RunProgress};
+use crate::state::AppState;
 
 /// A real fetch happens at least every this many runs even when GitHub reports no push, so
 /// nothing `pushed_at` misses (for example a deleted tag) goes unnoticed for long.
@@ -411,10 +411,9 @@ async fn resolve_and_fetch(
         None => (repos, Vec::new()),
     };
     // Repositories of one run are fetched a few at a time: git and GitHub latency overlap, and
-    // the engine serialises work per mirror anyway. The bound reuses `workers` (concurrent runs)
-    // until the configuration has a setting of its own; at most workers × workers git processes
-    // then run at once.
-    let parallel = state.cfg.workers.max(1);
+    // the engine serialises work per mirror anyway. `--repo-parallelism` (default: `--workers`)
+    // bounds it; at most workers × repo_parallelism git processes then run at once.
+    let parallel = state.cfg.repo_parallelism.max(1);
     // A fatal error (database, a single-repository job's fetch) ends the run: repositories not
     // started yet are skipped, those in flight finish (cancelling them would leave git and
     // metadata writes half-done for the clean-up to handle).

@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use ghbs_core::{last_captures, parse_timezone, select_kept, HeldRepos};
+use ghbs_core::{last_captures, select_kept, HeldRepos};
 use ghbs_engine::Manifest;
 use ghbs_store::JobRow;
 use ghbs_wire::{codes, RepoForgotten};
 
 use super::{mirror_key, wiki_key, RepoState};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Forgets the snapshots the job's retention no longer keeps: rows first (so they stop being
 /// visible), then refs and unreferenced objects; then the mirrors of forgotten repositories
@@ -35,7 +35,7 @@ pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<(
         .iter()
         .filter_map(|s| Some((s.id, serde_json::from_value(s.manifest.clone()).ok()?)))
         .collect();
-    let tz = parse_timezone(&job.timezone).unwrap_or(chrono_tz::UTC);
+    let tz = job.timezone;
     let list: Vec<(i64, DateTime<Utc>)> = snaps.iter().map(|s| (s.id, s.created_at)).collect();
     let mut kept = select_kept(&list, &job.retention, tz);
     let held: Vec<HeldRepos<'_>> = snaps
@@ -95,10 +95,13 @@ pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<(
         .filter_map(|id| manifests.get(id))
         .flat_map(|m| m.repos.iter().map(|r| r.key.as_str()))
         .collect();
+    // A kept snapshot whose manifest cannot be read may hold any repository: then no mirror is
+    // removed (its objects are what that snapshot needs), only the dropped rows and refs go.
+    let unreadable_kept = snaps.iter().any(|s| !manifests.contains_key(&s.id));
     let orphaned: BTreeSet<&str> = dropped_manifests
         .iter()
         .flat_map(|m| m.repos.iter().map(|r| r.key.as_str()))
-        .filter(|key| !still_held.contains(key) && !known.contains(*key))
+        .filter(|key| !unreadable_kept && !still_held.contains(key) && !known.contains(*key))
         .collect();
     for key in orphaned {
         for mirror in [key.to_owned(), wiki_key(key)] {

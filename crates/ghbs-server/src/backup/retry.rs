@@ -13,8 +13,8 @@ use ghbs_store::JobRepoRow;
 use ghbs_wire::SnapshotRepo;
 
 use super::{mirror_key, same_repo};
-use crate::app::AppState;
-use crate::scheduler::RetryScope;
+use crate::executor::RetryScope;
+use crate::state::AppState;
 
 /// A repository this retry takes from the earlier attempt's snapshot instead of fetching it.
 pub(super) struct Reused {

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// Longest one attempt may take (connect, send, answer) before it counts as failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);

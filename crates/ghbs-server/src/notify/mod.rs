@@ -16,10 +16,10 @@ use ghbs_store::{Claim, JobRow, RunOutcome};
 use ghbs_wire::{RunStatus, RunTrigger};
 use serde_json::{json, Value};
 
+pub use crate::config::smtp::{SmtpConfig, SmtpTls};
 pub use deliver::Deliverer;
-pub use smtp::{SmtpConfig, SmtpSettings, SmtpTls};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// What happened. The wire names are [`ghbs_wire::NOTIFY_EVENTS`] plus `test`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

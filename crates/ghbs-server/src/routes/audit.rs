@@ -7,10 +7,10 @@ use axum::Json;
 use ghbs_wire::{codes, AuditEntry, AuditList, ErrorBody};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use axum::Json;
 use ghbs_store::StoreError;
 use ghbs_wire::Health;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 // Liveness only: the process answers. Never depends on the database or the disk.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
@@ -29,12 +29,6 @@ pub const MIN_FREE_BYTES: u64 = 8 << 20;
 /// How long a write-probe result is reused: `/readyz` may be polled every second by several
 /// load balancers, and a write per poll would be a write queue of its own.
 const WRITE_PROBE_EVERY: Duration = Duration::from_secs(3);
-
-/// The cached result of the last write probe.
-#[derive(Default)]
-pub struct Readiness {
-    last_write: tokio::sync::Mutex<Option<(Instant, Result<(), StoreError>)>>,
-}
 
 async fn write_probe(state: &AppState) -> Result<(), String> {
     let mut last = state.readiness.last_write.lock().await;

@@ -14,11 +14,11 @@ use ghbs_wire::{
 };
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::planning::{spread_key, Plan};
+use crate::state::AppState;
 
 /// A job as the API shows it: its row, newest run, freshness and pending retry.
 pub fn job_json(
@@ -47,8 +47,8 @@ pub fn job_json(
         id: job.id,
         target: job.target,
         target_kind: job.target_kind,
-        schedule: job.schedule,
-        timezone: job.timezone,
+        schedule: job.schedule.canonical(),
+        timezone: job.timezone.name().to_owned(),
         retention: job.retention,
         options: job.options,
         state,
@@ -218,9 +218,15 @@ pub async fn update(
         .or_not_found("job")?;
     let mut patch = JobPatch::default();
     if req.schedule.is_some() || req.timezone.is_some() {
-        let schedule = req.schedule.as_deref().unwrap_or(&job.schedule);
-        let tz = req.timezone.as_deref().unwrap_or(&job.timezone);
-        let plan = Plan::parse(schedule, tz, state.cfg.min_interval)?;
+        let schedule = req
+            .schedule
+            .clone()
+            .unwrap_or_else(|| job.schedule.canonical());
+        let tz = req
+            .timezone
+            .clone()
+            .unwrap_or_else(|| job.timezone.name().to_owned());
+        let plan = Plan::parse(&schedule, &tz, state.cfg.min_interval)?;
         let now = state.clock.now();
         patch.next_run_at =
             Some(plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)));
@@ -260,7 +266,7 @@ async fn set_paused(
             .get_job(caller.user.id, id)
             .await
             .or_not_found("job")?;
-        let plan = Plan::stored(&job.schedule, &job.timezone)?;
+        let plan = Plan::of(&job);
         let now = state.clock.now();
         if job.next_run_at <= now {
             patch.next_run_at =

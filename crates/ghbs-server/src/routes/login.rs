@@ -10,13 +10,13 @@ use ghbs_wire::{
     codes, ApiKey, ApiKeyList, ErrorBody, KeyCreate, KeyCreated, LoginRequest, LoginResponse, User,
 };
 
-use crate::app::AppState;
 use crate::audit::Action;
 use crate::auth::{Caller, MAX_LIVE_KEYS_PER_USER};
 use crate::crypto::{hash_api_key, new_api_key};
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath};
 use crate::security::ClientAddr;
+use crate::state::AppState;
 
 pub fn user_json(u: &ghbs_store::UserRow) -> User {
     User {

@@ -12,12 +12,12 @@ use ghbs_wire::{
     NotifyTargetList, NotifyTestResult,
 };
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiJson, ApiPath};
 use crate::notify::target::{check_address, check_url, mask_url, parse_events, target_json};
 use crate::notify::{deliver, Deliverer};
+use crate::state::AppState;
 
 /// Targets one user may have: enough for every channel, few enough that one account cannot
 /// fan a single failure out into thousands of requests.

@@ -8,10 +8,10 @@ use axum::Json;
 use ghbs_wire::{codes, ErrorBody, Run, RunList};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
 
 /// Queue a run now. Idempotent while a run is queued or running (that run is returned).
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/runs", params(("id" = i64, Path)),

@@ -13,10 +13,10 @@ use ghbs_wire::{codes, DownloadFormat, ErrorBody, Snapshot, SnapshotList, Target
 use serde::Deserialize;
 use tower::ServiceExt;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
 
 pub fn snapshot_json(s: SnapshotRow) -> Snapshot {
     let (status, carried_forward, failed, gone) = Snapshot::summarise(&s.repos);
@@ -77,7 +77,7 @@ pub struct Artifact(pub Vec<u8>);
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
-    /// `bundle` (default), `tar.gz` or `zip`.
+    /// `bundle` (default), `tar.gz`, `zip` or `site` (a zip of a static HTML site to read offline).
     pub format: Option<String>,
     /// For account jobs: only this repository (`owner/name`).
     pub repo: Option<String>,
@@ -97,11 +97,12 @@ pub struct DownloadQuery {
 ///
 /// Account jobs without `repo` get one archive with a file per repository: bundle → an
 /// uncompressed tar of `owner/name.bundle` (`application/x-tar`), zip → a tar of
-/// `owner/name.zip`, tar.gz → bundles and metadata per repository.
+/// `owner/name.zip`, tar.gz → bundles and metadata per repository. `site` is always one zip: a
+/// static HTML site whose top index lists every repository of the snapshot (or just `repo`).
 #[utoipa::path(get, path = "/api/v1/snapshots/{id}/download", params(("id" = i64, Path), DownloadQuery,
         ("Range" = Option<String>, Header, description = "one byte range, e.g. `bytes=1000-`"),
         ("If-Range" = Option<String>, Header, description = "the ETag of the partial file held: the range is served only if it is still the current file, else the whole file (200)")),
-    responses((status = 200, description = "the artifact: a git bundle, a tar.gz or a zip; for an account job without `repo`, a tar of one bundle or zip per repository",
+    responses((status = 200, description = "the artifact: a git bundle, a tar.gz or a zip (`zip` and `site`); for an account job without `repo`, a tar of one bundle or zip per repository (a `site` stays one zip)",
                 content((Artifact = "application/x-git-bundle"), (Artifact = "application/gzip"),
                         (Artifact = "application/zip"), (Artifact = "application/x-tar")),
                 headers(("ETag" = String, description = "strong validator: the quoted hex SHA-256 of the file"),
@@ -133,7 +134,7 @@ pub async fn download(
         Some(f) => DownloadFormat::parse(f).ok_or_else(|| {
             ApiError::bad_request(
                 codes::BAD_REQUEST,
-                format!("unknown format {f:?}: use bundle, tar.gz or zip"),
+                format!("unknown format {f:?}: use bundle, tar.gz, zip or site"),
             )
         })?,
     };

@@ -12,10 +12,10 @@ use ghbs_store::StoreError;
 use ghbs_wire::{codes, ErrorBody, Run};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, OrNotFound};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

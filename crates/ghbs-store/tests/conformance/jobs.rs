@@ -66,8 +66,8 @@ pub async fn crud(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(patched.schedule, "weekly on mon");
-    assert_eq!(patched.timezone, "Europe/Paris");
+    assert_eq!(patched.schedule.canonical(), "weekly on monday");
+    assert_eq!(patched.timezone, chrono_tz::Europe::Paris);
     assert_eq!(patched.retention.keep_last, 3);
     assert!(patched.options.wiki && !patched.options.metadata);
     assert!(patched.paused);
@@ -240,4 +240,47 @@ pub async fn run_now(store: Arc<dyn Store>) {
     );
     assert_eq!(store.last_runs(&[job.id]).await.unwrap(), vec![running]);
     assert!(store.last_runs(&[]).await.unwrap().is_empty());
+}
+
+/// A stored schedule or timezone that does not parse (written by an older version, or by hand)
+/// is an error that says which job and what, never a silent default (retention used to fall
+/// back to UTC).
+pub async fn unparsable_stored_values(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    let job = store
+        .create_job(new_job(alice.id, "octo/hello", t(3600)))
+        .await
+        .unwrap();
+    for (patch, bad) in [
+        (
+            JobPatch {
+                timezone: Some("Mars/Olympus_Mons".into()),
+                ..JobPatch::default()
+            },
+            "Mars/Olympus_Mons",
+        ),
+        (
+            JobPatch {
+                timezone: Some("UTC".into()),
+                schedule: Some("every full moon".into()),
+                ..JobPatch::default()
+            },
+            "every full moon",
+        ),
+    ] {
+        let err = store.update_job(alice.id, job.id, patch).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("job {}", job.id)) && text.contains(bad),
+            "{text}"
+        );
+        let err = store
+            .get_job(alice.id, job.id)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(bad), "{err}");
+        let err = store.list_jobs(alice.id).await.unwrap_err().to_string();
+        assert!(err.contains(bad), "{err}");
+    }
 }

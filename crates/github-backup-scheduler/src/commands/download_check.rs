@@ -145,7 +145,7 @@ async fn check_single(path: &Path, format: DownloadFormat) -> CliResult {
         ))
     };
     match format {
-        DownloadFormat::Zip
+        DownloadFormat::Zip | DownloadFormat::Site
             if !(head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")) =>
         {
             Err(bad("zip archive"))

@@ -69,9 +69,24 @@ pub async fn fetch(ctx: &Ctx, args: &FetchArgs) -> CliResult {
                 got.repos.join(", ")
             ));
         }
+        if args.format == DownloadFormat::Site {
+            ctx.out.note(site_hint(&got.path));
+        }
         ctx.out.line(got.path.display().to_string());
     }
     Ok(())
+}
+
+/// How to read a downloaded site: the zip holds one folder named after the file.
+pub fn site_hint(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let folder = name.strip_suffix(".zip").unwrap_or(&name);
+    format!(
+        "Unzip it and open {folder}/index.html in any browser: it needs no server and no network"
+    )
 }
 
 /// A finished, verified download.
@@ -451,7 +466,11 @@ fn default_name(snapshot: i64, format: DownloadFormat, repo: Option<&str>) -> St
     let repo = repo
         .map(|r| format!("-{}", r.replace('/', "-")))
         .unwrap_or_default();
-    format!("snapshot-{snapshot}{repo}.{}", format.as_str())
+    let ext = match format {
+        DownloadFormat::Site => "site.zip",
+        other => other.as_str(),
+    };
+    format!("snapshot-{snapshot}{repo}.{ext}")
 }
 
 #[cfg(test)]
