@@ -22,6 +22,7 @@ mod server;
 mod smtp;
 pub mod tls;
 mod world;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -186,6 +187,12 @@ impl GitHubStandIn {
         if fault.times > 0 {
             self.shared.world().faults.push(fault);
         }
+    }
+
+    /// After `writes` more successful REST writes (POST, PATCH), every write answers 500 and
+    /// changes nothing, until called again; `None` lifts the limit.
+    pub fn fail_writes_after(&self, writes: Option<u32>) {
+        self.shared.world().write_budget = writes;
     }
 
     /// Removes every fault not yet consumed.

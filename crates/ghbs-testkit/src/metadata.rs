@@ -15,19 +15,21 @@ use crate::GitHubStandIn;
 
 #[derive(Default)]
 pub(crate) struct Meta {
-    next_number: u64,
-    next_milestone: u64,
+    pub(crate) next_number: u64,
+    pub(crate) next_milestone: u64,
     /// Issues and pull requests (pull requests carry a `pull_request` key), by number.
-    issues: BTreeMap<u64, Value>,
-    pulls: BTreeMap<u64, Value>,
-    issue_comments: BTreeMap<u64, Vec<Value>>,
-    reviews: BTreeMap<u64, Vec<Value>>,
-    review_comments: BTreeMap<u64, Vec<Value>>,
+    pub(crate) issues: BTreeMap<u64, Value>,
+    pub(crate) pulls: BTreeMap<u64, Value>,
+    pub(crate) issue_comments: BTreeMap<u64, Vec<Value>>,
+    pub(crate) reviews: BTreeMap<u64, Vec<Value>>,
+    pub(crate) review_comments: BTreeMap<u64, Vec<Value>>,
     /// The commits of each pull request (`base..head` when it was opened), as GitHub lists them.
-    pull_commits: BTreeMap<u64, Vec<Value>>,
-    labels: Vec<Value>,
-    milestones: BTreeMap<u64, Value>,
-    releases: Vec<Value>,
+    pub(crate) pull_commits: BTreeMap<u64, Vec<Value>>,
+    pub(crate) labels: Vec<Value>,
+    pub(crate) milestones: BTreeMap<u64, Value>,
+    pub(crate) releases: Vec<Value>,
+    /// The bytes of each uploaded release asset, by asset id.
+    pub(crate) asset_bytes: BTreeMap<i64, Vec<u8>>,
 }
 
 fn updated_at(v: &Value) -> Option<DateTime<Utc>> {
@@ -172,6 +174,16 @@ struct Ctx {
 }
 
 impl GitHubStandIn {
+    /// The bytes uploaded as release asset `asset_id` of a repository, if any.
+    pub fn release_asset_bytes(&self, full_name: &str, asset_id: i64) -> Option<Vec<u8>> {
+        let mut w = self.shared.world();
+        w.expect_repo(full_name)
+            .meta
+            .asset_bytes
+            .get(&asset_id)
+            .cloned()
+    }
+
     /// Opens an issue; returns its number (shared with pull requests, as on GitHub).
     pub fn create_issue(&self, full_name: &str, title: &str, body: &str) -> u64 {
         with_meta(self, full_name, |m, c| {
@@ -426,6 +438,24 @@ impl GitHubStandIn {
 }
 
 impl Meta {
+    /// The label objects for a request's `labels` (names), as GitHub puts them on an issue; an
+    /// unknown name is created on the fly by GitHub, which a restore never relies on: refused.
+    pub(crate) fn labels_named(&self, names: &Value) -> Result<Vec<Value>, Out> {
+        let mut out = Vec::new();
+        for name in names.as_array().into_iter().flatten() {
+            match self.labels.iter().find(|l| l["name"] == *name) {
+                Some(l) => out.push(l.clone()),
+                None => {
+                    return Err(Out::message(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Validation Failed: unknown label",
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// What GitHub does to an issue or pull request when something is added to it: `updated_at`
     /// moves, and the conversation count follows when `comments` is given.
     fn touch(&mut self, number: u64, now: &str, comments: Option<usize>) {

@@ -60,7 +60,15 @@ impl ListReq<'_> {
 }
 
 pub(crate) async fn serve(ctx: Ctx, req: Request, drop_mid_body: bool) -> Response {
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    // Uploads (release assets) are the largest writes; 64 MiB is plenty for tests.
+    let body = if parts.method == Method::GET || parts.method == Method::HEAD {
+        Bytes::new()
+    } else {
+        axum::body::to_bytes(body, 64 << 20)
+            .await
+            .unwrap_or_default()
+    };
     if ctx.caller == Caller::BadCredentials {
         let headers = ctx.shared.world().bucket(&ctx.caller).headers();
         ctx.record(401, false, false);
@@ -119,7 +127,14 @@ pub(crate) async fn serve(ctx: Ctx, req: Request, drop_mid_body: bool) -> Respon
         if parts.method == Method::GET || parts.method == Method::HEAD {
             route(&w, ctx.caller.login(), &segs, &list)
         } else {
-            Out::not_found()
+            write_route(
+                &mut w,
+                ctx.caller.login(),
+                &segs,
+                &parts.method,
+                &list,
+                &body,
+            )
         }
     };
 
@@ -231,6 +246,46 @@ fn route(w: &World, login: Option<&str>, segs: &[&str], list: &ListReq<'_>) -> O
         }
         _ => Out::not_found(),
     }
+}
+
+/// A write (POST, PATCH) to a repository by a user who may write to it. When a write budget is
+/// set (see `fail_writes_after`) and spent, the write is refused with a 500 and not applied, as
+/// if GitHub went down between two requests.
+fn write_route(
+    w: &mut World,
+    login: Option<&str>,
+    segs: &[&str],
+    method: &Method,
+    list: &ListReq<'_>,
+    body: &Bytes,
+) -> Out {
+    let Some(login) = login else {
+        return Out::message(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    let ["repos", o, r, rest @ ..] = segs else {
+        return Out::not_found();
+    };
+    let Some(id) = w.repo_id(&format!("{o}/{r}")) else {
+        return Out::not_found();
+    };
+    let repo = &w.repos[&id];
+    if !w.can_read(repo, Some(login)) {
+        return Out::not_found();
+    }
+    if !w.can_write(repo, login) || repo.archived {
+        return Out::message(
+            StatusCode::FORBIDDEN,
+            "Must have admin rights to Repository.",
+        );
+    }
+    match &mut w.write_budget {
+        Some(0) => {
+            return Out::message(StatusCode::INTERNAL_SERVER_ERROR, "Injected write failure")
+        }
+        Some(n) => *n -= 1,
+        None => {}
+    }
+    crate::writes::write(w, login, id, rest, method, &list.query, body)
 }
 
 fn user_json(w: &World, login: &str) -> Value {

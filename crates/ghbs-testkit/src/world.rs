@@ -164,6 +164,8 @@ pub(crate) struct World {
     /// Lower-cased former `owner/name`s of renamed or transferred repositories.
     pub old_names: HashMap<String, i64>,
     pub faults: Vec<Fault>,
+    /// How many more REST writes succeed; `None`: no limit (see `fail_writes_after`).
+    pub write_budget: Option<u32>,
     pub log: Vec<RequestRecord>,
     next_id: i64,
 }
@@ -180,6 +182,7 @@ impl World {
             names: HashMap::new(),
             old_names: HashMap::new(),
             faults: Vec::new(),
+            write_budget: None,
             log: Vec::new(),
             next_id: 1000,
         }

@@ -392,8 +392,9 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "OWNER/NAME")]
     pub repo: Option<String>,
     /// The new, empty remote to push to (git URL or path); with --to-owner, the base under which
-    /// each repository's remote is BASE/OWNER/NAME.
-    #[arg(long, value_name = "REMOTE_URL")]
+    /// each repository's remote is BASE/OWNER/NAME. With --metadata or --metadata-only: the
+    /// GitHub repository to restore into, OWNER/NAME (it must exist and be empty).
+    #[arg(long, value_name = "REMOTE_URL|OWNER/NAME")]
     pub to: String,
     /// Restore under this owner: each repository (every one of an account job, unless --repo)
     /// is pushed to `<--to>/OWNER/<name>`, which must exist and be empty.
@@ -402,6 +403,28 @@ pub struct RestoreArgs {
     /// Push even when the remote is not empty (overwrites its refs).
     #[arg(long)]
     pub force: bool,
+    /// Also restore issues, pull requests (as issues), comments, labels, milestones and
+    /// releases into the GitHub repository --to OWNER/NAME, after its branches and tags.
+    #[arg(long, conflicts_with_all = ["metadata_only", "to_owner"])]
+    pub metadata: bool,
+    /// Restore only the metadata (no git push) into --to OWNER/NAME.
+    #[arg(long, conflicts_with = "to_owner")]
+    pub metadata_only: bool,
+    /// The GitHub API of the target (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GHBS_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// Read the target's GitHub token from the first line of standard input (else
+    /// GITHUB_TOKEN, else a hidden prompt).
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Print what a metadata restore would create, with counts, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

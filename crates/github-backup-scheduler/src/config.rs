@@ -77,6 +77,11 @@ impl ConfigDir {
         ConfigDir { path: path.into() }
     }
 
+    /// The folder itself (restore journals live under it, in `restores/`).
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.path.join("config.toml")
     }

@@ -10,6 +10,8 @@ mod config;
 mod exit;
 mod interactive;
 mod output;
+mod restore_journal;
+mod target_github;
 mod transport;
 mod validate;
 

@@ -24,7 +24,8 @@ Create one at https://github.com/settings/tokens with read-only access:
     (plus Issues: read and Pull requests: read to back up metadata).";
 
 /// Where the token comes from, in order: `--token-stdin`, `GITHUB_TOKEN`, a hidden prompt.
-async fn read_token(ctx: &Ctx, token_stdin: bool) -> CliResult<Secret> {
+/// `note` is shown before the prompt: what the token needs to be able to do.
+pub(crate) async fn read_token(ctx: &Ctx, token_stdin: bool, note: &str) -> CliResult<Secret> {
     let token = if token_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -39,7 +40,7 @@ async fn read_token(ctx: &Ctx, token_stdin: bool) -> CliResult<Secret> {
         ctx.out.note("Using the GitHub token from GITHUB_TOKEN.");
         t
     } else if std::io::stdin().is_terminal() {
-        ctx.out.note(TOKEN_NOTE);
+        ctx.out.note(note);
         prompt(|| {
             inquire::Password::new("GitHub token:")
                 .without_confirmation()
@@ -71,7 +72,7 @@ fn host_label() -> Option<String> {
 
 pub async fn login(ctx: &Ctx, args: &LoginArgs) -> CliResult {
     ctx.check_transport()?;
-    let token = read_token(ctx, args.token_stdin).await?;
+    let token = read_token(ctx, args.token_stdin, TOKEN_NOTE).await?;
     login_with(ctx, token, args.label.clone(), args.expires).await
 }
 

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod login;
 pub mod notify;
 pub mod restore;
+pub mod restore_metadata;
 pub mod run;
 pub mod schedule;
 

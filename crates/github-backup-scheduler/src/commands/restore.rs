@@ -43,7 +43,28 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
              which must exist and be empty)"
         )));
     }
+    if (args.metadata || args.metadata_only) && account && repo.is_none() {
+        return Err(CliError::usage(format!(
+            "job {} backs up the account {}: a metadata restore goes into one repository; choose it with --repo {}/NAME",
+            args.id, job.target, job.target
+        )));
+    }
+    if args.dry_run && !(args.metadata || args.metadata_only) {
+        return Err(CliError::usage(
+            "--dry-run goes with --metadata or --metadata-only",
+        ));
+    }
     let snapshot = pick_snapshot(&api, args.id, args.snapshot).await?;
+    if args.metadata || args.metadata_only {
+        return super::restore_metadata::restore_metadata(
+            ctx,
+            &api,
+            args,
+            &snapshot,
+            repo.as_deref(),
+        )
+        .await;
+    }
     let scratch = tempfile::tempdir()?;
 
     if account && repo.is_none() {
