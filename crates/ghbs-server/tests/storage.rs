@@ -82,4 +82,26 @@ async fn a_backup_on_s3_storage_downloads() {
         .download(&key, snaps[0]["id"].as_i64().unwrap(), "tar.gz")
         .await;
     assert!(tar.starts_with(&[0x1f, 0x8b]), "not gzip");
+
+    // `/readyz` asks the storage too: ready here, and 503 naming the storage on a node whose
+    // bucket does not exist (the server never creates it), with the database still fine.
+    let (status, body) = app.get("/readyz", &key).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
+        "{body}"
+    );
+    let missing = format!("s3://{}-missing/node-b", bucket.name);
+    let lost = TestApp::with(|cfg| {
+        cfg.storage_url = Some(missing.clone());
+        cfg.storage_settings = settings.clone();
+    })
+    .await;
+    let (status, body) = lost.get("/readyz", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "backup storage unreachable", "{body}");
+    assert!(
+        !body.to_string().contains("testing"),
+        "no credentials in {body}"
+    );
 }
