@@ -231,8 +231,10 @@ impl Engine {
         }
     }
 
-    /// Initialises a bare repository in scratch space and renames it into place.
-    async fn init_mirror(&self, mirror: &Path) -> Result<()> {
+    /// Initialises a bare repository in scratch space and renames it into place. Callers hold
+    /// the mirror's lock and call this only when no usable mirror is there; a half-made one
+    /// left by a crash (no HEAD: nothing in it is worth keeping) is replaced.
+    pub(crate) async fn init_mirror(&self, mirror: &Path) -> Result<()> {
         let tmp = self.scratch("init");
         Git::new(self.git())
             .args(["init", "--bare", "--quiet", "--template="])
@@ -246,6 +248,10 @@ impl Engine {
             .await?;
         let target = mirror.to_path_buf();
         blocking(move || {
+            if target.exists() {
+                std::fs::remove_dir_all(&target)
+                    .map_err(|e| EngineError::io("remove broken mirror", e))?;
+            }
             std::fs::rename(&tmp, &target).map_err(|e| EngineError::io("install new mirror", e))?;
             fsutil::fsync_dir(target.parent().expect("mirrors dir"))
         })

@@ -154,7 +154,7 @@ impl Engine {
         }
         note_cache(false);
         if !mirror.join("HEAD").is_file() {
-            self.init_cache_mirror(mirror).await?;
+            self.init_mirror(mirror).await?;
         }
         let pack_dir = mirror.join("objects/pack");
         for pack in index.packs.iter().filter(|p| !local.contains(*p)) {
@@ -335,32 +335,6 @@ impl Engine {
         }
         self.storage().delete(&Engine::pack_index_key(key)).await?;
         Ok(())
-    }
-
-    /// A bare repository for the cache, built in scratch space and renamed into place.
-    async fn init_cache_mirror(&self, mirror: &Path) -> Result<()> {
-        let tmp = self.scratch("hydrate");
-        Git::new(self.git())
-            .args(["init", "--bare", "--quiet", "--template="])
-            .arg(&tmp)
-            .run()
-            .await?;
-        Git::new(self.git())
-            .dir(&tmp)
-            .args(["config", "core.logAllRefUpdates", "false"])
-            .run()
-            .await?;
-        let target = mirror.to_path_buf();
-        blocking(move || {
-            if target.exists() {
-                // A half-made mirror without HEAD: nothing in it is worth keeping.
-                std::fs::remove_dir_all(&target)
-                    .map_err(|e| EngineError::io("remove broken mirror", e))?;
-            }
-            std::fs::rename(&tmp, &target).map_err(|e| EngineError::io("install new mirror", e))?;
-            fsutil::fsync_dir(target.parent().expect("mirrors dir"))
-        })
-        .await
     }
 }
 
