@@ -15,7 +15,7 @@ use ghbs_core::{Clock, ManualClock};
 use ghbs_server::crypto::{hash_api_key, new_api_key};
 use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
 use ghbs_server::scheduler::Scheduler;
-use ghbs_server::{AppState, ServerConfig};
+use ghbs_server::{AppState, RunContext, ServerConfig};
 use ghbs_store::{Claim, NewJob};
 use ghbs_wire::{JobOptions, Retention, TargetKind};
 
@@ -172,8 +172,8 @@ async fn seed(
                 user_id: user.id,
                 target: format!("loaduser/repo{j}"),
                 target_kind: TargetKind::Repository,
-                schedule: "daily".into(),
-                timezone: "UTC".into(),
+                schedule: ghbs_core::Schedule::Daily { at: None },
+                timezone: chrono_tz::UTC,
                 retention: Retention::default(),
                 options: JobOptions::default(),
                 next_run_at: now + chrono::Duration::hours(2),
@@ -209,7 +209,7 @@ struct Noop;
 
 #[async_trait]
 impl Executor for Noop {
-    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, _: &Claim, _: RunProgress) -> ExecOutcome {
         ExecOutcome::default()
     }
 }

@@ -12,7 +12,7 @@ use ghbs_core::{Clock, ManualClock, Secret};
 use ghbs_server::crypto::{hash_api_key, new_api_key};
 use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
 use ghbs_server::scheduler::Scheduler;
-use ghbs_server::{AppState, ServerConfig};
+use ghbs_server::{AppState, RunContext, ServerConfig};
 use ghbs_store::{Claim, NewJob, Store};
 use ghbs_wire::{JobOptions, Retention, TargetKind};
 
@@ -194,8 +194,8 @@ async fn load(
                             user_id: user.id,
                             target: format!("owner{u}/repo{j}"),
                             target_kind: TargetKind::Repository,
-                            schedule: "daily".into(),
-                            timezone: "UTC".into(),
+                            schedule: ghbs_core::Schedule::Daily { at: None },
+                            timezone: chrono_tz::UTC,
                             retention: Retention::default(),
                             options: JobOptions::default(),
                             next_run_at: first_due + chrono::Duration::seconds(g),
@@ -249,7 +249,7 @@ struct NoopExecutor {
 
 #[async_trait]
 impl Executor for NoopExecutor {
-    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, _: &Claim, _: RunProgress) -> ExecOutcome {
         let ns = self.started.elapsed().as_nanos() as u64;
         self.last_start_ns.fetch_max(ns, Ordering::Relaxed);
         ExecOutcome::default()

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ghbs_core::FailureKind;
 use ghbs_store::{Claim, Store};
 
-use crate::state::AppState;
+use crate::state::RunContext;
 
 /// How a run ended, as the executor reports it.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +103,7 @@ impl RunProgress {
 pub trait Executor: Send + Sync + 'static {
     async fn execute(
         &self,
-        state: &Arc<AppState>,
+        ctx: &Arc<RunContext>,
         claim: &Claim,
         progress: RunProgress,
     ) -> ExecOutcome;

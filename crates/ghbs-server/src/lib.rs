@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use app::{launch, router};
 pub use config::{ServerArgs, ServerConfig};
-pub use state::AppState;
+pub use state::{AppState, RunContext};
 
 /// Run the server until SIGINT or SIGTERM: load the configuration, open the store, bind, print
 /// `listening on http://ADDR` as the first line on stdout, serve, drain.

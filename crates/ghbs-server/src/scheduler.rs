@@ -249,9 +249,9 @@ async fn work(
     let outcome = tokio::select! {
         o = async {
             if claim.run.trigger == RunTrigger::Verify {
-                crate::verify::execute(&state, &claim, progress).await
+                crate::verify::execute(&state.run, &claim, progress).await
             } else {
-                executor.execute(&state, &claim, progress).await
+                executor.execute(&state.run, &claim, progress).await
             }
         } => Some(o),
         _ = cancel.cancelled() => None,

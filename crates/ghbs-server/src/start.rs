@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use crate::config::ServerConfig;
 use crate::crypto::TokenSealer;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, RunContext};
 
 impl AppState {
     /// Build the state: open (and migrate) the store, load the sealing key, set up clients.
@@ -71,13 +71,15 @@ impl AppState {
         settle_own_leases(store.as_ref(), &node_id).await;
         Ok(Arc::new(AppState {
             auth_limiter: crate::limiter::AuthLimiter::new(cfg.auth_failures_per_minute),
-            cfg: Arc::new(cfg),
-            store,
-            sealer,
-            github,
-            engine,
-            clock,
-            metrics: Metrics::default(),
+            run: Arc::new(RunContext {
+                cfg: Arc::new(cfg),
+                store,
+                sealer,
+                github,
+                engine,
+                clock,
+                metrics: Metrics::default(),
+            }),
             wake: Notify::new(),
             node_id,
             readiness: Default::default(),

@@ -14,8 +14,11 @@ use crate::config::ServerConfig;
 use crate::crypto::TokenSealer;
 use crate::metrics::Metrics;
 
-/// Shared by every handler and the scheduler. Passed explicitly; no globals.
-pub struct AppState {
+/// What a run needs and nothing more: configuration, store, token sealer, GitHub client,
+/// engine, clock, metrics. Executors ([`crate::executor::Executor`]) receive this, not the
+/// whole [`AppState`], so a backup or a verification cannot reach the HTTP side's parts
+/// (readiness cache, drain flag, login limiter, the scheduler's wake-up).
+pub struct RunContext {
     pub cfg: Arc<ServerConfig>,
     pub store: Arc<dyn Store>,
     pub sealer: TokenSealer,
@@ -23,6 +26,12 @@ pub struct AppState {
     pub engine: Engine,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+}
+
+/// Shared by every handler and the scheduler. Passed explicitly; no globals.
+pub struct AppState {
+    /// The parts a run uses, shared with every executor.
+    pub run: Arc<RunContext>,
     /// Wakes the scheduler when a run is requested, instead of waiting for the next poll.
     pub wake: Notify,
     /// This node's identity, persisted in the data folder (`DATA_DIR/node-id`) and used as the
@@ -34,6 +43,16 @@ pub struct AppState {
     pub draining: std::sync::atomic::AtomicBool,
     /// Failed authentications per client address (`--auth-failures-per-minute`).
     pub auth_limiter: crate::limiter::AuthLimiter,
+}
+
+/// Handlers and the scheduler read the run context's parts as the state's own
+/// (`state.store`): the split narrows what executors see without rewriting every handler.
+impl std::ops::Deref for AppState {
+    type Target = RunContext;
+
+    fn deref(&self) -> &RunContext {
+        &self.run
+    }
 }
 
 /// The cached result of the last database write probe of `/readyz` (see `routes::health`).

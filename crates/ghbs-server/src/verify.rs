@@ -15,7 +15,7 @@ use ghbs_store::{Claim, SnapshotRow};
 use crate::executor::{ExecOutcome, RunProgress};
 use crate::metrics::Metrics;
 use crate::planning::spread_key;
-use crate::state::AppState;
+use crate::state::{AppState, RunContext};
 
 /// Jobs given their first slot per look; the rest get theirs at the next look.
 const SEED_BATCH: i64 = 500;
@@ -25,7 +25,7 @@ const DUE_BATCH: i64 = 100;
 const SEED_EVERY: Duration = Duration::from_secs(600);
 
 /// Executes a claimed `verify` run: every snapshot of the job, or the run's one snapshot.
-pub async fn execute(state: &Arc<AppState>, claim: &Claim, progress: RunProgress) -> ExecOutcome {
+pub async fn execute(state: &RunContext, claim: &Claim, progress: RunProgress) -> ExecOutcome {
     let outcome = verify_job(state, claim, progress).await;
     let counter = if outcome.error.is_some() {
         &state.metrics.verify_failed
@@ -36,7 +36,7 @@ pub async fn execute(state: &Arc<AppState>, claim: &Claim, progress: RunProgress
     outcome
 }
 
-async fn verify_job(state: &Arc<AppState>, claim: &Claim, progress: RunProgress) -> ExecOutcome {
+async fn verify_job(state: &RunContext, claim: &Claim, progress: RunProgress) -> ExecOutcome {
     let only = claim.run.snapshot_id;
     let mut rows = match state.store.job_snapshots(claim.job.id).await {
         Ok(rows) => rows,

@@ -108,3 +108,23 @@ fn server_modules_import_down_not_around() {
         );
     }
 }
+
+/// Executors get the run context, not the whole application state: nothing under `backup/`
+/// and nothing in `executor` names `AppState` (issue 10).
+#[test]
+fn executors_see_only_the_run_context() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("executor.rs")];
+    for entry in std::fs::read_dir(src.join("backup")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    assert!(files.len() > 2, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("AppState"),
+            "{} names AppState; executors take RunContext",
+            file.display()
+        );
+    }
+}

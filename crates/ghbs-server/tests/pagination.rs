@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use common::TestApp;
 use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
-use ghbs_server::AppState;
+use ghbs_server::RunContext;
 use ghbs_store::Claim;
 use serde_json::Value;
 
@@ -18,7 +18,7 @@ struct Succeeds;
 
 #[async_trait]
 impl Executor for Succeeds {
-    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, _: &Claim, _: RunProgress) -> ExecOutcome {
         ExecOutcome::default()
     }
 }

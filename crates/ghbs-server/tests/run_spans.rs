@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::TestApp;
 use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
-use ghbs_server::AppState;
+use ghbs_server::RunContext;
 use ghbs_store::Claim;
 use serde_json::Value;
 
@@ -19,7 +19,7 @@ struct Interleaving;
 
 #[async_trait]
 impl Executor for Interleaving {
-    async fn execute(&self, _: &Arc<AppState>, claim: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, claim: &Claim, _: RunProgress) -> ExecOutcome {
         for step in 0..3 {
             tracing::info!(expected_job = claim.job.id, step, "working");
             for _ in 0..5 {

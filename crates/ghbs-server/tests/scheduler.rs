@@ -13,7 +13,7 @@ use common::TestApp;
 use ghbs_core::Clock;
 use ghbs_engine::Manifest;
 use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
-use ghbs_server::AppState;
+use ghbs_server::{AppState, RunContext};
 use ghbs_store::Claim;
 use serde_json::json;
 
@@ -25,7 +25,7 @@ struct Counting {
 
 #[async_trait]
 impl Executor for Counting {
-    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, _: &Claim, _: RunProgress) -> ExecOutcome {
         self.runs.fetch_add(1, Ordering::SeqCst);
         ExecOutcome::default()
     }
@@ -230,7 +230,7 @@ struct Stuck;
 
 #[async_trait]
 impl Executor for Stuck {
-    async fn execute(&self, _: &Arc<AppState>, _: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, _: &Claim, _: RunProgress) -> ExecOutcome {
         std::future::pending().await
     }
 }

@@ -12,7 +12,7 @@ use common::TestApp;
 use ghbs_core::Clock;
 use ghbs_server::executor::{ExecOutcome, Executor, RunProgress};
 use ghbs_server::scheduler::Scheduler;
-use ghbs_server::{AppState, ServerConfig};
+use ghbs_server::{AppState, RunContext, ServerConfig};
 use ghbs_store::Claim;
 
 /// Records which job each node ran; tests only.
@@ -23,7 +23,7 @@ struct Recording {
 
 #[async_trait]
 impl Executor for Recording {
-    async fn execute(&self, _: &Arc<AppState>, claim: &Claim, _: RunProgress) -> ExecOutcome {
+    async fn execute(&self, _: &Arc<RunContext>, claim: &Claim, _: RunProgress) -> ExecOutcome {
         self.seen.lock().unwrap().push((self.node, claim.job.id));
         // Let the other node interleave its claims with ours.
         tokio::task::yield_now().await;

@@ -62,8 +62,10 @@ pub struct NewJob {
     pub user_id: i64,
     pub target: String,
     pub target_kind: TargetKind,
-    pub schedule: String,
-    pub timezone: String,
+    /// Typed like [`JobRow`]'s: the caller parsed the user's text; the store writes the
+    /// canonical form, so a row it wrote always reads back.
+    pub schedule: ghbs_core::Schedule,
+    pub timezone: chrono_tz::Tz,
     pub retention: Retention,
     pub options: JobOptions,
     pub next_run_at: DateTime<Utc>,
@@ -74,8 +76,8 @@ pub struct NewJob {
 #[derive(Debug, Clone, Default)]
 pub struct JobPatch {
     pub target: Option<String>,
-    pub schedule: Option<String>,
-    pub timezone: Option<String>,
+    pub schedule: Option<ghbs_core::Schedule>,
+    pub timezone: Option<chrono_tz::Tz>,
     pub retention: Option<Retention>,
     pub options: Option<JobOptions>,
     pub paused: Option<bool>,

@@ -47,7 +47,7 @@ impl ValidatorCache for StoreCache {
 /// and adds their length to `ghbs_github_rate_limit_wait_seconds_total`.
 pub(super) struct ProgressBridge {
     pub progress: RunProgress,
-    pub state: Arc<crate::state::AppState>,
+    pub state: Arc<crate::state::RunContext>,
     /// When the wait announced last began (`None`: not waiting).
     pub waiting_since: std::sync::Mutex<Option<std::time::Instant>>,
 }

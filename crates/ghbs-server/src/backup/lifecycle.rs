@@ -5,10 +5,10 @@ use ghbs_store::{JobRow, Store};
 
 use super::{mirror_key, wiki_mirror_key};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::RunContext;
 
 /// Deletes a job's snapshots and mirrors (explicit purge).
-pub async fn purge_backups(state: &AppState, job: &JobRow) -> Result<(), ApiError> {
+pub async fn purge_backups(state: &RunContext, job: &JobRow) -> Result<(), ApiError> {
     let snaps = state.store.job_snapshots(job.id).await?;
     let manifests: Vec<Manifest> = snaps
         .iter()

@@ -33,7 +33,7 @@ use self::github::{ProgressBridge, StoreCache};
 use self::metadata::MetaState;
 use crate::executor::{ExecOutcome, Executor, RetryScope, RunProgress};
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::RunContext;
 
 /// A real fetch happens at least every this many runs even when GitHub reports no push, so
 /// nothing `pushed_at` misses (for example a deleted tag) goes unnoticed for long.
@@ -68,7 +68,7 @@ pub struct BackupExecutor;
 impl Executor for BackupExecutor {
     async fn execute(
         &self,
-        state: &Arc<AppState>,
+        state: &Arc<RunContext>,
         claim: &Claim,
         progress: RunProgress,
     ) -> ExecOutcome {
@@ -141,7 +141,7 @@ fn github_failure(e: GitHubError, what: &str) -> ExecOutcome {
 }
 
 async fn run(
-    state: &Arc<AppState>,
+    state: &Arc<RunContext>,
     job: &JobRow,
     run_id: i64,
     scope: Option<RetryScope>,
@@ -287,7 +287,7 @@ struct Recorded {
 
 /// A database failure as the run reports it: a full disk says so with the free space (the
 /// user can act on it); anything else is logged here and named without driver text.
-fn store_failure(state: &AppState, e: &ghbs_store::StoreError) -> ExecOutcome {
+fn store_failure(state: &RunContext, e: &ghbs_store::StoreError) -> ExecOutcome {
     tracing::error!(error = %e, "backup failed on the server side (database)");
     match e {
         ghbs_store::StoreError::StorageFull(_) => ExecOutcome::failed_as(
@@ -305,7 +305,7 @@ fn store_failure(state: &AppState, e: &ghbs_store::StoreError) -> ExecOutcome {
 }
 
 /// Removes the metadata folders a run wrote for a snapshot that will not be recorded.
-async fn discard_metadata(state: &AppState, snapshot_key: &str) {
+async fn discard_metadata(state: &RunContext, snapshot_key: &str) {
     let manifest = Manifest {
         snapshot_key: snapshot_key.to_owned(),
         repos: Vec::new(),
@@ -337,7 +337,7 @@ fn same_repo(row: &JobRepoRow, gh: &GhRepo) -> bool {
 }
 
 async fn resolve_and_fetch(
-    state: &Arc<AppState>,
+    state: &Arc<RunContext>,
     job: &JobRow,
     session: &Session,
     token: &Secret,
@@ -540,7 +540,7 @@ async fn resolve_and_fetch(
 /// (removed by hand, a lost disk) cannot be carried: recording its refs would fail the whole snapshot, and with it the
 /// backup of every other repository.
 async fn usable<'a>(
-    state: &AppState,
+    state: &RunContext,
     copy: Option<carry::LastCopy<'a>>,
 ) -> Option<carry::LastCopy<'a>> {
     let copy = copy?;
@@ -557,7 +557,7 @@ async fn usable<'a>(
 /// (see `carry`): those whose fetch failed, and those gone upstream (whose state records since
 /// when). A gone repository that was never captured has nothing to keep and is left out.
 async fn carry_forward(
-    state: &AppState,
+    state: &RunContext,
     job_id: i64,
     snapshot_key: &str,
     now: DateTime<Utc>,
@@ -671,7 +671,7 @@ struct RepoDone {
 /// Fetches one repository (or reuses its mirror when GitHub reports no push) and captures its
 /// metadata. `Err` ends the whole run.
 async fn back_up_repo(
-    state: &Arc<AppState>,
+    state: &Arc<RunContext>,
     job: &JobRow,
     session: &Session,
     token: &Secret,
@@ -865,7 +865,7 @@ fn summary(gh: &GhRepo, refs: u64, status: String, now: DateTime<Utc>) -> Snapsh
 
 /// GitHub answered 301: the repository was renamed or transferred. Point the job at the new name
 /// so listings show it; the mirror is keyed by GitHub's repository id and stays.
-async fn follow_rename(state: &AppState, job: &JobRow, new_name: &str) {
+async fn follow_rename(state: &RunContext, job: &JobRow, new_name: &str) {
     let patch = JobPatch {
         target: Some(new_name.to_string()),
         ..Default::default()

@@ -17,12 +17,12 @@ use ghbs_wire::{codes, RepoForgotten};
 
 use super::{mirror_key, wiki_key, RepoState};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::RunContext;
 
 /// Forgets the snapshots the job's retention no longer keeps: rows first (so they stop being
 /// visible), then refs and unreferenced objects; then the mirrors of forgotten repositories
 /// that no remaining snapshot holds.
-pub async fn apply_retention(state: &AppState, job: &JobRow) -> anyhow::Result<()> {
+pub async fn apply_retention(state: &RunContext, job: &JobRow) -> anyhow::Result<()> {
     let snaps = state.store.job_snapshots(job.id).await?;
     let known: BTreeSet<String> = state
         .store
@@ -136,7 +136,7 @@ pub const STORAGE_GC_GRACE: std::time::Duration = std::time::Duration::from_secs
 /// still shows this job (it would come back at the next run) and while a run is in progress
 /// (it may be carrying the repository forward at this moment).
 pub async fn forget_repo(
-    state: &AppState,
+    state: &RunContext,
     user_id: i64,
     job_id: i64,
     full_name: &str,

@@ -14,7 +14,7 @@ use ghbs_wire::SnapshotRepo;
 
 use super::{mirror_key, same_repo};
 use crate::executor::RetryScope;
-use crate::state::AppState;
+use crate::state::RunContext;
 
 /// A repository this retry takes from the earlier attempt's snapshot instead of fetching it.
 pub(super) struct Reused {
@@ -27,7 +27,7 @@ pub(super) struct Reused {
 /// manifest unreadable, the mirror lacks the objects, the metadata cannot be linked) is fetched,
 /// as is every repository the earlier attempt did not hold.
 pub(super) async fn split(
-    state: &AppState,
+    state: &RunContext,
     job_id: i64,
     scope: &RetryScope,
     known: &[JobRepoRow],
@@ -82,7 +82,7 @@ pub(super) async fn split(
 }
 
 async fn take_over(
-    state: &AppState,
+    state: &RunContext,
     manifest: &Manifest,
     summaries: &[SnapshotRepo],
     created_at: chrono::DateTime<chrono::Utc>,

@@ -116,8 +116,8 @@ pub async fn create(
             user_id: caller.user.id,
             target: canonical.clone(),
             target_kind: target.kind(),
-            schedule: plan.schedule.canonical(),
-            timezone: plan.tz.name().to_string(),
+            schedule: plan.schedule.clone(),
+            timezone: plan.tz,
             retention,
             options: req.options.unwrap_or_default(),
             next_run_at,
@@ -297,8 +297,8 @@ pub async fn update(
         let now = state.clock.now();
         patch.next_run_at =
             Some(plan.next_after(now, job.created_at, spread_key(job.user_id, &job.target)));
-        patch.schedule = Some(plan.schedule.canonical());
-        patch.timezone = Some(plan.tz.name().to_string());
+        patch.schedule = Some(plan.schedule.clone());
+        patch.timezone = Some(plan.tz);
     }
     if let Some(r) = req.retention {
         check_retention(&r)?;
