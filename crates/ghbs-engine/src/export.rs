@@ -30,7 +30,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ghbs_wire::DownloadFormat;
-use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, Result};
 use crate::fsutil::{self, blocking};
@@ -611,21 +610,7 @@ fn digest_path(artifact: &Path) -> PathBuf {
 
 /// (size, SHA-256) of a file, read once.
 fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
-    use std::io::Read;
-    let io = |e| EngineError::io("hash artifact", e);
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, hasher.finalize().into()))
+    fsutil::sha256_file(path).map_err(|e| EngineError::io("hash artifact", e))
 }
 
 /// The digest recorded next to a published artifact of `size` bytes; an artifact published

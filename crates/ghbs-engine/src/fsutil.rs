@@ -82,6 +82,25 @@ pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// (size, SHA-256) of a file, read once in 1 MiB pieces.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
 /// Apparent size of every regular file under `path` (0 when it does not exist).
 pub(crate) fn tree_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {

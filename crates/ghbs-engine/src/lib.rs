@@ -49,7 +49,7 @@ pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
 pub use packs::{cache_counts, Hydration, PackIndex};
 pub use restore::{restore, restore_with, RestoreOptions};
-pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation};
+pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation, MULTIPART_THRESHOLD};
 pub use storage_gc::StorageGc;
 pub use verify::{Problem, ProblemKind, RepoVerdict, SnapshotVerdict};
 

@@ -2,9 +2,9 @@
 //! git bundle) stored per snapshot without rewriting what did not change.
 //!
 //! Layout under `data_dir/metadata/`:
-//! - `objects/{ab}/{sha256}.json|.bundle` — content-addressed files, each written once (temp,
-//!   fsync, rename) and never modified. The name is the SHA-256 of the content (JSON) or of the
-//!   ref listing it holds (wiki bundle).
+//! - `objects/{ab}/{sha256}.json|.bundle|.bin` — content-addressed files, each written once
+//!   (temp, fsync, rename) and never modified. The name is the SHA-256 of the content (JSON, and
+//!   `.bin` for opaque files such as release assets) or of the ref listing it holds (wiki bundle).
 //! - `snap/{snapshot}/{repo key}/` — one folder per snapshot and repository: each file (for
 //!   example `issues/12.json`) is a hard link to its object, so an item unchanged across thirty
 //!   snapshots is stored once; `index.json` lists every file with its object, version and counts.
@@ -382,6 +382,54 @@ impl MetadataWriter {
         Ok(true)
     }
 
+    /// A scratch path on the data folder's file system for a file [`MetadataWriter::put_file`]
+    /// will take (so taking it is a rename, not a copy).
+    pub fn scratch_file(&self, what: &str) -> PathBuf {
+        self.engine.scratch(what)
+    }
+
+    /// Stores the finished file `source` (from [`MetadataWriter::scratch_file`]; a release asset)
+    /// as a content-addressed `{sha256}.bin` object under `path`, like `assets/77`. `source` is
+    /// consumed: renamed into the object store, or removed when the object is already there (an
+    /// asset unchanged since another snapshot costs no second copy). Returns the file's size.
+    pub async fn put_file(
+        &mut self,
+        path: &str,
+        source: PathBuf,
+        version: Option<String>,
+        counts: BTreeMap<String, u64>,
+    ) -> Result<u64, EngineError> {
+        validate_path(path, "")?;
+        if path.ends_with(".json") || path.ends_with(".bundle") {
+            return Err(EngineError::permanent(format!(
+                "{path}: put_file stores opaque files; JSON and bundles have their own writers"
+            )));
+        }
+        let lock = self.engine.locks(LOCK_KEY);
+        let _shared = lock.gc.read().await;
+        let engine = self.engine.clone();
+        let dest = self.staging.join(path);
+        let (size, object) = blocking(move || {
+            let (size, digest) = fsutil::sha256_file(&source)
+                .map_err(|e| EngineError::io("hash a release asset", e))?;
+            let object = format!("{}.bin", hex::encode(digest));
+            let object_path = engine.object_path(&object);
+            publish_object(&source, &object_path)?;
+            link_or_copy(&object_path, &dest)?;
+            Ok((size, object))
+        })
+        .await?;
+        self.files.insert(
+            path.to_owned(),
+            MetadataEntry {
+                object,
+                version,
+                counts,
+            },
+        );
+        Ok(size)
+    }
+
     /// Whether this writer already holds `path`.
     pub fn contains(&self, path: &str) -> bool {
         self.files.contains_key(path)
@@ -459,7 +507,7 @@ pub(crate) fn valid_object(object: &str) -> bool {
         && hash
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && matches!(ext, "json" | "bundle")
+        && matches!(ext, "json" | "bundle" | "bin")
 }
 
 /// Paths inside a metadata folder: one or two components of `[A-Za-z0-9._-]`, none starting with
@@ -494,6 +542,17 @@ fn create_shard(object_path: &Path) -> Result<()> {
         fsutil::fsync_dir(shard.parent().expect("objects dir"))?;
     }
     Ok(())
+}
+
+/// Moves the finished file `from` into place as the object at `path`, unless the object exists
+/// (then `from` is removed).
+pub(crate) fn publish_object(from: &Path, path: &Path) -> Result<()> {
+    if path.is_file() {
+        let _ = std::fs::remove_file(from);
+        return Ok(());
+    }
+    create_shard(path)?;
+    fsutil::publish(from, path)
 }
 
 /// Writes an object unless it exists (same name, same content).

@@ -16,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use crate::error::{EngineError, Result};
 use crate::fsutil::blocking;
-use crate::metadata::{valid_object, write_object};
+use crate::metadata::{publish_object, valid_object};
 use crate::storage::StorageErrorKind;
 use crate::{Engine, MetadataIndex, RepoCapture, INDEX_FILE};
 
@@ -81,13 +81,9 @@ impl Engine {
             let engine = self.clone();
             async move {
                 let path = engine.object_path(&object);
-                let bytes = blocking(move || {
-                    std::fs::read(&path).map_err(|e| EngineError::io("read metadata object", e))
-                })
-                .await?;
                 engine
                     .storage()
-                    .put_if_absent(&Engine::shared_object_key(&object), Bytes::from(bytes))
+                    .put_file_if_absent(&Engine::shared_object_key(&object), &path)
                     .await?;
                 Ok::<(), EngineError>(())
             }
@@ -138,10 +134,22 @@ impl Engine {
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(());
         }
-        match self.storage().get(&Engine::shared_object_key(object)).await {
-            Ok(bytes) => blocking(move || write_object(&path, &bytes)).await,
-            Err(e) if e.kind == StorageErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+        // Streamed to a scratch file and renamed into place: an object may be a release asset
+        // of gigabytes.
+        let scratch = self.scratch("object");
+        match self
+            .storage()
+            .get_to_file(&Engine::shared_object_key(object), &scratch)
+            .await
+        {
+            Ok(_) => blocking(move || publish_object(&scratch, &path)).await,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&scratch).await;
+                match e.kind {
+                    StorageErrorKind::NotFound => Ok(()),
+                    _ => Err(e.into()),
+                }
+            }
         }
     }
 

@@ -162,19 +162,20 @@ impl Engine {
             // The pack before its index: git ignores a pack without an `.idx`; temporary names
             // (`tmp_…`) are cleared by `recover` if we die half-way.
             for ext in ["pack", "idx"] {
-                let bytes = self
-                    .storage()
-                    .get(&Engine::pack_key(key, pack, ext))
-                    .await?;
-                done.bytes += bytes.len() as u64;
                 let dest = pack_dir.join(format!("{pack}.{ext}"));
                 let tmp = pack_dir.join(format!("tmp_ghbs_{}", uuid::Uuid::new_v4().simple()));
-                blocking(move || {
-                    std::fs::write(&tmp, &bytes)
-                        .map_err(|e| EngineError::io("write downloaded pack", e))?;
-                    fsutil::publish(&tmp, &dest)
-                })
-                .await?;
+                let got = self
+                    .storage()
+                    .get_to_file(&Engine::pack_key(key, pack, ext), &tmp)
+                    .await;
+                match got {
+                    Ok(n) => done.bytes += n,
+                    Err(e) => {
+                        let _ = tokio::fs::remove_file(&tmp).await;
+                        return Err(e.into());
+                    }
+                }
+                blocking(move || fsutil::publish(&tmp, &dest)).await?;
             }
             done.packs += 1;
         }
@@ -283,12 +284,8 @@ impl Engine {
         for pack in local.iter().filter(|p| !old.packs.contains(*p)) {
             for ext in ["pack", "idx"] {
                 let path = pack_dir.join(format!("{pack}.{ext}"));
-                let bytes = blocking(move || {
-                    std::fs::read(&path).map_err(|e| EngineError::io("read pack for upload", e))
-                })
-                .await?;
                 self.storage()
-                    .put_if_absent(&Engine::pack_key(key, pack, ext), Bytes::from(bytes))
+                    .put_file_if_absent(&Engine::pack_key(key, pack, ext), &path)
                     .await?;
             }
         }

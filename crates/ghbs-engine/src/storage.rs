@@ -9,9 +9,12 @@
 //!   environment variables (`AWS_ENDPOINT_URL` / `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ALLOW_HTTP`).
 //!
-//! Every write is a whole-object put: the object appears complete or not at all (a rename on
-//! local disk, a single PUT on S3). Content-addressed keys are written with
-//! [`Storage::put_if_absent`], which never overwrites an existing object.
+//! Every write appears complete or not at all (a rename on local disk; a single PUT, or a
+//! multipart upload completed in one request, on S3). Content-addressed keys are written with
+//! [`Storage::put_if_absent`], which never overwrites an existing object, or from a file with
+//! [`Storage::put_file_if_absent`], which streams large files as a multipart upload so a pack
+//! or a release asset of gigabytes never sits in memory ([`Storage::get_to_file`] reads back the
+//! same way).
 //!
 //! Errors carry a [`StorageErrorKind`] so callers choose retry from data; their text never holds
 //! the S3 secret key or session token.
@@ -25,7 +28,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart};
 
 use crate::error::EngineError;
 use ghbs_core::FailureKind;
@@ -152,6 +155,13 @@ pub struct StoredObject {
     pub modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// Files larger than this are uploaded in parts ([`Storage::put_file_if_absent`]).
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// The size of one part of a multipart upload (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 << 20;
+/// Parts of one upload in flight at once: bounds memory to about this many parts.
+const PARTS_IN_FLIGHT: usize = 4;
+
 /// Objects by key (`/`-separated, e.g. `manifests/{snapshot}.json`); cheap to clone.
 #[derive(Clone)]
 pub struct Storage {
@@ -271,6 +281,99 @@ impl Storage {
             Err(e) if e.kind == StorageErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Storage::put_if_absent`] from a local file. Files up to [`MULTIPART_THRESHOLD`] go as
+    /// one put; larger ones, after a check that the key is absent, as a multipart upload of
+    /// [`PART_SIZE`] parts with at most [`PARTS_IN_FLIGHT`] in flight (S3's conditional create
+    /// does not cover multipart uploads, so two nodes racing on the same content-addressed key
+    /// both write identical bytes, which is harmless).
+    pub async fn put_file_if_absent(&self, key: &str, file: &Path) -> Result<bool, StorageError> {
+        let io = |e: std::io::Error| {
+            StorageError::new(
+                StorageErrorKind::Transient,
+                format!("read {} for upload: {e}", file.display()),
+            )
+        };
+        let size = tokio::fs::metadata(file).await.map_err(io)?.len();
+        if size <= MULTIPART_THRESHOLD {
+            let bytes = tokio::fs::read(file).await.map_err(io)?;
+            return self.put_if_absent(key, Bytes::from(bytes)).await;
+        }
+        if self.exists(key).await? {
+            return Ok(false);
+        }
+        let path = object_path(key)?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.classify("put", key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut source = tokio::fs::File::open(file).await.map_err(io)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let streamed = async {
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut source, &mut buf)
+                    .await
+                    .map_err(io)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.classify("put", key, e))?;
+                writer.write(&buf[..n]);
+            }
+        }
+        .await;
+        if let Err(e) = streamed {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| self.classify("put", key, e))?;
+        if let StorageLocation::File(root) = &self.location {
+            sync_local(root, key).map_err(|e| {
+                StorageError::new(StorageErrorKind::Permanent, format!("fsync {key}: {e}"))
+            })?;
+        }
+        Ok(true)
+    }
+
+    /// Streams an object into the local file `dest` (created or truncated, fsynced) and returns
+    /// its size; memory use does not grow with the object.
+    pub async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let path = object_path(key)?;
+        let io = |e: std::io::Error| {
+            StorageError::new(
+                StorageErrorKind::Transient,
+                format!("write {} from storage: {e}", dest.display()),
+            )
+        };
+        let mut stream = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| self.classify("get", key, e))?
+            .into_stream();
+        let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut size = 0u64;
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.classify("get", key, e))?
+        {
+            out.write_all(&chunk).await.map_err(io)?;
+            size += chunk.len() as u64;
+        }
+        out.flush().await.map_err(io)?;
+        out.sync_all().await.map_err(io)?;
+        Ok(size)
     }
 
     async fn put_mode(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), StorageError> {

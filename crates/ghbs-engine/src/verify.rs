@@ -551,24 +551,11 @@ fn last_line(text: &str) -> &str {
 
 /// Hex SHA-256 of a file; `None` when it does not exist.
 fn sha256_file(path: &Path) -> Result<Option<String>> {
-    use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(EngineError::io("read metadata file", e)),
-    };
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| EngineError::io("read metadata file", e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
+    match crate::fsutil::sha256_file(path) {
+        Ok((_, digest)) => Ok(Some(hex::encode(digest))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EngineError::io("read metadata file", e)),
     }
-    Ok(Some(hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]

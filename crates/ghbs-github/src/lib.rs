@@ -9,6 +9,7 @@
 mod cache;
 mod client;
 mod config;
+mod download;
 mod error;
 mod link;
 mod progress;

@@ -33,14 +33,37 @@ pub(crate) struct Page {
 }
 
 /// An HTTP answer with its body fully read.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What one request has spent of its budgets so far.
+#[derive(Default)]
+pub(crate) struct Tries {
+    redirects: u32,
+    pub(crate) transient: u32,
+    secondary: u32,
+    primary: u32,
+}
+
+impl Tries {
+    /// Counts a redirect; fails past [`MAX_REDIRECTS`].
+    pub(crate) fn redirected(&mut self, path: &str, status: u16) -> Result<(), GitHubError> {
+        self.redirects += 1;
+        if self.redirects > MAX_REDIRECTS {
+            return Err(GitHubError::permanent(
+                Some(status),
+                format!("GitHub redirected {path} more than {MAX_REDIRECTS} times"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What to do after an answer that is not a success.
-enum Next {
+pub(crate) enum Next {
     Fail(GitHubError),
     /// Transient: retry after backoff while the budget lasts.
     Retry(String),
@@ -55,20 +78,9 @@ impl Session {
     /// GETs `url`, following same-origin redirects, until a success or a final failure.
     pub(crate) async fn fetch(&self, start: Url) -> Result<Page, GitHubError> {
         let gh = &self.inner.gh.inner;
-        let cfg = &gh.cfg;
-        let Some(auth) = self.inner.auth.clone() else {
-            return Err(GitHubError::new(
-                FailureKind::Unauthorized,
-                None,
-                "the stored GitHub token cannot be sent in an HTTP header: run \
-                 `github-backup-scheduler login` again",
-            ));
-        };
+        let auth = self.auth()?;
         let mut url = start;
-        let mut redirects = 0u32;
-        let mut transient = 0u32;
-        let mut secondary = 0u32;
-        let mut primary = 0u32;
+        let mut tries = Tries::default();
         loop {
             self.wait_for_primary_budget().await?;
             let cached = self.inner.cache.get(url.as_str()).await;
@@ -83,7 +95,7 @@ impl Session {
             let answer = match answer {
                 Ok(a) => a,
                 Err(why) => {
-                    self.retry_transient(&mut transient, &path, None, why)
+                    self.retry_transient(&mut tries.transient, &path, None, why)
                         .await?;
                     continue;
                 }
@@ -101,7 +113,7 @@ impl Session {
                 if answer.status.is_success() && !is_json(&answer.body) {
                     let why = "GitHub sent an unreadable answer".to_owned();
                     let status = Some(answer.status.as_u16());
-                    self.retry_transient(&mut transient, &path, status, why)
+                    self.retry_transient(&mut tries.transient, &path, status, why)
                         .await?;
                     continue;
                 }
@@ -109,59 +121,90 @@ impl Session {
             }
             match self.classify(&url, &path, &answer) {
                 Next::Fail(e) => return Err(e),
-                Next::Retry(why) => {
-                    let status = Some(answer.status.as_u16());
-                    self.retry_transient(&mut transient, &path, status, why)
-                        .await?;
-                }
                 Next::Redirect(to) => {
-                    redirects += 1;
-                    if redirects > MAX_REDIRECTS {
-                        return Err(GitHubError::permanent(
-                            Some(answer.status.as_u16()),
-                            format!("GitHub redirected {path} more than {MAX_REDIRECTS} times"),
-                        ));
-                    }
+                    tries.redirected(&path, answer.status.as_u16())?;
                     tracing::debug!(from = %path, to = %display_path(&gh.base, &to), "following redirect");
                     url = to;
                 }
-                Next::Primary(until) => {
-                    primary += 1;
-                    if primary > cfg.max_retries.saturating_add(1) {
-                        return Err(rate_limited(until, &path, Some(answer.status.as_u16())));
-                    }
-                    self.inner.state.exhaust(until);
-                }
-                Next::Secondary(asked) => {
-                    if secondary >= cfg.max_retries {
-                        let until = gh.clock.now()
-                            + chrono::Duration::from_std(asked.unwrap_or(cfg.retry_base * 60))
-                                .unwrap_or_else(|_| chrono::Duration::hours(1));
-                        return Err(GitHubError::new(
-                            FailureKind::RateLimited { until },
-                            Some(answer.status.as_u16()),
-                            format!(
-                                "GitHub kept refusing {path} with its secondary rate limit; \
-                                 will retry at the next run"
-                            ),
-                        ));
-                    }
-                    let wait = match asked {
-                        Some(d) => honour_retry_after(d, cfg.retry_base),
-                        None => secondary_backoff(cfg.retry_base, secondary),
-                    };
-                    secondary += 1;
-                    let until = gh.clock.now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
-                    tracing::info!(path = %path, wait_ms = wait.as_millis() as u64, "secondary rate limit");
-                    self.inner
-                        .progress
-                        .waiting("waiting for GitHub secondary rate limit", until);
-                    tokio::time::sleep(wait).await;
-                    self.inner.progress.resumed();
+                next => {
+                    self.wait_before_retry(next, &path, answer.status.as_u16(), &mut tries)
+                        .await?
                 }
             }
         }
+    }
+
+    /// Waits as a refusal asks (backoff, a secondary limit's pause, the primary budget's
+    /// reset) before the same request goes out again, or fails once its budget is spent.
+    pub(crate) async fn wait_before_retry(
+        &self,
+        next: Next,
+        path: &str,
+        status: u16,
+        tries: &mut Tries,
+    ) -> Result<(), GitHubError> {
+        let gh = &self.inner.gh.inner;
+        let cfg = &gh.cfg;
+        match next {
+            Next::Fail(e) => Err(e),
+            Next::Redirect(_) => Err(GitHubError::permanent(
+                Some(status),
+                format!("GitHub redirected {path} unexpectedly"),
+            )),
+            Next::Retry(why) => {
+                self.retry_transient(&mut tries.transient, path, Some(status), why)
+                    .await
+            }
+            Next::Primary(until) => {
+                tries.primary += 1;
+                if tries.primary > cfg.max_retries.saturating_add(1) {
+                    return Err(rate_limited(until, path, Some(status)));
+                }
+                self.inner.state.exhaust(until);
+                Ok(())
+            }
+            Next::Secondary(asked) => {
+                if tries.secondary >= cfg.max_retries {
+                    let until = gh.clock.now()
+                        + chrono::Duration::from_std(asked.unwrap_or(cfg.retry_base * 60))
+                            .unwrap_or_else(|_| chrono::Duration::hours(1));
+                    return Err(GitHubError::new(
+                        FailureKind::RateLimited { until },
+                        Some(status),
+                        format!(
+                            "GitHub kept refusing {path} with its secondary rate limit; \
+                             will retry at the next run"
+                        ),
+                    ));
+                }
+                let wait = match asked {
+                    Some(d) => honour_retry_after(d, cfg.retry_base),
+                    None => secondary_backoff(cfg.retry_base, tries.secondary),
+                };
+                tries.secondary += 1;
+                let until = gh.clock.now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                tracing::info!(path = %path, wait_ms = wait.as_millis() as u64, "secondary rate limit");
+                self.inner
+                    .progress
+                    .waiting("waiting for GitHub secondary rate limit", until);
+                tokio::time::sleep(wait).await;
+                self.inner.progress.resumed();
+                Ok(())
+            }
+        }
+    }
+
+    /// The `Authorization` header this session sends to the API.
+    pub(crate) fn auth(&self) -> Result<HeaderValue, GitHubError> {
+        self.inner.auth.clone().ok_or_else(|| {
+            GitHubError::new(
+                FailureKind::Unauthorized,
+                None,
+                "the stored GitHub token cannot be sent in an HTTP header: run \
+                 `github-backup-scheduler login` again",
+            )
+        })
     }
 
     /// Sends one GET and reads the whole body; an error string describes a network failure.
@@ -263,7 +306,7 @@ impl Session {
         })
     }
 
-    fn classify(&self, url: &Url, path: &str, a: &Answer) -> Next {
+    pub(crate) fn classify(&self, url: &Url, path: &str, a: &Answer) -> Next {
         let gh = &self.inner.gh.inner;
         let code = a.status.as_u16();
         let said = github_message(&a.body);
@@ -337,7 +380,7 @@ impl Session {
     }
 
     /// Counts a transient failure; sleeps the backoff, or fails once the budget is spent.
-    async fn retry_transient(
+    pub(crate) async fn retry_transient(
         &self,
         attempts: &mut u32,
         path: &str,
@@ -360,7 +403,7 @@ impl Session {
     }
 
     /// Waits while the token's primary budget is spent, or fails when the reset is too far away.
-    async fn wait_for_primary_budget(&self) -> Result<(), GitHubError> {
+    pub(crate) async fn wait_for_primary_budget(&self) -> Result<(), GitHubError> {
         let gh = &self.inner.gh.inner;
         let Some(until) = self.inner.state.exhausted_until(gh.clock.now()) else {
             return Ok(());
@@ -413,7 +456,7 @@ fn or_default(said: &str) -> &str {
 }
 
 /// GitHub's `message` field from an error body, if the body is JSON with one.
-fn github_message(body: &[u8]) -> String {
+pub(crate) fn github_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
@@ -422,7 +465,7 @@ fn github_message(body: &[u8]) -> String {
 
 /// A network failure in words, without the URL (reqwest puts it in its own message) and so
 /// without anything but the host and path we chose.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "GitHub did not answer in time"
     } else if e.is_connect() {

@@ -228,7 +228,7 @@ impl Session {
         }
     }
 
-    fn url(&self, path_and_query: &str) -> Result<reqwest::Url, GitHubError> {
+    pub(crate) fn url(&self, path_and_query: &str) -> Result<reqwest::Url, GitHubError> {
         link::join(&self.inner.gh.inner.base, path_and_query).ok_or_else(|| {
             GitHubError::permanent(
                 None,

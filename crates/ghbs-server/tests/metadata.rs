@@ -482,3 +482,88 @@ async fn absent_wiki_is_asked_about_at_most_weekly() {
         "# Late wiki"
     );
 }
+
+/// Release asset files: stored once and carried while unchanged (no second download); a
+/// transfer cut on every try makes the run partial and keeps what the snapshot had, and the
+/// next run fetches only what was missed. With `release_assets: false` only the list is kept.
+#[tokio::test]
+async fn release_assets_are_stored_once_and_a_cut_download_loses_nothing() {
+    let app = TestApp::new().await;
+    let job = job(&app, "rel", json!({"metadata": true})).await;
+    let repo = "rel/proj";
+    app.gh.create_tag(repo, "v1", "main");
+    app.gh.create_release(repo, "v1", "One");
+    let a_bytes = vec![7u8; 40_000];
+    let a = app.gh.add_release_asset(repo, "v1", "a.bin", &a_bytes);
+    let downloads = |app: &TestApp| {
+        app.gh
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/_assets/"))
+            .map(|r| (r.path, r.status, r.token_login))
+            .collect::<Vec<_>>()
+    };
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let files = tar_files(&app, &job.key, &snapshots(&app, &job).await[0]).await;
+    assert_eq!(files[&format!("proj.metadata/assets/{a}")], a_bytes);
+    assert_eq!(downloads(&app).len(), 1);
+    assert!(downloads(&app).iter().all(|(_, _, token)| token.is_none()));
+
+    // A second asset whose transfer is cut on every try (one attempt plus the client's retries).
+    let b_bytes = vec![9u8; 50_000];
+    let b = app.gh.add_release_asset(repo, "v1", "b.bin", &b_bytes);
+    app.gh.clear_requests();
+    app.gh
+        .inject(Fault::new("/_assets/", FaultKind::DropMidBody, 20));
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("b.bin"), "{error}");
+    let cut = downloads(&app);
+    assert!(
+        cut.iter()
+            .all(|(p, _, _)| p.ends_with(&format!("/{b}?signature=stand-in"))),
+        "the unchanged asset is carried, not fetched: {cut:?}"
+    );
+    let snaps = snapshots(&app, &job).await;
+    assert_eq!(snaps.len(), 2);
+    let files = tar_files(&app, &job.key, &snaps[0]).await;
+    assert_eq!(files[&format!("proj.metadata/assets/{a}")], a_bytes);
+    assert!(!files.contains_key(&format!("proj.metadata/assets/{b}")));
+
+    app.gh.clear_faults();
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(downloads(&app).len(), 1, "only the missed asset");
+    let snaps = snapshots(&app, &job).await;
+    let files = tar_files(&app, &job.key, &snaps[0]).await;
+    assert_eq!(files[&format!("proj.metadata/assets/{a}")], a_bytes);
+    assert_eq!(files[&format!("proj.metadata/assets/{b}")], b_bytes);
+    assert_eq!(snaps[0]["repos"][0]["metadata"]["release_assets"], 2);
+
+    // Descriptions only: nothing is downloaded, the list still names both.
+    let patch = json!({"options": {"metadata": true, "release_assets": false}}).to_string();
+    let (status, body) = app
+        .call(
+            axum::http::Method::PATCH,
+            &format!("/api/v1/jobs/{}", job.id),
+            Some(&job.key),
+            Some(&patch),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.gh.clear_requests();
+    let run = next_run(&app, &job).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(downloads(&app).is_empty());
+    let files = tar_files(&app, &job.key, &snapshots(&app, &job).await[0]).await;
+    assert!(
+        !files.keys().any(|k| k.contains("/assets/")),
+        "{:?}",
+        files.keys()
+    );
+    let releases = json_file(&files, "proj.metadata/releases.json");
+    assert_eq!(releases[0]["assets"].as_array().unwrap().len(), 2);
+}

@@ -1,5 +1,6 @@
 //! A backup with `storage_url = s3://…` (moto when `TEST_S3_ENDPOINT` is set): the snapshot's
-//! manifest lands in the bucket and the snapshot downloads. One test in its own binary, because
+//! manifest and a release asset (large enough to go up in parts) land in the bucket, and the
+//! snapshot downloads, also after the node lost its local cache. One test in its own binary, because
 //! the server reads the `AWS_*` settings from the process environment.
 
 mod common;
@@ -48,11 +49,19 @@ async fn a_backup_on_s3_storage_downloads() {
     app.gh.create_repo("ana", "proj", RepoOptions::default());
     app.gh
         .commit("ana/proj", "main", &[("README.md", "hello\n")], "first");
+    app.gh.create_tag("ana/proj", "v1", "main");
+    app.gh.create_release("ana/proj", "v1", "One");
+    let asset_len = ghbs_engine::MULTIPART_THRESHOLD as usize + (2 << 20);
+    let asset_bytes: Vec<u8> = (0..asset_len).map(|i| (i % 253) as u8).collect();
+    let asset = app
+        .gh
+        .add_release_asset("ana/proj", "v1", "big.bin", &asset_bytes);
     let (status, body) = app
         .post(
             "/api/v1/jobs",
             &key,
-            json!({"target": "ana/proj", "schedule": "daily at 09:00", "timezone": "UTC"}),
+            json!({"target": "ana/proj", "schedule": "daily at 09:00", "timezone": "UTC",
+                   "options": {"metadata": true}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -73,6 +82,31 @@ async fn a_backup_on_s3_storage_downloads() {
     let local = app.dir.path().join("backups/manifests");
     assert_eq!(std::fs::read_dir(&local).unwrap().count(), 0);
     app.state.engine.storage_ready().await.unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&asset_bytes))
+    };
+    let object = format!("node-a/metadata/objects/{}/{digest}.bin", &digest[..2]);
+    assert_eq!(
+        observer.get(&object).await.unwrap().len(),
+        asset_len,
+        "the asset is in the bucket"
+    );
+    // A node that lost its cache (mirrors and metadata) rebuilds the download from the bucket.
+    for dir in ["backups/metadata", "backups/mirrors", "backups/artifacts"] {
+        for entry in std::fs::read_dir(app.dir.path().join(dir))
+            .unwrap()
+            .flatten()
+        {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        }
+    }
+    let files = app.tar_files(&key, snaps[0]["id"].as_i64().unwrap()).await;
+    assert!(
+        files.get(&format!("proj.metadata/assets/{asset}")) == Some(&asset_bytes),
+        "the asset came back from the bucket: {:?}",
+        files.keys()
+    );
 
     let bundle = app
         .download(&key, snaps[0]["id"].as_i64().unwrap(), "bundle")

@@ -135,6 +135,26 @@ pub(crate) fn route(w: &World, repo: &Repo, rest: &[&str], list: &ListReq<'_>) -
         ["labels"] => m.labels.clone(),
         ["milestones"] => filter(m.milestones.values().collect(), list, Some("open"), false),
         ["releases"] => filter(m.releases.iter().collect(), list, None, true),
+        // As GitHub does for `Accept: application/octet-stream` (the only way the server asks):
+        // a redirect to a signed URL on another host, here `localhost` instead of `127.0.0.1`,
+        // so a client that follows it with its token shows up in the request log.
+        ["releases", "assets", id] => {
+            let Some(id) = id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| m.asset_bytes.contains_key(id))
+            else {
+                return Out::not_found();
+            };
+            let host = w.base_url.replacen("127.0.0.1", "localhost", 1);
+            let mut out = Out::ok(json!({}));
+            out.status = StatusCode::FOUND;
+            out.headers.push((
+                "location",
+                format!("{host}/_assets/{}/{id}?signature=stand-in", repo.id),
+            ));
+            return out;
+        }
         _ => return Out::not_found(),
     };
     list.page(w, items)
@@ -424,6 +444,31 @@ impl GitHubStandIn {
         })
     }
 
+    /// Attaches an asset named `name` holding `bytes` to the release of `tag` (whose
+    /// `updated_at` moves, as an upload moves it on GitHub); returns the asset's id.
+    pub fn add_release_asset(&self, full_name: &str, tag: &str, name: &str, bytes: &[u8]) -> i64 {
+        with_meta(self, full_name, |m, c| {
+            let release = m
+                .releases
+                .iter_mut()
+                .find(|r| r["tag_name"] == tag)
+                .unwrap_or_else(|| panic!("stand-in: no release {tag} in {full_name}"));
+            release["assets"]
+                .as_array_mut()
+                .expect("assets is a list")
+                .push(json!({
+                    "id": c.id, "name": name, "label": null, "state": "uploaded",
+                    "content_type": "application/octet-stream", "size": bytes.len(),
+                    "download_count": 0, "uploader": c.user, "created_at": c.now, "updated_at": c.now,
+                    "url": format!("{}/releases/assets/{}", c.api, c.id),
+                    "browser_download_url": format!("{}/releases/download/{tag}/{name}", c.html),
+                }));
+            release["updated_at"] = json!(c.now);
+            m.asset_bytes.insert(c.id, bytes.to_vec());
+            c.id
+        })
+    }
+
     /// Publishes a release for `tag` (the tag itself is not created; see `create_tag`).
     pub fn create_release(&self, full_name: &str, tag: &str, name: &str) -> i64 {
         with_meta(self, full_name, |m, c| {
@@ -478,4 +523,43 @@ fn issue_json(c: &Ctx, n: u64, title: &str, body: &str, kind: &str) -> Value {
         "html_url": format!("{}/{kind}/{n}", c.html),
         "url": format!("{}/{}/{n}", c.api, if kind == "pull" { "pulls" } else { "issues" }),
     })
+}
+
+/// The asset host's side of a download: `/_assets/{repo id}/{asset id}`, no token needed (the
+/// signature in the URL stands for it). Not an API request: nothing is counted.
+pub(crate) fn serve_asset(
+    ctx: &crate::server::Ctx,
+    rest: &str,
+    drop_mid_body: bool,
+) -> axum::response::Response {
+    let ids: Vec<i64> = rest.split('/').filter_map(|s| s.parse().ok()).collect();
+    let bytes = match ids[..] {
+        [repo, asset] => ctx
+            .shared
+            .world()
+            .repos
+            .get(&repo)
+            .and_then(|r| r.meta.asset_bytes.get(&asset).cloned()),
+        _ => None,
+    };
+    let Some(bytes) = bytes else {
+        ctx.record(404, false, false);
+        return crate::server::json_response(
+            StatusCode::NOT_FOUND,
+            Vec::new(),
+            crate::server::not_found_body(),
+        );
+    };
+    ctx.record(200, false, false);
+    let bytes = bytes::Bytes::from(bytes);
+    let mut resp = axum::response::Response::new(axum::body::Body::from(bytes.clone()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if drop_mid_body {
+        crate::server::cut_body(resp, bytes)
+    } else {
+        resp
+    }
 }

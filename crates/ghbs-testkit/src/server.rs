@@ -86,6 +86,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         git_http::serve(ctx, req, drop_mid_body).await
     } else if path == "/api/v3" || path.starts_with("/api/v3/") {
         rest::serve(ctx, req, drop_mid_body).await
+    } else if let Some(rest) = path.strip_prefix("/_assets/") {
+        crate::metadata::serve_asset(&ctx, rest, drop_mid_body)
     } else {
         ctx.record(404, false, false);
         json_response(StatusCode::NOT_FOUND, Vec::new(), not_found_body())

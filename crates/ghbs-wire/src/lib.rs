@@ -199,6 +199,10 @@ pub struct JobOptions {
     /// Back up issues, pull requests, labels, milestones and releases as JSON.
     #[serde(default)]
     pub metadata: bool,
+    /// With `metadata`: also store the files of release assets (downloaded once, kept while
+    /// GitHub lists them unchanged). Off: only their descriptions in `releases.json`.
+    #[serde(default = "yes")]
+    pub release_assets: bool,
     /// Account jobs: include forks.
     #[serde(default)]
     pub include_forks: bool,
@@ -220,6 +224,7 @@ impl Default for JobOptions {
             pull_refs: false,
             wiki: false,
             metadata: false,
+            release_assets: true,
             include_forks: false,
             include_archived: true,
             include_private: true,

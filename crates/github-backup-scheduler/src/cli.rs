@@ -209,6 +209,12 @@ pub struct OptionArgs {
     pub metadata: bool,
     #[arg(long, hide = true, overrides_with = "metadata")]
     pub no_metadata: bool,
+    /// With --metadata: keep only the descriptions of release assets, not their files (which
+    /// are stored by default).
+    #[arg(long, overrides_with = "release_assets")]
+    pub no_release_assets: bool,
+    #[arg(long, hide = true, overrides_with = "no_release_assets")]
+    pub release_assets: bool,
     /// Account jobs: include forks.
     #[arg(long, overrides_with = "exclude_forks")]
     pub include_forks: bool,
@@ -234,6 +240,8 @@ impl OptionArgs {
             || self.no_wiki
             || self.metadata
             || self.no_metadata
+            || self.release_assets
+            || self.no_release_assets
             || self.include_forks
             || self.exclude_forks
             || self.exclude_archived
@@ -257,6 +265,11 @@ impl OptionArgs {
             pull_refs: pick(self.pull_refs, self.no_pull_refs, base.pull_refs),
             wiki: pick(self.wiki, self.no_wiki, base.wiki),
             metadata: pick(self.metadata, self.no_metadata, base.metadata),
+            release_assets: pick(
+                self.release_assets,
+                self.no_release_assets,
+                base.release_assets,
+            ),
             include_forks: pick(self.include_forks, self.exclude_forks, base.include_forks),
             include_archived: pick(
                 self.include_archived,

@@ -58,7 +58,12 @@ fn names(v: &Value) -> Vec<String> {
     n
 }
 
-fn seed(w: &World) {
+/// The bytes of the release asset `seed` attaches (not valid UTF-8: stored as it is).
+fn asset_bytes() -> Vec<u8> {
+    (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn seed(w: &World) -> i64 {
     let g = &w.github;
     g.create_label("octo/hello", "bug", "d73a4a");
     g.create_label("octo/hello", "needs docs", "0075ca");
@@ -79,6 +84,7 @@ fn seed(w: &World) {
     let three = g.create_issue("octo/hello", "Old idea", "");
     g.edit_issue("octo/hello", three, serde_json::json!({"state": "closed"}));
     g.create_release("octo/hello", "v1", "First");
+    g.add_release_asset("octo/hello", "v1", "tool.tar.gz", &asset_bytes())
 }
 
 async fn restore(w: &World, to: &str, extra: &[&str]) -> support::Outcome {
@@ -94,8 +100,24 @@ async fn restore(w: &World, to: &str, extra: &[&str]) -> support::Outcome {
 async fn metadata_round_trips_through_an_empty_repository() {
     let w = World::start().await;
     w.login().await;
-    seed(&w);
+    let asset = seed(&w);
     let before = backup(&w, "octo/hello").await;
+    // The asset's file is in the snapshot, fetched from the asset host without the token.
+    assert_eq!(
+        std::fs::read(before.join(format!("assets/{asset}"))).unwrap(),
+        asset_bytes()
+    );
+    let fetched: Vec<_> = w
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/_assets/"))
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert_eq!(
+        fetched[0].token_login, None,
+        "the token went to the asset host"
+    );
     w.github.create_repo("octo", "copy", RepoOptions::default());
 
     // Dry run: counts, nothing written.
@@ -113,6 +135,11 @@ async fn metadata_round_trips_through_an_empty_repository() {
     );
     assert_eq!(c["comments"], 3, "{c}");
     assert_eq!(c["reviews_and_review_comments"], 2, "{c}");
+    assert_eq!(
+        (c["assets"].as_u64(), c["assets_not_in_snapshot"].as_u64()),
+        (Some(1), Some(0)),
+        "{c}"
+    );
     assert!(
         w.github
             .requests()
@@ -210,6 +237,18 @@ async fn metadata_round_trips_through_an_empty_repository() {
     assert_eq!(r1[0]["tag_name"], r2[0]["tag_name"]);
     assert_eq!(r1[0]["name"], r2[0]["name"]);
     assert_eq!(r1[0]["prerelease"], r2[0]["prerelease"]);
+    // The asset went back up with its name and bytes, and the copy's backup stores it too.
+    let copied = &r2[0]["assets"][0];
+    assert_eq!(copied["name"], "tool.tar.gz", "{r2}");
+    let copied_id = copied["id"].as_i64().unwrap();
+    assert_eq!(
+        w.github.release_asset_bytes("octo/copy", copied_id),
+        Some(asset_bytes())
+    );
+    assert_eq!(
+        std::fs::read(after.join(format!("assets/{copied_id}"))).unwrap(),
+        asset_bytes()
+    );
 
     // Rerun: everything is in the journal, nothing is written again.
     w.github.clear_requests();

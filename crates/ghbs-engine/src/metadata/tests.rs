@@ -241,3 +241,62 @@ async fn wiki_bundles_are_made_once_per_ref_state() {
     );
     git(&clone, &["cat-file", "-e", "refs/heads/master:Home.md"]);
 }
+
+/// A release asset is stored once however many snapshots hold it, verifies by its content hash,
+/// and goes when the last snapshot holding it is dropped.
+#[tokio::test]
+async fn files_are_objects_shared_by_content() {
+    let (_dir, engine) = engine();
+    let (s1, s2) = (snap(1), snap(2));
+    let bytes = b"\x00binary release asset\xff".repeat(1000);
+    for s in [&s1, &s2] {
+        let mut w = engine.metadata_writer(s, "r1").await.unwrap();
+        let scratch = w.scratch_file("asset");
+        std::fs::write(&scratch, &bytes).unwrap();
+        let size = w
+            .put_file(
+                "assets/77",
+                scratch.clone(),
+                Some("v".into()),
+                counts("release_assets", 1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert!(!scratch.exists(), "the scratch file is consumed");
+        w.finish().await.unwrap();
+    }
+    assert_eq!(
+        object_files(&engine).len(),
+        1,
+        "{:?}",
+        object_files(&engine)
+    );
+    let root = engine.data_dir().to_path_buf();
+    for s in [&s1, &s2] {
+        let stored = root.join(format!("metadata/snap/{s}/r1/assets/77"));
+        assert_eq!(std::fs::read(&stored).unwrap(), bytes);
+    }
+    let index = engine.metadata_index(&s2, "r1").await.unwrap().unwrap();
+    let object = &index.files["assets/77"].object;
+    assert!(object.ends_with(".bin") && valid_object(object), "{object}");
+    assert_eq!(index.counts["release_assets"], 1);
+
+    // JSON and bundles have their own writers; a bad path is refused before anything moves.
+    let mut w = engine.metadata_writer(&snap(3), "r1").await.unwrap();
+    let scratch = w.scratch_file("asset");
+    std::fs::write(&scratch, b"x").unwrap();
+    for bad in ["assets/1.json", "../x", "wiki.bundle"] {
+        assert!(w
+            .put_file(bad, scratch.clone(), None, BTreeMap::new())
+            .await
+            .is_err());
+    }
+    assert!(scratch.exists());
+    drop(w);
+
+    engine.drop_snapshots(&[empty_manifest(&s1)]).await.unwrap();
+    assert_eq!(object_files(&engine).len(), 1, "still held by the second");
+    engine.drop_snapshots(&[empty_manifest(&s2)]).await.unwrap();
+    assert!(object_files(&engine).is_empty());
+}

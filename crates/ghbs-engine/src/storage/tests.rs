@@ -80,11 +80,44 @@ async fn conformance(storage: &Storage) {
         vec!["manifests/b.json"]
     );
 
+    files(storage).await;
+
     // Keys that could escape the root are refused.
     for key in ["", "/abs", "a/../b", "a//b", "./a"] {
         let err = storage.put(key, Bytes::new()).await.unwrap_err();
         assert_eq!(err.kind, StorageErrorKind::Permanent, "{key:?}");
     }
+}
+
+/// Files in and out: a small one as one put, a large one (over the multipart threshold) in
+/// parts, both written once and read back byte for byte into a file.
+async fn files(storage: &Storage) {
+    let dir = tempfile::tempdir().unwrap();
+    let big_len = MULTIPART_THRESHOLD as usize + (3 << 20) + 17;
+    let big: Vec<u8> = (0..big_len).map(|i| (i % 251) as u8).collect();
+    for (name, bytes) in [("small", b"tiny".to_vec()), ("big", big)] {
+        let src = dir.path().join(name);
+        std::fs::write(&src, &bytes).unwrap();
+        let key = format!("metadata/objects/cd/{name}.bin");
+        assert!(
+            storage.put_file_if_absent(&key, &src).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !storage.put_file_if_absent(&key, &src).await.unwrap(),
+            "{name}"
+        );
+        let back = dir.path().join(format!("{name}.back"));
+        let n = storage.get_to_file(&key, &back).await.unwrap();
+        assert_eq!(n, bytes.len() as u64, "{name}");
+        assert!(std::fs::read(&back).unwrap() == bytes, "{name} differs");
+        storage.delete(&key).await.unwrap();
+    }
+    let err = storage
+        .get_to_file("metadata/objects/cd/missing.bin", &dir.path().join("m"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StorageErrorKind::NotFound, "{err}");
 }
 
 #[tokio::test]

@@ -48,6 +48,10 @@ const LISTS: [(&str, &str, &str); 3] = [
 
 const WIKI_FILE: &str = "wiki.bundle";
 
+/// Where release asset files go in a metadata folder: `assets/{asset id}` (what restore and the
+/// site export read).
+const ASSETS_DIR: &str = "assets/";
+
 /// A wiki found absent (GitHub's default `has_wiki` without a page) is asked about again after
 /// this long, not at every run.
 const WIKI_ABSENT_RECHECK: chrono::Duration = chrono::Duration::days(7);
@@ -78,6 +82,8 @@ pub(super) struct Job<'a> {
     pub snapshot_key: &'a str,
     pub metadata: bool,
     pub wiki: bool,
+    /// With `metadata`: also store the files of release assets.
+    pub release_assets: bool,
     /// The mirror holds `refs/pull/*`: pull-request commit lists are read from it with git.
     pub pull_refs: bool,
     /// The run's clock reading (when an absent wiki is asked about again).
@@ -297,13 +303,112 @@ impl Capture<'_> {
             match result {
                 Ok(f) => {
                     let n = f.len();
+                    let list = Value::Array(f);
                     self.writer
-                        .put_json(file, &Value::Array(f), None, counts(&[(kind, n)]))
+                        .put_json(file, &list, None, counts(&[(kind, n)]))
+                        .await
+                        .map_err(|e| internal(&e))?;
+                    if kind == "releases" {
+                        self.release_assets(&list).await?;
+                    }
+                }
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    self.failed(e, &format!("listing {kind}"), &[file]).await?;
+                    if kind == "releases" {
+                        // The carried list names the carried files.
+                        let stored: Vec<String> = self
+                            .base
+                            .files
+                            .keys()
+                            .filter(|p| p.starts_with(ASSETS_DIR))
+                            .cloned()
+                            .collect();
+                        for path in stored {
+                            self.carry(&path).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The files of the releases' assets, at `assets/{asset id}` (docs/metadata.md): carried
+    /// from the previous snapshot while the asset's size and `updated_at` are unchanged (no
+    /// request), downloaded otherwise. A failed download keeps the previous snapshot's copy,
+    /// if any, and is a problem of the run (partial), never a lost file.
+    async fn release_assets(&mut self, releases: &Value) -> Result<(), ExecOutcome> {
+        if !self.job.release_assets {
+            return Ok(());
+        }
+        let assets: Vec<&Value> = releases
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["assets"].as_array())
+            .flatten()
+            .collect();
+        for asset in assets {
+            let Some(id) = asset["id"].as_i64() else {
+                continue;
+            };
+            let path = format!("{ASSETS_DIR}{id}");
+            let size = asset["size"].as_u64();
+            let version = format!(
+                "{}:{}",
+                size.unwrap_or(0),
+                asset["updated_at"].as_str().unwrap_or_default()
+            );
+            let base = self.base.files.get(&path);
+            if base.is_some_and(|e| e.version.as_deref() == Some(version.as_str())) {
+                let entry = base.cloned().expect("checked");
+                if self
+                    .writer
+                    .carry(&path, &entry)
+                    .await
+                    .map_err(|e| internal(&e))?
+                {
+                    continue;
+                }
+            }
+            let name = asset["name"].as_str().unwrap_or("?");
+            let scratch = self.writer.scratch_file("asset");
+            let got = self
+                .job
+                .session
+                .download_release_asset(&self.job.gh.full_name, id, &scratch, size)
+                .await;
+            match got {
+                Ok(_) => {
+                    self.writer
+                        .put_file(
+                            &path,
+                            scratch,
+                            Some(version),
+                            counts(&[("release_assets", 1)]),
+                        )
                         .await
                         .map_err(|e| internal(&e))?;
                 }
-                Err(e) if gone(&e) => {}
-                Err(e) => self.failed(e, &format!("listing {kind}"), &[file]).await?,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&scratch).await;
+                    if gone(&e) {
+                        // Deleted since the listing (the next listing will not name it): not a
+                        // problem of the run, and a copy an earlier snapshot holds is kept.
+                        tracing::info!(asset = id, "release asset gone upstream; skipped");
+                        self.carry(&path).await?;
+                        continue;
+                    }
+                    if e.kind == FailureKind::StorageFull {
+                        return Err(ExecOutcome::failed_as(
+                            FailureKind::StorageFull,
+                            "the server's disk is full; release assets could not be stored",
+                        ));
+                    }
+                    let what = format!("downloading release asset {name} ({id})");
+                    self.failed(e, &what, &[path.as_str()]).await?;
+                }
             }
         }
         Ok(())

@@ -782,6 +782,7 @@ async fn back_up_repo(
             key: &key,
             snapshot_key,
             metadata: job.options.metadata,
+            release_assets: job.options.release_assets,
             wiki: job.options.wiki,
             pull_refs: job.options.pull_refs,
             now: state.clock.now(),
