@@ -195,6 +195,12 @@ impl GitHubStandIn {
         self.shared.world().write_budget = writes;
     }
 
+    /// Offers GitHub's issue import endpoint (`POST /repos/{o}/{r}/import/issues`, which keeps
+    /// creation and closing times); off by default, as on a server without it (404).
+    pub fn offer_issue_import(&self, on: bool) {
+        self.shared.world().issue_import = on;
+    }
+
     /// Removes every fault not yet consumed.
     pub fn clear_faults(&self) {
         self.shared.world().faults.clear();

@@ -30,6 +30,8 @@ pub(crate) struct Meta {
     pub(crate) releases: Vec<Value>,
     /// The bytes of each uploaded release asset, by asset id.
     pub(crate) asset_bytes: BTreeMap<i64, Vec<u8>>,
+    /// Issue imports by id, as `GET /import/issues/{id}` shows them.
+    pub(crate) imports: BTreeMap<i64, Value>,
 }
 
 fn updated_at(v: &Value) -> Option<DateTime<Utc>> {
@@ -135,6 +137,9 @@ pub(crate) fn route(w: &World, repo: &Repo, rest: &[&str], list: &ListReq<'_>) -
         ["labels"] => m.labels.clone(),
         ["milestones"] => filter(m.milestones.values().collect(), list, Some("open"), false),
         ["releases"] => filter(m.releases.iter().collect(), list, None, true),
+        ["import", "issues", id] if w.issue_import => {
+            return single(id.parse::<i64>().ok().and_then(|id| m.imports.get(&id)))
+        }
         // As GitHub does for `Accept: application/octet-stream` (the only way the server asks):
         // a redirect to a signed URL on another host, here `localhost` instead of `127.0.0.1`,
         // so a client that follows it with its token shows up in the request log.

@@ -166,6 +166,8 @@ pub(crate) struct World {
     pub faults: Vec<Fault>,
     /// How many more REST writes succeed; `None`: no limit (see `fail_writes_after`).
     pub write_budget: Option<u32>,
+    /// Whether `POST /repos/{o}/{r}/import/issues` exists (see `offer_issue_import`).
+    pub issue_import: bool,
     pub log: Vec<RequestRecord>,
     next_id: i64,
 }
@@ -183,6 +185,7 @@ impl World {
             old_names: HashMap::new(),
             faults: Vec::new(),
             write_budget: None,
+            issue_import: false,
             log: Vec::new(),
             next_id: 1000,
         }

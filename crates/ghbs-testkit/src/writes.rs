@@ -33,6 +33,23 @@ fn created(body: Value) -> Out {
     }
 }
 
+/// The label objects and the milestone object a new issue names (`labels`: names,
+/// `milestone`: a number), or the 422 GitHub gives for an unknown one.
+fn labels_and_milestone(
+    m: &crate::metadata::Meta,
+    issue: &Value,
+) -> Result<(Vec<Value>, Value), Out> {
+    let labels = m.labels_named(&issue["labels"])?;
+    let milestone = match issue["milestone"].as_u64() {
+        None => Value::Null,
+        Some(n) => match m.milestones.get(&n) {
+            Some(v) => v.clone(),
+            None => return Err(invalid("invalid", "milestone")),
+        },
+    };
+    Ok((labels, milestone))
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v[key].as_str()
 }
@@ -56,6 +73,11 @@ pub(crate) fn write(
         }
     };
     let next_id = w.next_id();
+    // Ids for the comments of an issue import, taken before the repository is borrowed.
+    let comment_ids: Vec<i64> = (0..json["comments"].as_array().map_or(0, Vec::len))
+        .map(|_| w.next_id())
+        .collect();
+    let issue_import = w.issue_import;
     let user = w.owner_json(login);
     let t = ts(w.repos.get_mut(&id).expect("repo exists").bump());
     let repo = &w.repos[&id];
@@ -114,16 +136,9 @@ pub(crate) fn write(
             let Some(title) = text(&json, "title") else {
                 return invalid("missing_field", "title");
             };
-            let labels = match m.labels_named(&json["labels"]) {
-                Ok(l) => l,
+            let (labels, milestone) = match labels_and_milestone(m, &json) {
+                Ok(v) => v,
                 Err(out) => return out,
-            };
-            let milestone = match json["milestone"].as_u64() {
-                None => Value::Null,
-                Some(n) => match m.milestones.get(&n) {
-                    Some(v) => v.clone(),
-                    None => return invalid("invalid", "milestone"),
-                },
             };
             m.next_number += 1;
             let n = m.next_number;
@@ -135,6 +150,59 @@ pub(crate) fn write(
                 "url": format!("{api}/issues/{n}")});
             m.issues.insert(n, v.clone());
             created(v)
+        }
+        // GitHub's issue import (a preview API): one request per issue with its comments, times
+        // kept. Applied at once here; the answer says "pending" and the status URL "imported".
+        (Method::POST, ["import", "issues"]) if issue_import => {
+            let issue = &json["issue"];
+            let Some(title) = text(issue, "title") else {
+                return invalid("missing_field", "title");
+            };
+            let (labels, milestone) = match labels_and_milestone(m, issue) {
+                Ok(v) => v,
+                Err(out) => return out,
+            };
+            let at = |key: &str| issue[key].as_str().map_or(json!(t), |s| json!(s));
+            let closed = issue["closed"].as_bool().unwrap_or(false);
+            m.next_number += 1;
+            let n = m.next_number;
+            let comments: Vec<Value> = json["comments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .zip(&comment_ids)
+                .map(|(c, id)| {
+                    let at = c["created_at"].as_str().map_or(json!(t), |s| json!(s));
+                    json!({"id": id, "body": c["body"], "user": user, "created_at": at,
+                        "updated_at": at, "html_url": format!("{html}/issues/{n}#issuecomment-{id}"),
+                        "issue_url": format!("{api}/issues/{n}")})
+                })
+                .collect();
+            let v = json!({"id": next_id, "number": n, "title": title,
+                "body": issue.get("body").cloned().unwrap_or(Value::Null),
+                "state": if closed { "closed" } else { "open" }, "state_reason": null,
+                "user": user, "labels": labels, "milestone": milestone,
+                "comments": comments.len(), "created_at": at("created_at"),
+                "updated_at": at("updated_at"),
+                "closed_at": if closed { at("closed_at") } else { Value::Null },
+                "html_url": format!("{html}/issues/{n}"), "url": format!("{api}/issues/{n}")});
+            m.issues.insert(n, v);
+            if !comments.is_empty() {
+                m.issue_comments.insert(n, comments);
+            }
+            let url = format!("{api}/import/issues/{next_id}");
+            m.imports.insert(
+                next_id,
+                json!({"id": next_id, "status": "imported", "url": url,
+                    "issue_url": format!("{api}/issues/{n}"), "created_at": t, "updated_at": t}),
+            );
+            Out {
+                status: StatusCode::ACCEPTED,
+                body: json!({"id": next_id, "status": "pending", "url": url,
+                    "import_issues_url": format!("{api}/import/issues"),
+                    "repository_url": api, "created_at": t, "updated_at": t}),
+                headers: Vec::new(),
+            }
         }
         (Method::PATCH, ["issues", n]) => {
             let Some(issue) = num(n).and_then(|n| m.issues.get_mut(&n)) else {

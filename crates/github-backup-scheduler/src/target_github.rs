@@ -92,6 +92,19 @@ impl TargetGitHub {
         path: &str,
         body: Body,
     ) -> CliResult<Answer> {
+        self.send_accepting(out, method, path, body, "application/vnd.github+json")
+            .await
+    }
+
+    /// [`TargetGitHub::send`] with another media type (a preview API's).
+    pub async fn send_accepting(
+        &mut self,
+        out: &Printer,
+        method: Method,
+        path: &str,
+        body: Body,
+        accept: &str,
+    ) -> CliResult<Answer> {
         let url = if path.starts_with("http://") || path.starts_with("https://") {
             path.to_string()
         } else {
@@ -104,7 +117,7 @@ impl TargetGitHub {
             let mut req = self
                 .http
                 .request(method.clone(), &url)
-                .header("accept", "application/vnd.github+json")
+                .header("accept", accept)
                 .header("x-github-api-version", "2022-11-28")
                 .header("authorization", format!("Bearer {}", self.token.expose()));
             req = match &body {

@@ -316,6 +316,86 @@ async fn an_interrupted_restore_continues_without_duplicates() {
     );
 }
 
+/// Where the server offers the issue import endpoint, items go through it with their comments
+/// and keep their original times; an import interrupted half-way continues without duplicates,
+/// and no plain issue or comment write is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_import_keeps_original_times_and_resumes() {
+    let w = World::start().await;
+    w.login().await;
+    seed(&w);
+    let before = backup(&w, "octo/hello").await;
+    w.github.create_repo("octo", "copy", RepoOptions::default());
+    w.github.offer_issue_import(true);
+    w.github.clear_requests();
+    // Two labels and a milestone, then the first import; the second import fails.
+    w.github.fail_writes_after(Some(4));
+    let first = restore(&w, "octo/copy", &["--metadata-only"]).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    w.github.fail_writes_after(None);
+    let second = restore(&w, "octo/copy", &["--metadata-only", "--json"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let created = &second.json()["created"];
+    assert_eq!(created["imported with original times"], 2, "{created}");
+
+    let posts: Vec<String> = w
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with("/api/v3/repos/octo/copy/"))
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        !posts
+            .iter()
+            .any(|p| p.ends_with("/copy/issues") || p.contains("/comments")),
+        "plain writes: {posts:?}"
+    );
+    assert_eq!(
+        posts
+            .iter()
+            .filter(|p| p.ends_with("/import/issues"))
+            .count(),
+        4,
+        "three items, one of them refused once: {posts:?}"
+    );
+
+    let after = backup(&w, "octo/copy").await;
+    for n in [1, 2, 3] {
+        let a = if n == 2 {
+            read(&before.join("pulls/2.json"))["pull"].clone()
+        } else {
+            read(&before.join(format!("issues/{n}.json")))["issue"].clone()
+        };
+        let b = read(&after.join(format!("issues/{n}.json")));
+        assert_eq!(a["created_at"], b["issue"]["created_at"], "#{n}");
+        assert_eq!(a["state"], b["issue"]["state"], "#{n}");
+        assert_eq!(a["closed_at"], b["issue"]["closed_at"], "#{n}");
+    }
+    let a = read(&before.join("issues/1.json"));
+    let b = read(&after.join("issues/1.json"));
+    let (ca, cb) = (
+        a["comments"].as_array().unwrap(),
+        b["comments"].as_array().unwrap(),
+    );
+    assert_eq!(ca.len(), cb.len());
+    for (x, y) in ca.iter().zip(cb) {
+        assert_eq!(x["created_at"], y["created_at"]);
+        assert!(y["body"]
+            .as_str()
+            .unwrap()
+            .contains(x["body"].as_str().unwrap()));
+    }
+    assert_eq!(
+        read(&after.join("issues/2.json"))["comments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "the pull request's conversation, once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_metadata_restores_are_refused() {
     let w = World::start().await;

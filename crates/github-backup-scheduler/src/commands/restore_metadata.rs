@@ -10,9 +10,15 @@
 //! starts with a quoted line saying who wrote it and when. Pull requests are recreated as issues
 //! that say what they were (a pull request needs its branch to differ from its base, and merged
 //! ones cannot be reopened), with the head commit pushed as branch `pr/N` when the git data has
-//! it; reviews and review comments become comments quoting their file. GitHub's issue import
-//! endpoint (which keeps creation times) is a preview that few servers offer; the plain
-//! endpoints are used everywhere.
+//! it; reviews and review comments become comments quoting their file.
+//!
+//! Where the server offers GitHub's issue import endpoint (`POST /repos/{o}/{r}/import/issues`,
+//! a preview API), each item goes in one request with its comments, keeping the original
+//! creation, update and closing times; the import's status URL is journaled before it is polled,
+//! so an interrupted run waits for the same import instead of sending it again. A server that
+//! answers the first import with 404, 410 or 415 does not offer it: the plain endpoints (one
+//! request per issue, comment and state change, times quoted in the text only) are used from
+//! then on.
 //!
 //! Every accepted write is recorded in the [`Journal`] before the next one, so a rerun of an
 //! interrupted restore continues where it stopped.
@@ -525,6 +531,7 @@ pub async fn restore_metadata(
         target: &target,
         resumed: false,
         created: BTreeMap::new(),
+        import: None,
     };
     r.resumed = !r.journal.is_empty();
     let result = r
@@ -562,6 +569,50 @@ pub async fn restore_metadata(
     }
 }
 
+/// The media type of GitHub's issue import preview.
+const IMPORT_MEDIA: &str = "application/vnd.github.golden-comet-preview+json";
+
+/// The comment marker that lets a resumed run find a comment it already wrote.
+fn marker(e: &Entry<'_>) -> String {
+    format!("<!-- restored {} -->", e.key)
+}
+
+/// What an item counts as in the summary.
+fn kind_of(item: &Item) -> &'static str {
+    if item.doc.is_none() {
+        "placeholders"
+    } else if item.pull {
+        "pull requests (as issues)"
+    } else {
+        "issues"
+    }
+}
+
+/// An item's labels (names) and its milestone on the target.
+fn labels_and_milestone<'v>(
+    item: &'v Item,
+    milestone_of: &BTreeMap<u64, u64>,
+) -> (Vec<&'v Value>, Option<u64>) {
+    let Some(doc) = &item.doc else {
+        return (Vec::new(), None);
+    };
+    let issue = if doc["issue"].is_object() {
+        &doc["issue"]
+    } else {
+        &doc["pull"]
+    };
+    let labels = issue["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| &l["name"])
+        .collect();
+    let milestone = issue["milestone"]["number"]
+        .as_u64()
+        .and_then(|m| milestone_of.get(&m).copied());
+    (labels, milestone)
+}
+
 struct Restorer<'a> {
     gh: &'a mut TargetGitHub,
     journal: &'a mut Journal,
@@ -572,6 +623,8 @@ struct Restorer<'a> {
     resumed: bool,
     /// What this run created, by kind.
     created: BTreeMap<&'static str, u64>,
+    /// Whether the target offers the issue import endpoint: `None` until the first item asks.
+    import: Option<bool>,
 }
 
 impl Restorer<'_> {
@@ -772,47 +825,14 @@ impl Restorer<'_> {
                 self.adopt_issue(item, &pr_branches).await?;
             }
             if !self.journal.has(&step) {
-                let (title, body) = item_body(item, pr_branches.get(&n).map(String::as_str));
-                let mut req = json!({"title": title, "body": body});
-                if let Some(doc) = &item.doc {
-                    let issue = if doc["issue"].is_object() {
-                        &doc["issue"]
-                    } else {
-                        &doc["pull"]
-                    };
-                    let labels: Vec<&Value> = issue["labels"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|l| &l["name"])
-                        .collect();
-                    if !labels.is_empty() {
-                        req["labels"] = json!(labels);
-                    }
-                    if let Some(new) = issue["milestone"]["number"]
-                        .as_u64()
-                        .and_then(|m| milestone_of.get(&m))
-                    {
-                        req["milestone"] = json!(new);
-                    }
-                }
-                let made = self
-                    .write(
-                        &format!("creating issue #{n}"),
-                        Method::POST,
-                        &format!("/repos/{target}/issues"),
-                        req,
-                    )
-                    .await?;
-                let got = made["number"].as_u64().unwrap_or(0);
-                self.journal.record(&step, json!(got))?;
-                self.count(if item.doc.is_none() {
-                    "placeholders"
-                } else if item.pull {
-                    "pull requests (as issues)"
-                } else {
-                    "issues"
-                });
+                let imported = match self.import {
+                    Some(false) => None,
+                    _ => self.import_item(item, &pr_branches, &milestone_of).await?,
+                };
+                let got = match imported {
+                    Some(got) => got,
+                    None => self.create_item(item, &pr_branches, &milestone_of).await?,
+                };
                 if got != n {
                     return Err(CliError::failed(format!(
                         "GitHub numbered the recreated #{n} as #{got}: the target was not empty; restore into a new, empty repository"
@@ -821,30 +841,36 @@ impl Restorer<'_> {
             }
             if let Some(doc) = &item.doc {
                 let (_, entries) = conversation(doc);
-                let mut checked_comment = !self.resumed;
+                // On a resumed run, the comments already on the target (listed once per item):
+                // those the interrupted run wrote carry their marker.
+                let mut present: Option<Vec<String>> = None;
                 for e in &entries {
                     let ckey = format!("{}:{n}", e.key);
                     if self.journal.has(&ckey) {
                         continue;
                     }
-                    let body = entry_body(e);
-                    let marker = format!("<!-- restored {} -->", e.key);
-                    let body = format!("{body}\n\n{marker}");
-                    if !std::mem::replace(&mut checked_comment, true) {
-                        let listed = self
-                            .send(
-                                Method::GET,
-                                &format!("/repos/{target}/issues/{n}/comments?per_page=100"),
-                                Body::None,
-                            )
-                            .await?;
-                        if listed
-                            .body
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|c| c["body"].as_str().is_some_and(|b| b.contains(&marker)))
-                        {
+                    let marker = marker(e);
+                    let body = format!("{}\n\n{marker}", entry_body(e));
+                    if self.resumed {
+                        if present.is_none() {
+                            let listed = self
+                                .send(
+                                    Method::GET,
+                                    &format!("/repos/{target}/issues/{n}/comments?per_page=100"),
+                                    Body::None,
+                                )
+                                .await?;
+                            present = Some(
+                                listed
+                                    .body
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter_map(|c| c["body"].as_str().map(str::to_owned))
+                                    .collect(),
+                            );
+                        }
+                        if present.iter().flatten().any(|b| b.contains(&marker)) {
                             self.journal.record(&ckey, Value::Null)?;
                             continue;
                         }
@@ -981,6 +1007,190 @@ impl Restorer<'_> {
             }
         }
         Ok(skipped_assets)
+    }
+
+    /// Recreates `item` with the plain endpoint (its comments and state follow separately) and
+    /// journals it; returns the number GitHub gave it.
+    async fn create_item(
+        &mut self,
+        item: &Item,
+        pr_branches: &BTreeMap<u64, String>,
+        milestone_of: &BTreeMap<u64, u64>,
+    ) -> CliResult<u64> {
+        let n = item.number;
+        let target = self.target.to_owned();
+        let (title, body) = item_body(item, pr_branches.get(&n).map(String::as_str));
+        let mut req = json!({"title": title, "body": body});
+        let (labels, milestone) = labels_and_milestone(item, milestone_of);
+        if !labels.is_empty() {
+            req["labels"] = json!(labels);
+        }
+        if let Some(new) = milestone {
+            req["milestone"] = json!(new);
+        }
+        let made = self
+            .write(
+                &format!("creating issue #{n}"),
+                Method::POST,
+                &format!("/repos/{target}/issues"),
+                req,
+            )
+            .await?;
+        let got = made["number"].as_u64().unwrap_or(0);
+        self.journal.record(&format!("issue:{n}"), json!(got))?;
+        self.count(kind_of(item));
+        Ok(got)
+    }
+
+    /// Recreates `item` through the issue import endpoint, comments and times included, and
+    /// journals it; `None` when the target does not offer the endpoint (then `self.import`
+    /// turns false and the caller uses the plain endpoints).
+    async fn import_item(
+        &mut self,
+        item: &Item,
+        pr_branches: &BTreeMap<u64, String>,
+        milestone_of: &BTreeMap<u64, u64>,
+    ) -> CliResult<Option<u64>> {
+        let n = item.number;
+        let target = self.target.to_owned();
+        let sent = format!("import:{n}");
+        let url = match self.journal.get(&sent).and_then(Value::as_str) {
+            // An interrupted run sent it: wait for that import, do not send it again.
+            Some(url) => url.to_owned(),
+            None => {
+                let (title, body) = item_body(item, pr_branches.get(&n).map(String::as_str));
+                let (labels, milestone) = labels_and_milestone(item, milestone_of);
+                let mut issue = json!({"title": title, "body": body, "labels": labels});
+                if let Some(m) = milestone {
+                    issue["milestone"] = json!(m);
+                }
+                let mut comments = Vec::new();
+                match &item.doc {
+                    Some(doc) => {
+                        let (head, entries) = conversation(doc);
+                        let (state, _) = state_of(doc);
+                        for key in ["created_at", "updated_at"] {
+                            if head[key].is_string() {
+                                issue[key] = head[key].clone();
+                            }
+                        }
+                        if state == "closed" {
+                            issue["closed"] = json!(true);
+                            if head["closed_at"].is_string() {
+                                issue["closed_at"] = head["closed_at"].clone();
+                            }
+                        }
+                        for e in &entries {
+                            let mut c =
+                                json!({"body": format!("{}\n\n{}", entry_body(e), marker(e))});
+                            if !e.at.is_empty() {
+                                c["created_at"] = json!(e.at);
+                            }
+                            comments.push(c);
+                        }
+                    }
+                    None => issue["closed"] = json!(true),
+                }
+                let a = self
+                    .gh
+                    .send_accepting(
+                        self.out,
+                        Method::POST,
+                        &format!("/repos/{target}/import/issues"),
+                        Body::Json(json!({"issue": issue, "comments": comments})),
+                        IMPORT_MEDIA,
+                    )
+                    .await?;
+                let offered = !matches!(a.status.as_u16(), 404 | 410 | 415);
+                if self.import.is_none() {
+                    self.import = Some(offered);
+                    if !offered {
+                        self.out.note(
+                            "The target does not offer GitHub's issue import endpoint: using the \
+                             plain endpoints (original times are quoted in the text, not kept).",
+                        );
+                        return Ok(None);
+                    }
+                }
+                if !a.status.is_success() {
+                    return Err(CliError::failed(format!(
+                        "importing #{n}: GitHub answered {}",
+                        message(&a)
+                    )));
+                }
+                let Some(url) = a.body["url"].as_str().map(str::to_owned) else {
+                    return Err(CliError::failed(format!(
+                        "importing #{n}: GitHub did not say where to follow the import"
+                    )));
+                };
+                self.journal.record(&sent, json!(url))?;
+                url
+            }
+        };
+        let got = self.await_import(n, &url).await?;
+        // The import carried the comments and the state: journaled so nothing is sent again.
+        self.journal.record(&format!("issue:{n}"), json!(got))?;
+        if let Some(doc) = &item.doc {
+            for e in conversation(doc).1 {
+                self.journal
+                    .record(&format!("{}:{n}", e.key), Value::Null)?;
+            }
+            // The import endpoint has no `state_reason`: a "not planned" closing is set after.
+            if !matches!(state_of(doc), (_, Some("not_planned"))) {
+                self.journal.record(&format!("state:{n}"), Value::Null)?;
+            }
+        } else {
+            self.journal.record(&format!("state:{n}"), Value::Null)?;
+        }
+        self.count(kind_of(item));
+        self.count("imported with original times");
+        Ok(Some(got))
+    }
+
+    /// Polls an import's status URL until GitHub says it is done; returns the issue's number.
+    async fn await_import(&mut self, n: u64, url: &str) -> CliResult<u64> {
+        let mut wait = std::time::Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let a = self
+                .gh
+                .send_accepting(self.out, Method::GET, url, Body::None, IMPORT_MEDIA)
+                .await?;
+            if !a.status.is_success() {
+                return Err(CliError::failed(format!(
+                    "following the import of #{n}: GitHub answered {}",
+                    message(&a)
+                )));
+            }
+            match a.body["status"].as_str() {
+                Some("imported") => {
+                    let number = a.body["issue_url"]
+                        .as_str()
+                        .and_then(|u| u.rsplit('/').next())
+                        .and_then(|s| s.parse().ok());
+                    return number.ok_or_else(|| {
+                        CliError::failed(format!(
+                            "GitHub imported #{n} but did not say its number"
+                        ))
+                    });
+                }
+                Some("failed") => {
+                    return Err(CliError::failed(format!(
+                        "GitHub refused the import of #{n}: {}",
+                        a.body["errors"]
+                    )))
+                }
+                _ if tokio::time::Instant::now() > deadline => {
+                    return Err(CliError::failed(format!(
+                        "GitHub had not finished importing #{n} after 5 minutes; run the restore again to go on"
+                    )))
+                }
+                _ => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
     }
 
     /// On a resumed run, the issue the interrupted run may have created without recording it:
