@@ -5,12 +5,14 @@
 //! ```
 //!
 //! It creates user `octocat` with a token, a public repository `octocat/hello-world` (two
-//! branches, a tag) and a private `octocat/secret`, prints the API URL and the token, and serves
-//! until interrupted. The token it prints is a throwaway for this local stand-in only.
+//! branches, a tag, an issue with a comment, a release with an asset) and a private
+//! `octocat/secret`, prints the API URL and the token, and serves until interrupted. The token
+//! it prints is a throwaway for this local stand-in only.
 //!
 //! Lines typed on its standard input change the world, to try failure paths by hand:
 //! `push OWNER/NAME` (a new commit on main), `break OWNER/NAME` (its git transfers fail until
-//! `heal`), `heal`, `delete OWNER/NAME`.
+//! `heal`), `heal`, `delete OWNER/NAME`, `create OWNER/NAME` (an empty repository, a restore
+//! target), `import on|off` (offer GitHub's issue import endpoint or not).
 
 use ghbs_testkit::{Fault, FaultKind, GitHubStandIn, RepoOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -33,10 +35,18 @@ async fn main() {
         "feature work",
     );
     gh.create_tag("octocat/hello-world", "v1.0", "main");
-    gh.create_issue(
+    let bug = gh.create_issue(
         "octocat/hello-world",
         "Found a bug",
         "It does not say goodbye.",
+    );
+    gh.add_issue_comment("octocat/hello-world", bug, "Confirmed on main.");
+    gh.create_release("octocat/hello-world", "v1.0", "First release");
+    gh.add_release_asset(
+        "octocat/hello-world",
+        "v1.0",
+        "hello-linux.tar.gz",
+        b"pretend this is a build\n",
     );
     gh.create_repo(
         "octocat",
@@ -54,7 +64,7 @@ async fn main() {
     );
     println!("GitHub stand-in API: {}", gh.api_url());
     println!("token for octocat:   {token}");
-    println!("serving until Ctrl-C; commands on stdin: push|break|delete OWNER/NAME, heal");
+    println!("serving until Ctrl-C; commands on stdin: push|break|delete|create OWNER/NAME, heal, import on|off");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pushes = 0;
     loop {
@@ -85,8 +95,19 @@ async fn main() {
                         gh.delete_repo(repo);
                         println!("deleted {repo}");
                     }
+                    ["create", repo] => match repo.split_once('/') {
+                        Some((owner, name)) => {
+                            gh.create_repo(owner, name, RepoOptions::default());
+                            println!("created the empty repository {repo}");
+                        }
+                        None => println!("create OWNER/NAME"),
+                    },
+                    ["import", on @ ("on" | "off")] => {
+                        gh.offer_issue_import(*on == "on");
+                        println!("issue import endpoint {on}");
+                    }
                     [] => {}
-                    _ => println!("unknown command {line:?}: push|break|delete OWNER/NAME, heal"),
+                    _ => println!("unknown command {line:?}: push|break|delete|create OWNER/NAME, heal, import on|off"),
                 }
             }
         }
