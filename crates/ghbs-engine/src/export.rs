@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use ghbs_wire::DownloadFormat;
 
 use crate::error::{EngineError, Result};
@@ -85,6 +86,20 @@ impl Engine {
         format: DownloadFormat,
         repo: Option<&str>,
     ) -> Result<Artifact, EngineError> {
+        self.export_as_of(manifest, None, format, repo).await
+    }
+
+    /// [`Engine::export`] of a snapshot taken at `taken_at` as the caller recorded it (the
+    /// database row), which dates the download's name and the site's "taken" line. Without it
+    /// the manifest's modification time in the storage stands in, which is right only while
+    /// the manifest was never rewritten (`storage migrate` writes it again).
+    pub async fn export_as_of(
+        &self,
+        manifest: &Manifest,
+        taken_at: Option<DateTime<Utc>>,
+        format: DownloadFormat,
+        repo: Option<&str>,
+    ) -> Result<Artifact, EngineError> {
         validate_manifest(manifest)?;
         let selected: Vec<&RepoCapture> = match repo {
             Some(wanted) => {
@@ -107,9 +122,10 @@ impl Engine {
                     DownloadFormat::Zip => Shape::Zip(one),
                     DownloadFormat::Site => Shape::Site(Some(one)),
                 };
-                self.export_shape(manifest, shape, &selected).await
+                self.export_shape(manifest, taken_at, shape, &selected)
+                    .await
             }
-            _ => self.export_each(manifest, format).await,
+            _ => self.export_each_as_of(manifest, taken_at, format).await,
         }
     }
 
@@ -118,6 +134,16 @@ impl Engine {
     pub async fn export_each(
         &self,
         manifest: &Manifest,
+        format: DownloadFormat,
+    ) -> Result<Artifact, EngineError> {
+        self.export_each_as_of(manifest, None, format).await
+    }
+
+    /// [`Engine::export_each`] dated as in [`Engine::export_as_of`].
+    pub async fn export_each_as_of(
+        &self,
+        manifest: &Manifest,
+        taken_at: Option<DateTime<Utc>>,
         format: DownloadFormat,
     ) -> Result<Artifact, EngineError> {
         validate_manifest(manifest)?;
@@ -129,12 +155,13 @@ impl Engine {
             DownloadFormat::Site => Shape::Site(None),
             other => Shape::Each(other),
         };
-        self.export_shape(manifest, shape, &all).await
+        self.export_shape(manifest, taken_at, shape, &all).await
     }
 
     async fn export_shape(
         &self,
         manifest: &Manifest,
+        taken_at: Option<DateTime<Utc>>,
         shape: Shape<'_>,
         selected: &[&RepoCapture],
     ) -> Result<Artifact> {
@@ -143,7 +170,15 @@ impl Engine {
             Shape::Bundle(r) | Shape::RepoTar(r) | Shape::Zip(r) | Shape::Site(Some(r)) => Some(r),
             Shape::Each(_) | Shape::Site(None) => None,
         };
-        let file_name = self.download_name(manifest, single, ext).await;
+        let taken_at = match taken_at {
+            Some(t) => t,
+            None => self
+                .storage()
+                .modified(&Engine::manifest_key(&manifest.snapshot_key))
+                .await
+                .unwrap_or_else(|_| Utc::now()),
+        };
+        let file_name = self.download_name(manifest, taken_at, single, ext);
         let dir = self.artifacts_dir(&manifest.snapshot_key);
         let dest = dir.join(&cache_name);
         let lock = self.build_lock(&dest);
@@ -182,7 +217,8 @@ impl Engine {
             Shape::Zip(r) => self.build_zip(r, &out).await,
             Shape::Site(_) | Shape::Each(DownloadFormat::Site) => {
                 let folder = file_name.strip_suffix(".zip").unwrap_or(&file_name);
-                self.build_site(manifest, selected, folder, &out).await
+                self.build_site(manifest, taken_at, selected, folder, &out)
+                    .await
             }
             Shape::Each(format) => self.build_each(manifest, selected, format, &out).await,
         };
@@ -451,18 +487,14 @@ impl Engine {
 
     /// `owner-name-2026-11-26.ext` (or `owner-2026-11-26.tar.gz` for a whole account), dated by
     /// the manifest file, which is written when the snapshot is committed.
-    async fn download_name(
+    fn download_name(
         &self,
         manifest: &Manifest,
+        taken_at: DateTime<Utc>,
         single: Option<&RepoCapture>,
         ext: &str,
     ) -> String {
-        let when = self
-            .storage()
-            .modified(&Engine::manifest_key(&manifest.snapshot_key))
-            .await
-            .unwrap_or_else(|_| chrono::Utc::now());
-        let date = when.format("%Y-%m-%d");
+        let date = taken_at.format("%Y-%m-%d");
         let stem = match single {
             Some(repo) => safe_full_name(&repo.full_name).replace('/', "-"),
             None => {

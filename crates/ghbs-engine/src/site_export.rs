@@ -82,16 +82,12 @@ impl Engine {
     pub(crate) async fn build_site(
         &self,
         manifest: &Manifest,
+        taken_at: chrono::DateTime<chrono::Utc>,
         repos: &[&RepoCapture],
         folder: &str,
         out: &Path,
     ) -> Result<()> {
-        let taken_at = self
-            .storage()
-            .modified(&Engine::manifest_key(&manifest.snapshot_key))
-            .await
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
+        let taken_at = taken_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let file = std::fs::File::create(out).map_err(|e| EngineError::io("create site", e))?;
         let mut sink = ZipSink {
             zip: zip::ZipWriter::new(std::io::BufWriter::new(file)),

@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod security;
 pub mod start;
 pub mod state;
+pub mod storage_migrate;
 pub mod tls;
 pub mod verify;
 

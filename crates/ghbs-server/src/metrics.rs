@@ -168,6 +168,16 @@ impl Metrics {
         }
         family(
             out,
+            "ghbs_storage_cache_total",
+            "counter",
+            "Shared storage: mirrors this node found in step with the bucket (hit) or rebuilt from it (miss); 0 on file storage.",
+        );
+        let (hits, misses) = ghbs_engine::cache_counts();
+        for (result, n) in [("hit", hits), ("miss", misses)] {
+            let _ = writeln!(out, "ghbs_storage_cache_total{{result=\"{result}\"}} {n}");
+        }
+        family(
+            out,
             "ghbs_notifications_total",
             "counter",
             "Notification deliveries from this node, by result.",

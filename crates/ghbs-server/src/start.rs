@@ -1,7 +1,7 @@
 //! Building the [`AppState`] at start: the private data folder, this node's identity, the store
 //! (migrated), leases a dead predecessor left, snapshots left pending by a crash, the sealing key
 //! and the clients. Above `state` and `backup` in the module order; nothing imports it but the
-//! entry points (`app::launch`, `lib::run`, tests).
+//! entry points (`app::launch`, `lib::run`, `storage_migrate`, tests).
 
 use std::sync::Arc;
 
@@ -41,19 +41,7 @@ impl AppState {
         )
         .map_err(|e| anyhow::anyhow!("cannot set up the GitHub client: {}", e.message))?;
         let storage = match &cfg.storage_url {
-            Some(url) => Some(
-                // Config file and `*_FILE` settings first, the process environment after them:
-                // later settings win, so the environment overrides the file.
-                ghbs_engine::Storage::from_url_with(
-                    url,
-                    cfg.storage_settings
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-                        .chain(std::env::vars()),
-                    None,
-                )
-                .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))?,
-            ),
+            Some(url) => Some(open_storage(&cfg, url)?),
             None => None,
         };
         let engine = Engine::new(EngineConfig {
@@ -86,6 +74,21 @@ impl AppState {
             draining: std::sync::atomic::AtomicBool::new(false),
         }))
     }
+}
+
+/// Opens the storage at `url` with the configuration's S3 settings (config file and `*_FILE`
+/// first, the process environment after them: later settings win, so the environment overrides
+/// the file).
+pub fn open_storage(cfg: &ServerConfig, url: &str) -> anyhow::Result<ghbs_engine::Storage> {
+    ghbs_engine::Storage::from_url_with(
+        url,
+        cfg.storage_settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+            .chain(std::env::vars()),
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))
 }
 
 /// The node's identity: `DATA_DIR/node-id`, created once (host name plus a random suffix, so

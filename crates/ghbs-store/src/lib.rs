@@ -178,6 +178,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_snapshot(&self, user_id: i64, snapshot_id: i64) -> StoreResult<SnapshotRow>;
     /// All snapshots of a job, newest first, without user scoping (engine, retention).
     async fn job_snapshots(&self, job_id: i64) -> StoreResult<Vec<SnapshotRow>>;
+    /// The ids of every job with at least one snapshot, ascending (all users).
+    async fn snapshot_job_ids(&self) -> StoreResult<Vec<i64>>;
     async fn delete_snapshots(&self, snapshot_ids: &[i64]) -> StoreResult<()>;
     /// Whether a snapshot row holds the engine snapshot `key` (its manifest's `snapshot_key`).
     /// At startup this tells a snapshot whose row was inserted before a crash from one that

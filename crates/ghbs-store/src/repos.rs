@@ -73,6 +73,16 @@ pub(crate) async fn job_snapshots<D: Backend>(
         .collect()
 }
 
+/// Every job that has a snapshot, in id order (`storage migrate` walks them one at a time).
+pub(crate) async fn snapshot_job_ids<D: Backend>(pool: &Pool<D>) -> StoreResult<Vec<i64>> {
+    sql("SELECT DISTINCT job_id FROM snapshots ORDER BY job_id")
+        .all(pool)
+        .await?
+        .iter()
+        .map(|row| row.int("job_id"))
+        .collect()
+}
+
 pub(crate) async fn delete_snapshots<D: Backend>(
     pool: &Pool<D>,
     snapshot_ids: &[i64],

@@ -160,6 +160,9 @@ impl<D: Backend> Store for SqlStore<D> {
     async fn job_snapshots(&self, job_id: i64) -> StoreResult<Vec<SnapshotRow>> {
         repos::job_snapshots(&self.pool, job_id).await
     }
+    async fn snapshot_job_ids(&self) -> StoreResult<Vec<i64>> {
+        repos::snapshot_job_ids(&self.pool).await
+    }
     async fn delete_snapshots(&self, snapshot_ids: &[i64]) -> StoreResult<()> {
         repos::delete_snapshots(&self.pool, snapshot_ids).await
     }

@@ -88,6 +88,29 @@ pub enum Command {
     Notify(NotifyCommand),
     /// Check that a job's snapshots can still be read back (on the server); exit 1 on damage.
     Verify(VerifyArgs),
+    /// Operator commands on the server's backup storage, run where the server runs.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Copy an installation's backups from the default file storage (DATA_DIR/backups) into a
+    /// bucket, verify every snapshot there through an empty cache, and say what to change.
+    /// Stop the installation's servers first; the file storage is left as it is.
+    Migrate(Box<MigrateArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The shared storage to copy into: `s3://BUCKET[/PREFIX]` (endpoint, region and
+    /// credentials from the `AWS_*` environment or the config file's `[s3]` table, as for
+    /// `server`) or `file:///PATH` (a shared file system). The bucket must exist.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// The installation, given as to `server` (`--data-dir`, `--database`, `--config`, …).
+    #[command(flatten)]
+    pub server: ghbs_server::ServerArgs,
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, MigrateArgs, StorageCommand};
 use commands::Ctx;
 use config::ConfigDir;
 use exit::{CliError, CliResult};
@@ -55,6 +55,9 @@ fn run(cli: Cli) -> CliResult {
     } = cli;
     if let Some(Command::Server(args)) = command {
         return run_server(*args);
+    }
+    if let Some(Command::Storage(StorageCommand::Migrate(args))) = command {
+        return migrate_storage(*args, json);
     }
     if verbose {
         init_tracing("github_backup_scheduler=debug");
@@ -105,8 +108,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Restore(args) => restore::restore(ctx, &args).await,
         Command::Notify(cmd) => notify::notify(ctx, &cmd).await,
         Command::Verify(args) => check::verify(ctx, &args).await,
-        Command::Server(_) => Err(CliError::failed(
-            "internal: server is started before dispatch",
+        Command::Server(_) | Command::Storage(_) => Err(CliError::failed(
+            "internal: server commands run before dispatch",
         )),
     }
 }
@@ -120,6 +123,61 @@ fn run_server(args: ghbs_server::ServerArgs) -> CliResult {
     runtime
         .block_on(ghbs_server::run(args))
         .map_err(|e| CliError::failed(format!("{e:#}")))
+}
+
+/// `storage migrate`: progress per job on stderr, the summary on stdout (or as JSON), exit 1
+/// when any snapshot could not be copied or verified.
+fn migrate_storage(args: MigrateArgs, json: bool) -> CliResult {
+    init_tracing("warn");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start: {e}")))?;
+    let to = args.to.clone();
+    let report = runtime
+        .block_on(ghbs_server::storage_migrate::migrate(
+            &args.server,
+            &to,
+            &|line| eprintln!("{line}"),
+        ))
+        .map_err(|e| CliError::failed(format!("{e:#}")))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "to": to,
+                "jobs": report.jobs,
+                "snapshots": report.snapshots,
+                "objects": report.objects,
+                "bytes": report.bytes,
+                "problems": report.problems,
+            })
+        );
+    } else if report.problems.is_empty() {
+        println!(
+            "Copied {} snapshot(s) of {} job(s) to {to} ({} objects, {} there now); every \
+             snapshot verified from there through an empty cache.",
+            report.snapshots,
+            report.jobs,
+            report.objects,
+            output::size(i64::try_from(report.bytes).unwrap_or(i64::MAX))
+        );
+        println!(
+            "Next: start the server with `--storage {to}` (or GHBS_STORAGE_URL, or \
+             storage_url in its config file) and the same AWS_* settings. DATA_DIR/backups \
+             stays as this node's cache; nothing was deleted."
+        );
+    }
+    if report.problems.is_empty() {
+        return Ok(());
+    }
+    for p in &report.problems {
+        eprintln!("problem: {p}");
+    }
+    Err(CliError::failed(format!(
+        "{} problem(s): do not switch to {to} yet (a rerun copies only what is missing)",
+        report.problems.len()
+    )))
 }
 
 /// Logs to stderr; `RUST_LOG` overrides `default`.

@@ -160,11 +160,16 @@ pub async fn download(
         Err(_) => manifest.repos.len() > 1,
     };
     let exported = match (&q.repo, account) {
-        (None, true) => state.engine.export_each(&manifest, format).await,
+        (None, true) => {
+            state
+                .engine
+                .export_each_as_of(&manifest, Some(snap.created_at), format)
+                .await
+        }
         (repo, _) => {
             state
                 .engine
-                .export(&manifest, format, repo.as_deref())
+                .export_as_of(&manifest, Some(snap.created_at), format, repo.as_deref())
                 .await
         }
     };

@@ -66,6 +66,24 @@ pub async fn snapshots(store: Arc<dyn Store>) {
     );
     let got = store.get_snapshot(alice.id, s2.id).await.unwrap();
     assert_eq!((got.id, got.manifest), (s2.id, s2.manifest.clone()));
+    // Another user's job without snapshots, then one with: only jobs holding snapshots, in order.
+    let bob = user(&store, 2).await;
+    let empty = store
+        .create_job(new_job(bob.id, "bob/empty", t(0)))
+        .await
+        .unwrap();
+    let other = store
+        .create_job(new_job(bob.id, "bob/other", t(0)))
+        .await
+        .unwrap();
+    let other_run = store.request_run(bob.id, other.id, t(1)).await.unwrap();
+    store
+        .insert_snapshot(snapshot(other.id, other_run.id, 15))
+        .await
+        .unwrap();
+    let with_snapshots = store.snapshot_job_ids().await.unwrap();
+    assert_eq!(with_snapshots, vec![job.id, other.id]);
+    assert!(!with_snapshots.contains(&empty.id));
 
     store.delete_snapshots(&[s2.id]).await.unwrap();
     store.delete_snapshots(&[]).await.unwrap();

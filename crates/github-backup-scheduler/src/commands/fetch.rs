@@ -77,15 +77,12 @@ pub async fn fetch(ctx: &Ctx, args: &FetchArgs) -> CliResult {
     Ok(())
 }
 
-/// How to read a downloaded site: the zip holds one folder named after the file.
+/// How to read a downloaded site. The zip holds one folder named after the server's file name,
+/// which `-o` may have changed, so the hint names the zip, not the folder.
 pub fn site_hint(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let folder = name.strip_suffix(".zip").unwrap_or(&name);
     format!(
-        "Unzip it and open {folder}/index.html in any browser: it needs no server and no network"
+        "Unzip {} and open index.html in the folder it holds, in any browser: it needs no server and no network",
+        path.display()
     )
 }
 

@@ -54,35 +54,10 @@ impl World {
         github.commit("octo/hello", "dev", &[("dev.txt", "dev\n")], "on dev");
 
         let data = TempDir::new().unwrap();
-        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
-        let mut server = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path().join("state"))
-            .args([
-                "--github-api-url",
-                &github.api_url(),
-                "--manual-runs-per-hour",
-                "100",
-            ])
-            .args(server_args)
-            .env_remove("GHBS_SERVER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = server.stdout.take().unwrap();
-        let first = BufReader::new(stdout).lines().next_line().await.unwrap();
-        let Some(server_url) = first
-            .as_deref()
-            .and_then(|l| l.strip_prefix("listening on "))
-        else {
-            let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
-            panic!("server did not start: {first:?}\n{log}");
-        };
+        let (server, server_url) =
+            spawn_server(&github, data.path(), "127.0.0.1:0", server_args, &[]).await;
         World {
-            server_url: server_url.to_string(),
+            server_url,
             github,
             token,
             server,
@@ -90,6 +65,32 @@ impl World {
             config: TempDir::new().unwrap(),
             work: TempDir::new().unwrap(),
         }
+    }
+
+    /// Stops the server (SIGKILL) and waits for it to be gone.
+    pub async fn stop_server(&mut self) {
+        let _ = self.server.kill().await;
+    }
+
+    /// Starts the server again on the same data folder and address with extra flags and
+    /// environment (the clients keep their login: same database, same URL); the log goes on
+    /// in `server.log`.
+    pub async fn restart_with(
+        &mut self,
+        server_args: &[&std::ffi::OsStr],
+        env: &[(String, String)],
+    ) {
+        self.stop_server().await;
+        let listen = self.server_url.trim_start_matches("http://").to_owned();
+        let (server, url) =
+            spawn_server(&self.github, self.data.path(), &listen, server_args, env).await;
+        self.server = server;
+        self.server_url = url;
+    }
+
+    /// The server's data folder (`DATA_DIR`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.data.path().join("state")
     }
 
     /// The client binary with this world's server and configuration.
@@ -261,4 +262,48 @@ pub fn bundle_refs(
         dir,
     );
     refs(&clone)
+}
+
+/// Starts `server` on `listen` and `data/state` against the stand-in, logging to `data/server.log`
+/// (appended), and returns it with its URL.
+async fn spawn_server(
+    github: &GitHubStandIn,
+    data: &Path,
+    listen: &str,
+    server_args: &[&std::ffi::OsStr],
+    env: &[(String, String)],
+) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("server.log"))
+        .unwrap();
+    let mut server = Command::new(BIN)
+        .args(["server", "--listen", listen, "--data-dir"])
+        .arg(data.join("state"))
+        .args([
+            "--github-api-url",
+            &github.api_url(),
+            "--manual-runs-per-hour",
+            "100",
+        ])
+        .args(server_args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("GHBS_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let first = BufReader::new(stdout).lines().next_line().await.unwrap();
+    let Some(server_url) = first
+        .as_deref()
+        .and_then(|l| l.strip_prefix("listening on "))
+    else {
+        let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+        panic!("server did not start: {first:?}\n{log}");
+    };
+    (server, server_url.to_string())
 }
