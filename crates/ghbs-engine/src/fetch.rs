@@ -174,6 +174,8 @@ impl Engine {
         shas: impl IntoIterator<Item = &'a String>,
     ) -> Result<bool, EngineError> {
         fsutil::validate_key(key)?;
+        // Shared storage: the objects may be in the bucket only (a cold or stale cache).
+        self.hydrate(key).await?;
         let mirror = self.mirror_path(key);
         let dir = mirror.clone();
         if !blocking(move || Ok(dir.join("HEAD").is_file())).await? {
@@ -196,12 +198,16 @@ impl Engine {
 
     /// The refs (`refs/heads`, `refs/tags`, `refs/pull`) the mirror holds now: from the engine's
     /// record of them when there is one (no git process), else listed by git and recorded.
+    /// With shared storage the mirror is first brought in step with it (one GET when it is):
+    /// another node may have captured the repository since this one last did, and a run that
+    /// reuses these refs instead of fetching must start from that capture, not an older one.
     pub async fn mirror_refs(&self, key: &str) -> Result<BTreeMap<String, String>, EngineError> {
         fsutil::validate_key(key)?;
         let locks = self.locks(key);
         // Under the lock every writer of live refs takes: the record cannot change meanwhile.
         let _ops = locks.ops.lock().await;
         let mirror = self.mirror_path(key);
+        self.hydrate_locked(key, &mirror).await?;
         let dir = mirror.clone();
         let recorded =
             blocking(move || Ok(dir.exists().then(|| crate::refs::read_live_refs(&dir)))).await?;

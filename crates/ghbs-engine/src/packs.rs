@@ -182,12 +182,17 @@ impl Engine {
         // Every retained snapshot's refs, so that a local gc keeps what they need; then the live
         // refs of the latest capture (the next fetch moves them on).
         let mut script = String::from("start\n");
+        // The snapshots whose refs this mirror will hold. One listed without a manifest (being
+        // committed on another node right now, or left by a node that died) is left out of the
+        // mirror's record, so a later hydration writes its refs once its manifest is there.
+        let mut held = BTreeSet::new();
         for snapshot in &index.snapshots {
             let manifest = match self.load_manifest(snapshot).await {
                 Ok(m) => m,
                 Err(e) if e.kind == ghbs_core::FailureKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
+            held.insert(snapshot.clone());
             for repo in manifest.repos.iter().filter(|r| r.key == key) {
                 for (name, sha) in &repo.refs {
                     if let Some(target) = snapshot_ref(snapshot, name) {
@@ -218,7 +223,11 @@ impl Engine {
                 )
             })?;
         let dir = mirror.to_path_buf();
-        blocking(move || write_record(&dir, &index)).await?;
+        let record = PackIndex {
+            snapshots: held,
+            ..index
+        };
+        blocking(move || write_record(&dir, &record)).await?;
         tracing::info!(
             key,
             packs = done.packs,
@@ -267,7 +276,7 @@ impl Engine {
         let dir = mirror.clone();
         let (record, local) = blocking(move || Ok((read_record(&dir), local_packs(&dir)))).await?;
         let old = self.pack_index(key).await?.unwrap_or_default();
-        let known: BTreeSet<String> = record.map(|r| r.packs).unwrap_or_default();
+        let (known, mut held) = record.map(|r| (r.packs, r.snapshots)).unwrap_or_default();
         let foreign: Vec<&String> = old
             .packs
             .iter()
@@ -311,8 +320,22 @@ impl Engine {
             index.snapshots.remove(*s);
         }
         self.put_pack_index(key, &index).await?;
+        // The mirror's record says which snapshots' refs it holds: those it held, the one added
+        // now, less the dropped. Not the index's list: a mirror that never hydrated another
+        // node's snapshot (a run that reused the mirror without fetching) must not pass for in
+        // step, or its refs would never be written here and a local gc could drop its objects.
+        if let Some((snapshot, _)) = add {
+            held.insert(snapshot.to_owned());
+        }
+        for s in dropped {
+            held.remove(*s);
+        }
+        let record = PackIndex {
+            snapshots: held,
+            ..index
+        };
         let dir = mirror.clone();
-        blocking(move || write_record(&dir, &index)).await
+        blocking(move || write_record(&dir, &record)).await
     }
 
     async fn put_pack_index(&self, key: &str, index: &PackIndex) -> Result<()> {

@@ -135,6 +135,92 @@ async fn a_node_with_an_empty_cache_serves_every_snapshot_byte_identical() {
     assert_eq!(refs_of(&remote), heads_and_tags(&first.repos[0].refs));
 }
 
+/// Found by the three-process story: node A captures, node B captures the next change, then A
+/// runs again without fetching (GitHub reports no push) and reuses its mirror's refs. A must
+/// first take B's capture from the bucket: its snapshot records B's refs, not A's older ones,
+/// and A's mirror holds B's snapshot refs (so a local gc cannot drop their objects and every
+/// snapshot verifies on A).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reusing_a_stale_mirror_first_takes_the_other_nodes_capture() {
+    let Some((_bucket, storage, w)) =
+        shared_world("a_node_reusing_a_stale_mirror_first_takes_the_other_nodes_capture").await
+    else {
+        return;
+    };
+    let full = w.repo("stale");
+    let first = w.snapshot("r1", &full).await;
+    // Node B: a commit upstream, captured there (B hydrates, fetches, commits).
+    let (_dir_b, b) = node(&storage);
+    w.gh.commit(&full, "main", &[("b.txt", "b\n")], "On B");
+    let fetched = b
+        .fetch(&w.source("r1", &full), Some(&w.token))
+        .await
+        .unwrap();
+    let second = manifest_of(vec![capture("r1", &full, fetched.refs.clone())]);
+    b.commit_snapshot(&second).await.unwrap();
+    // Node A, nothing pushed since: the refs it reuses are B's capture.
+    let reused = w.engine.mirror_refs("r1").await.unwrap();
+    assert_eq!(
+        reused, fetched.refs,
+        "A reused refs older than the latest capture"
+    );
+    let third = manifest_of(vec![capture("r1", &full, reused)]);
+    w.engine.commit_snapshot(&third).await.unwrap();
+    let prefix = format!("refs/ghbs/snap/{}/", second.snapshot_key);
+    let held = git(
+        &w.mirror("r1"),
+        &["for-each-ref", "--format=%(refname)", &prefix],
+    );
+    assert!(!held.is_empty(), "A's mirror lacks B's snapshot refs");
+    let verdicts = w
+        .engine
+        .verify_snapshots(&[first, second, third])
+        .await
+        .unwrap();
+    assert!(verdicts.iter().all(|v| v.ok()), "{verdicts:?}");
+}
+
+/// A commit into a mirror that missed another node's snapshot does not make the mirror pass
+/// for in step: its record lists only the snapshots whose refs it holds, so the next hydration
+/// writes the missing ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_into_a_stale_mirror_leaves_it_to_be_hydrated() {
+    let Some((_bucket, storage, w)) =
+        shared_world("a_commit_into_a_stale_mirror_leaves_it_to_be_hydrated").await
+    else {
+        return;
+    };
+    let full = w.repo("stale2");
+    let first = w.snapshot("r1", &full).await;
+    // B captures the same refs (no new pack: otherwise A's commit is refused as behind).
+    let (_dir_b, b) = node(&storage);
+    let fetched = b
+        .fetch(&w.source("r1", &full), Some(&w.token))
+        .await
+        .unwrap();
+    let second = manifest_of(vec![capture("r1", &full, fetched.refs)]);
+    b.commit_snapshot(&second).await.unwrap();
+    // A commits with the refs it already has, without hydrating first.
+    let third = manifest_of(vec![capture("r1", &full, first.repos[0].refs.clone())]);
+    w.engine.commit_snapshot(&third).await.unwrap();
+    let done = w.engine.hydrate("r1").await.unwrap();
+    assert!(
+        done.snapshots >= 1,
+        "the stale mirror passed for in step: {done:?}"
+    );
+    let prefix = format!("refs/ghbs/snap/{}/", second.snapshot_key);
+    let held = git(
+        &w.mirror("r1"),
+        &["for-each-ref", "--format=%(refname)", &prefix],
+    );
+    assert!(
+        !held.is_empty(),
+        "B's snapshot refs were never written on A"
+    );
+    // Now in step: the next look is one GET and changes nothing.
+    assert_eq!(w.engine.hydrate("r1").await.unwrap().snapshots, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_cache_is_rebuilt_from_the_bucket_then_fetches_only_what_changed() {
     let Some((_bucket, storage, w)) =

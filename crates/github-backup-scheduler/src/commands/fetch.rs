@@ -77,13 +77,44 @@ pub async fn fetch(ctx: &Ctx, args: &FetchArgs) -> CliResult {
     Ok(())
 }
 
-/// How to read a downloaded site. The zip holds one folder named after the server's file name,
-/// which `-o` may have changed, so the hint names the zip, not the folder.
+/// How to read a downloaded site: which folder of the zip holds `index.html`. The folder is
+/// named after the server's file name, which `-o` may have changed, so it is read from the
+/// zip's first entry.
 pub fn site_hint(path: &Path) -> String {
-    format!(
-        "Unzip {} and open index.html in the folder it holds, in any browser: it needs no server and no network",
-        path.display()
-    )
+    match first_zip_folder(path) {
+        Some(folder) => format!(
+            "Unzip {} and open {folder}/index.html in any browser: it needs no server and no network",
+            path.display()
+        ),
+        None => format!(
+            "Unzip {} and open index.html in the folder it holds, in any browser: it needs no server and no network",
+            path.display()
+        ),
+    }
+}
+
+/// The top folder of a zip's first entry, from its local file header (signature, then the
+/// name's length at offset 26 and the name at 30; APPNOTE 4.3.7). Read by hand: one field of
+/// one header does not warrant the zip crate in the client.
+fn first_zip_folder(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 30 + 512];
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]).ok()? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let head = &head[..n];
+    if !head.starts_with(b"PK\x03\x04") || head.len() < 30 {
+        return None;
+    }
+    let len = u16::from_le_bytes([head[26], head[27]]) as usize;
+    let name = std::str::from_utf8(head.get(30..30 + len)?).ok()?;
+    let (folder, _) = name.split_once('/')?;
+    (!folder.is_empty() && !folder.starts_with('.')).then(|| folder.to_owned())
 }
 
 /// A finished, verified download.
@@ -474,6 +505,29 @@ fn default_name(snapshot: i64, format: DownloadFormat, repo: Option<&str>) -> St
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn the_site_hint_names_the_folder_inside_the_zip_whatever_the_file_is_called() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("renamed-by-o.zip");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        zip.start_file(
+            "octo-hello-2026-12-03.site/index.html",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(b"<html></html>").unwrap();
+        zip.finish().unwrap();
+        let hint = site_hint(&path);
+        assert!(
+            hint.contains("renamed-by-o.zip and open octo-hello-2026-12-03.site/index.html"),
+            "{hint}"
+        );
+        let not_zip = dir.path().join("x.zip");
+        std::fs::write(&not_zip, b"not a zip").unwrap();
+        assert!(site_hint(&not_zip).contains("index.html in the folder it holds"));
+    }
 
     #[test]
     fn names_from_headers_are_made_safe() {
