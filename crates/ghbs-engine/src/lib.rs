@@ -47,6 +47,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{is_storage_full, EngineError, DISK_FULL};
 pub use metadata::{MetadataEntry, MetadataFolder, MetadataIndex, MetadataWriter, INDEX_FILE};
+/// Retry policy of a [`Storage`] on S3 (object_store's), so callers need not depend on it.
+pub use object_store::RetryConfig;
 pub use packs::{cache_counts, Hydration, PackIndex};
 pub use restore::{restore, restore_with, RestoreOptions};
 pub use storage::{Storage, StorageError, StorageErrorKind, StorageLocation, MULTIPART_THRESHOLD};
@@ -70,7 +72,14 @@ pub struct EngineConfig {
     /// Where manifests go (see the `storage` module); `None` is `file://{data_dir}`, today's
     /// layout. Git mirrors, metadata, artifacts, markers and scratch stay under `data_dir`.
     pub storage: Option<Storage>,
+    /// How long an unreferenced object stays in shared storage before the garbage collection
+    /// may remove it ([`Engine::gc_storage`]); a run refreshes any object it reuses that is
+    /// older than half of it, so this is also the longest a commit may take.
+    pub storage_gc_grace: Duration,
 }
+
+/// [`EngineConfig::storage_gc_grace`] unless configured: a day.
+pub const DEFAULT_STORAGE_GC_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl EngineConfig {
     /// A config with the default one-hour git timeout and no extra CA.
@@ -81,6 +90,7 @@ impl EngineConfig {
             ca_cert: None,
             disk_full_flag: None,
             storage: None,
+            storage_gc_grace: DEFAULT_STORAGE_GC_GRACE,
         }
     }
 }

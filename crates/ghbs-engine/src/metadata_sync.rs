@@ -49,7 +49,8 @@ impl Engine {
     }
 
     /// Copies a capture's metadata folder into the shared storage: every object it names that
-    /// the storage lacks, then its index. A no-op without shared storage or metadata.
+    /// the storage lacks or holds only an old copy of (see
+    /// [`crate::Storage::put_file_refreshed`]), then its index. A no-op without shared storage or metadata.
     pub(crate) async fn publish_metadata(&self, repo: &RepoCapture) -> Result<()> {
         if !self.shares_storage() {
             return Ok(());
@@ -83,7 +84,11 @@ impl Engine {
                 let path = engine.object_path(&object);
                 engine
                     .storage()
-                    .put_file_if_absent(&Engine::shared_object_key(&object), &path)
+                    .put_file_refreshed(
+                        &Engine::shared_object_key(&object),
+                        &path,
+                        engine.reuse_fresh_for(),
+                    )
                     .await?;
                 Ok::<(), EngineError>(())
             }

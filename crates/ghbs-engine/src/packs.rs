@@ -85,6 +85,18 @@ pub struct Hydration {
 }
 
 impl Engine {
+    /// The configured garbage-collection grace period ([`crate::EngineConfig::storage_gc_grace`]).
+    pub fn storage_gc_grace(&self) -> std::time::Duration {
+        self.inner.cfg.storage_gc_grace
+    }
+
+    /// How recently an object must have been written for a commit to reference it without
+    /// rewriting it: half the grace period, so a collection never sweeps what a commit in
+    /// progress relies on unless that commit takes longer than the other half.
+    pub(crate) fn reuse_fresh_for(&self) -> std::time::Duration {
+        self.storage_gc_grace() / 2
+    }
+
     /// Whether the storage is shared (anything but the engine's own data folder), so that git
     /// objects and metadata go there too and the local mirrors are only a cache.
     pub fn shares_storage(&self) -> bool {
@@ -293,8 +305,14 @@ impl Engine {
         for pack in local.iter().filter(|p| !old.packs.contains(*p)) {
             for ext in ["pack", "idx"] {
                 let path = pack_dir.join(format!("{pack}.{ext}"));
+                // Not listed yet: it may be an old orphan (a crashed run's upload, a pack
+                // retired by a repack) that a collection is about to sweep; refreshed first.
                 self.storage()
-                    .put_file_if_absent(&Engine::pack_key(key, pack, ext), &path)
+                    .put_file_refreshed(
+                        &Engine::pack_key(key, pack, ext),
+                        &path,
+                        self.reuse_fresh_for(),
+                    )
                     .await?;
             }
         }

@@ -289,12 +289,7 @@ impl Storage {
     /// does not cover multipart uploads, so two nodes racing on the same content-addressed key
     /// both write identical bytes, which is harmless).
     pub async fn put_file_if_absent(&self, key: &str, file: &Path) -> Result<bool, StorageError> {
-        let io = |e: std::io::Error| {
-            StorageError::new(
-                StorageErrorKind::Transient,
-                format!("read {} for upload: {e}", file.display()),
-            )
-        };
+        let io = |e| upload_read_error(file, e);
         let size = tokio::fs::metadata(file).await.map_err(io)?.len();
         if size <= MULTIPART_THRESHOLD {
             let bytes = tokio::fs::read(file).await.map_err(io)?;
@@ -303,6 +298,48 @@ impl Storage {
         if self.exists(key).await? {
             return Ok(false);
         }
+        self.put_multipart_file(key, file).await?;
+        Ok(true)
+    }
+
+    /// Writes a content-addressed object from a local file unless the storage holds one written
+    /// less than `fresh_for` ago; returns whether it wrote. Used for objects a snapshot is about
+    /// to reference: the garbage collection sweeps only unreferenced objects older than its grace
+    /// period, so writing (refreshing) an old one before referencing it keeps a collection that
+    /// listed before our index from deleting it under us. `fresh_for` must be well below that
+    /// grace period. Small files are simply rewritten (one PUT, as a conditional create would
+    /// cost); large ones are checked first (a HEAD) and rewritten only when old.
+    pub async fn put_file_refreshed(
+        &self,
+        key: &str,
+        file: &Path,
+        fresh_for: std::time::Duration,
+    ) -> Result<bool, StorageError> {
+        let io = |e| upload_read_error(file, e);
+        let size = tokio::fs::metadata(file).await.map_err(io)?.len();
+        if size <= MULTIPART_THRESHOLD {
+            let bytes = tokio::fs::read(file).await.map_err(io)?;
+            self.put(key, Bytes::from(bytes)).await?;
+            return Ok(true);
+        }
+        match self.modified(key).await {
+            Ok(written) => {
+                let age = chrono::Utc::now().signed_duration_since(written);
+                if age.to_std().map_or(true, |age| age < fresh_for) {
+                    return Ok(false);
+                }
+            }
+            Err(e) if e.kind == StorageErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.put_multipart_file(key, file).await?;
+        Ok(true)
+    }
+
+    /// Streams a local file into `key` as a multipart upload (see [`PART_SIZE`]), aborting the
+    /// upload on failure so no partial object is left behind.
+    async fn put_multipart_file(&self, key: &str, file: &Path) -> Result<(), StorageError> {
+        let io = |e| upload_read_error(file, e);
         let path = object_path(key)?;
         let upload = self
             .inner
@@ -341,7 +378,7 @@ impl Storage {
                 StorageError::new(StorageErrorKind::Permanent, format!("fsync {key}: {e}"))
             })?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Streams an object into the local file `dest` (created or truncated, fsynced) and returns
@@ -501,6 +538,14 @@ impl Storage {
 }
 
 /// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
+/// A local file that was to be uploaded could not be read: passing (the next run reads again).
+fn upload_read_error(file: &Path, e: std::io::Error) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Transient,
+        format!("read {} for upload: {e}", file.display()),
+    )
+}
+
 fn object_path(key: &str) -> Result<ObjectPath, StorageError> {
     let invalid = key.is_empty()
         || key.starts_with('/')

@@ -7,7 +7,11 @@
 //! grace period ago (uploads of a run that crashed before its manifest, packs a repack replaced,
 //! objects only dropped snapshots used), and metadata indexes of snapshots without a manifest
 //! (same age rule). Manifests are never touched here: retention deletes them. A young object is
-//! always kept, so a run uploading right now (its index and manifest not written yet) is safe.
+//! always kept, so a run uploading right now (its index and manifest not written yet) is safe; a
+//! run reusing an old object rewrites it before referencing it, and the sweep reads each
+//! object's age again right before deleting it, so a reuse between listing and sweeping is seen.
+//! The remaining window (a rewrite between that last read and the delete, milliseconds) is the
+//! price of not locking the bucket; docs/storage.md.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -31,6 +35,7 @@ pub struct StorageGc {
 impl Engine {
     /// Collects the shared storage (see the module docs). A no-op without shared storage (the
     /// local mirrors and metadata folders collect themselves).
+    /// `grace` is normally [`Engine::storage_gc_grace`]; tests pass shorter ones.
     pub async fn gc_storage(&self, grace: Duration) -> Result<StorageGc, EngineError> {
         let mut report = StorageGc::default();
         if !self.shares_storage() {
@@ -118,6 +123,17 @@ impl Engine {
             }
         }
         for object in sweep {
+            // Read again just before deleting: a commit that reuses this object rewrites it
+            // first (`Storage::put_file_refreshed`), and that may have happened since listing.
+            match storage.modified(&object.key).await {
+                Ok(written) if written < cutoff => {}
+                Ok(_) => {
+                    report.kept += 1;
+                    continue;
+                }
+                Err(e) if e.kind == crate::StorageErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
             storage.delete(&object.key).await?;
             report.swept += 1;
             report.swept_bytes += object.size;

@@ -148,6 +148,11 @@ pub async fn launch(
     let notify_task =
         tokio::spawn(crate::notify::Deliverer::new(state.clone())?.run(stop_rx.clone()));
     let prune_task = tokio::spawn(crate::audit::prune_loop(state.clone(), stop_rx.clone()));
+    let gc_task = tokio::spawn(crate::backup::storage_gc_loop(
+        state.run.clone(),
+        state.node_id.clone(),
+        stop_rx.clone(),
+    ));
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
     // The peer address reaches handlers as `ConnectInfo` (rate limits, audit trail).
     let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -193,6 +198,9 @@ pub async fn launch(
     sched_task.await?;
     notify_task.await?;
     let _ = prune_task.await;
+    // A collection may take minutes on a big bucket; stopping it halfway is safe (each delete
+    // stands alone, and the next one starts over).
+    gc_task.abort();
     if busy {
         tokio::time::sleep(DRAIN_LINGER).await;
     }

@@ -117,6 +117,19 @@ pub struct ServerArgs {
     /// Repositories of one account job fetched at the same time [default: --workers].
     #[arg(long, env = "GHBS_REPO_PARALLELISM")]
     pub repo_parallelism: Option<usize>,
+    /// Hours an object no retained snapshot needs stays in shared storage before the daily
+    /// garbage collection removes it (a download on another node may still read it) [default: 24].
+    #[arg(long, env = "GHBS_STORAGE_GC_GRACE_HOURS")]
+    pub storage_gc_grace_hours: Option<u64>,
+    /// Seconds a due job waits for the node that ran it last (whose cache holds its mirrors)
+    /// before any other node may take it [default: 60; 0: no preference].
+    #[arg(long, env = "GHBS_WARM_CACHE_DELAY_SECS")]
+    pub warm_cache_delay_secs: Option<u64>,
+    /// Seconds one storage call keeps retrying (5xx, timeouts, lost connections) before the
+    /// backup counts as failed for a passing reason [default: 180]. Each attempt's own limit is
+    /// `AWS_TIMEOUT` (default 30s).
+    #[arg(long, env = "GHBS_STORAGE_RETRY_SECS")]
+    pub storage_retry_secs: Option<u64>,
     /// S3 settings for `storage_url = "s3://…"` (config file only: `[s3]`); the `AWS_*`
     /// environment overrides each.
     #[arg(skip)]
@@ -227,6 +240,13 @@ pub struct ServerConfig {
     pub git_timeout: Duration,
     /// Repositories of one account run fetched at once (`--repo-parallelism`, default: workers).
     pub repo_parallelism: usize,
+    /// Age before the shared-storage garbage collection removes an unneeded object
+    /// (`--storage-gc-grace-hours`).
+    pub storage_gc_grace: Duration,
+    /// How long a due job is left to its warm node (`--warm-cache-delay-secs`).
+    pub warm_cache_delay: Duration,
+    /// How long one storage call retries (`--storage-retry-secs`).
+    pub storage_retry: Duration,
 }
 
 /// The storage's `AWS_*` settings that do not come straight from the environment: the config
@@ -319,6 +339,9 @@ impl ServerConfig {
             retry: ghbs_core::RetryPolicy::default(),
             git_timeout: Duration::from_secs(3600),
             repo_parallelism: 4,
+            storage_gc_grace: ghbs_engine::DEFAULT_STORAGE_GC_GRACE,
+            warm_cache_delay: Duration::from_secs(60),
+            storage_retry: Duration::from_secs(180),
         }
     }
 
@@ -437,6 +460,31 @@ impl ServerConfig {
                 )));
             }
             cfg.retry = ghbs_core::RetryPolicy { retries: n };
+        }
+        if let Some(h) = s.storage_gc_grace_hours {
+            if h == 0 || h > 24 * 90 {
+                return Err(ConfigError(format!(
+                    "--storage-gc-grace-hours {h}: choose between 1 and 2160 (90 days); it must \
+                     exceed the longest download or backup commit"
+                )));
+            }
+            cfg.storage_gc_grace = Duration::from_secs(h * 3600);
+        }
+        if let Some(secs) = s.warm_cache_delay_secs {
+            if secs > 3600 {
+                return Err(ConfigError(format!(
+                    "--warm-cache-delay-secs {secs}: choose between 0 and 3600"
+                )));
+            }
+            cfg.warm_cache_delay = Duration::from_secs(secs);
+        }
+        if let Some(secs) = s.storage_retry_secs {
+            if secs > 3600 {
+                return Err(ConfigError(format!(
+                    "--storage-retry-secs {secs}: choose between 0 and 3600"
+                )));
+            }
+            cfg.storage_retry = Duration::from_secs(secs);
         }
         if let Some(days) = s.verify_interval_days {
             if days > 3650 {
@@ -887,6 +935,27 @@ mod tests {
                 },
                 "--repo-parallelism 0: choose between 1 and 64",
             ),
+            (
+                ServerArgs {
+                    storage_gc_grace_hours: Some(0),
+                    ..Default::default()
+                },
+                "--storage-gc-grace-hours 0: choose between 1 and 2160",
+            ),
+            (
+                ServerArgs {
+                    warm_cache_delay_secs: Some(86_400),
+                    ..Default::default()
+                },
+                "--warm-cache-delay-secs 86400: choose between 0 and 3600",
+            ),
+            (
+                ServerArgs {
+                    storage_retry_secs: Some(7200),
+                    ..Default::default()
+                },
+                "--storage-retry-secs 7200: choose between 0 and 3600",
+            ),
         ] {
             let args = ServerArgs {
                 data_dir: Some("/tmp/x".into()),
@@ -895,6 +964,40 @@ mod tests {
             let err = ServerConfig::load(&args, &no_env).unwrap_err();
             assert!(err.0.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn shared_storage_settings_from_the_file_and_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "storage_gc_grace_hours = 48\nwarm_cache_delay_secs = 0\nstorage_retry_secs = 30\n",
+        )
+        .unwrap();
+        let defaults = ServerConfig::load(
+            &ServerArgs {
+                data_dir: Some("/tmp/x".into()),
+                ..Default::default()
+            },
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(defaults.storage_gc_grace, Duration::from_secs(24 * 3600));
+        assert_eq!(defaults.warm_cache_delay, Duration::from_secs(60));
+        assert_eq!(defaults.storage_retry, Duration::from_secs(180));
+        let cfg = ServerConfig::load(
+            &ServerArgs {
+                data_dir: Some("/tmp/x".into()),
+                config: Some(path),
+                ..Default::default()
+            },
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(cfg.storage_gc_grace, Duration::from_secs(48 * 3600));
+        assert_eq!(cfg.warm_cache_delay, Duration::ZERO);
+        assert_eq!(cfg.storage_retry, Duration::from_secs(30));
     }
 
     #[test]

@@ -83,10 +83,13 @@ impl Scheduler {
         let lease_until = now
             + chrono::Duration::from_std(self.state.cfg.lease)
                 .unwrap_or(chrono::Duration::minutes(5));
+        let others_after = now
+            - chrono::Duration::from_std(self.state.cfg.warm_cache_delay)
+                .unwrap_or(chrono::Duration::zero());
         let claims = match self
             .state
             .store
-            .claim_due(&self.node, now, lease_until, free as i64)
+            .claim_due_placed(&self.node, now, lease_until, free as i64, others_after)
             .await
         {
             Ok(c) => c,

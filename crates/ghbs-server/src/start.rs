@@ -50,6 +50,7 @@ impl AppState {
             ca_cert: cfg.ca_cert.clone(),
             disk_full_flag: cfg.disk_full_flag.clone(),
             storage,
+            storage_gc_grace: cfg.storage_gc_grace,
         })
         .map_err(|e| anyhow::anyhow!("cannot set up backup storage: {}", e.message))?;
         // Before the scheduler can start a run (none is committing a snapshot yet).
@@ -80,13 +81,19 @@ impl AppState {
 /// first, the process environment after them: later settings win, so the environment overrides
 /// the file).
 pub fn open_storage(cfg: &ServerConfig, url: &str) -> anyhow::Result<ghbs_engine::Storage> {
+    let retry = ghbs_engine::RetryConfig {
+        retry_timeout: cfg.storage_retry,
+        ..ghbs_engine::RetryConfig::default()
+    };
+    // Only `AWS_*` variables: object_store also reads unprefixed client keys (`TIMEOUT`,
+    // `PROXY_URL`, …), which an unrelated variable of the same name must not set.
     ghbs_engine::Storage::from_url_with(
         url,
         cfg.storage_settings
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-            .chain(std::env::vars()),
-        None,
+            .chain(std::env::vars().filter(|(k, _)| k.starts_with("AWS_"))),
+        Some(retry),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the backup storage: {e}"))
 }

@@ -186,5 +186,6 @@ fn engine_config(cfg: &ServerConfig, data_dir: &Path, storage: Option<Storage>) 
         ca_cert: cfg.ca_cert.clone(),
         disk_full_flag: cfg.disk_full_flag.clone(),
         storage,
+        storage_gc_grace: cfg.storage_gc_grace,
     }
 }

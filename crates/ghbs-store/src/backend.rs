@@ -83,9 +83,11 @@ pub trait Backend:
 pub struct Dialect {
     /// Starts a write transaction: `BEGIN IMMEDIATE` takes SQLite's write lock up front.
     pub begin_write: &'static str,
-    /// `$1` now, `$2` limit, `$3` node, `$4` lease until; returns the claimed jobs.
+    /// `$1` now, `$2` limit, `$3` node, `$4` lease until, `$5` the time before which a job must
+    /// have been due for a node other than its warm one (the last to run it) to take it;
+    /// returns the claimed jobs.
     pub claim_by_schedule: &'static str,
-    /// Same parameters as `claim_by_schedule`.
+    /// `$1` now, `$2` limit, `$3` node, `$4` lease until.
     pub claim_by_run: &'static str,
     /// `$1` now, `$2` error, `$3` job ids; returns `job_id, trigger_kind`.
     pub fail_stale_runs: &'static str,
@@ -110,7 +112,7 @@ pub struct Dialect {
     /// `$1` user id, inside `create_scoped_api_key`'s transaction: the user's row, locked on
     /// PostgreSQL so two logins of one user cannot both pass the live-key cap.
     pub lock_user: &'static str,
-    /// Same parameters as `claim_by_schedule`: jobs whose retry is due before their next slot.
+    /// `$1` now, `$2` limit, `$3` node, `$4` lease until: jobs whose retry is due before their next slot.
     pub claim_by_retry: &'static str,
     /// `$1` job ids; returns `job_id`, `last_success_at` (newest `succeeded` or `partial` run's
     /// `finished_at`) and `last_finished` (newest finished run's status).
@@ -270,6 +272,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, description: "jobs by user",
         sqlite: include_str!("../migrations/sqlite/0008_jobs_by_user.sql"),
         postgres: include_str!("../migrations/postgres/0008_jobs_by_user.sql") },
+    Migration { version: 9, description: "placement and maintenance",
+        sqlite: include_str!("../migrations/sqlite/0009_placement_maintenance.sql"),
+        postgres: include_str!("../migrations/postgres/0009_placement_maintenance.sql") },
 ];
 
 /// The store on `pool` once the pending migrations have run; `name` is the backend's, for the

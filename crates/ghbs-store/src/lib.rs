@@ -118,13 +118,40 @@ pub trait Store: Send + Sync + 'static {
     /// increments `lease_token`, and moves the queued run (or a new `schedule` run) to `running`
     /// with `started_at = now`. A run left `running` by a node whose lease expired is marked
     /// `failed` with an error saying the node stopped and the job was taken over.
+    ///
+    /// A job due by its schedule goes first to its warm node (the node that finished its last
+    /// run, whose cache holds the mirrors); another node takes it only once it has been due since
+    /// `others_after` or earlier (the scheduler passes now minus `--warm-cache-delay-secs`), so a
+    /// busy or dead warm node delays a job by that much at most. Queued and retried runs are not
+    /// held back.
+    async fn claim_due_placed(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        others_after: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claim>>;
+    /// [`Store::claim_due_placed`] without placement: any node takes any due job at once.
     async fn claim_due(
         &self,
         node: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
-    ) -> StoreResult<Vec<Claim>>;
+    ) -> StoreResult<Vec<Claim>> {
+        self.claim_due_placed(node, now, lease_until, limit, now)
+            .await
+    }
+    /// Takes the cluster-wide periodic `task` for `node` when no node has started it after
+    /// `not_since`: true means this node should run it now (and it is recorded as started).
+    async fn claim_maintenance(
+        &self,
+        task: &str,
+        node: &str,
+        now: DateTime<Utc>,
+        not_since: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Extend a lease; false when the token is stale (another node took the job over).
     async fn heartbeat(
         &self,

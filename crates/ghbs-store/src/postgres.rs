@@ -63,6 +63,7 @@ impl Backend for Postgres {
                 SELECT id FROM jobs
                 WHERE next_run_at <= $1 AND NOT paused AND NOT needs_login
                   AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                  AND (warm_node IS NULL OR warm_node = $3 OR next_run_at <= $5)
                 ORDER BY next_run_at, id
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED)

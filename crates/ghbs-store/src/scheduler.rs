@@ -19,6 +19,7 @@ pub(crate) async fn claim_due<D: Backend>(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
+    others_after: DateTime<Utc>,
 ) -> StoreResult<Vec<Claim>> {
     if limit <= 0 {
         return Ok(Vec::new());
@@ -32,6 +33,7 @@ pub(crate) async fn claim_due<D: Backend>(
         .arg(limit)
         .arg(node)
         .time(lease_until)
+        .time(others_after)
         .all(&mut tx)
         .await?;
     let more =
@@ -166,7 +168,8 @@ pub(crate) async fn finish_run<D: Backend>(
     let status = finished_status(outcome.status)?;
     let mut tx = begin(pool).await?;
     let user = sql(
-        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, next_run_at = $1
+        "UPDATE jobs SET warm_node = lease_owner, lease_owner = NULL, lease_expires_at = NULL,
+                         next_run_at = $1
          WHERE id = $2 AND lease_token = $3 AND lease_owner IS NOT NULL
          RETURNING user_id",
     )
@@ -266,6 +269,27 @@ pub(crate) async fn release_node<D: Backend>(pool: &Pool<D>, node: &str) -> Stor
     let requeued = sql(D::SQL.requeue_runs).ids(&ids).run(&mut tx).await?;
     commit(tx).await?;
     Ok(requeued)
+}
+
+pub(crate) async fn claim_maintenance<D: Backend>(
+    pool: &Pool<D>,
+    task: &str,
+    node: &str,
+    now: DateTime<Utc>,
+    not_since: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let done = sql(
+        "INSERT INTO maintenance (task, last_run_at, node) VALUES ($1, $2, $3)
+         ON CONFLICT (task) DO UPDATE SET last_run_at = excluded.last_run_at, node = excluded.node
+         WHERE maintenance.last_run_at <= $4",
+    )
+    .arg(task)
+    .time(now)
+    .arg(node)
+    .time(not_since)
+    .run(pool)
+    .await?;
+    Ok(done == 1)
 }
 
 pub(crate) async fn probe_write<D: Backend>(

@@ -97,6 +97,7 @@ impl Backend for Sqlite {
                 SELECT id FROM jobs
                 WHERE next_run_at <= $1 AND paused = 0 AND needs_login = 0
                   AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                  AND (warm_node IS NULL OR warm_node = $3 OR next_run_at <= $5)
                 ORDER BY next_run_at, id
                 LIMIT $2)
             RETURNING *",

@@ -93,14 +93,24 @@ impl<D: Backend> Store for SqlStore<D> {
     async fn count_manual_runs_since(&self, job_id: i64, since: DateTime<Utc>) -> StoreResult<i64> {
         jobs::count_manual_runs_since(&self.pool, job_id, since).await
     }
-    async fn claim_due(
+    async fn claim_due_placed(
         &self,
         node: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        others_after: DateTime<Utc>,
     ) -> StoreResult<Vec<Claim>> {
-        scheduler::claim_due(&self.pool, node, now, lease_until, limit).await
+        scheduler::claim_due(&self.pool, node, now, lease_until, limit, others_after).await
+    }
+    async fn claim_maintenance(
+        &self,
+        task: &str,
+        node: &str,
+        now: DateTime<Utc>,
+        not_since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        scheduler::claim_maintenance(&self.pool, task, node, now, not_since).await
     }
     async fn heartbeat(
         &self,

@@ -235,6 +235,16 @@ async fn claim_takes_over_expired_lease_with_fencing() {
 }
 
 #[tokio::test]
+async fn claim_prefers_the_warm_node() {
+    on_each_backend(scheduler::warm_node_first).await;
+}
+
+#[tokio::test]
+async fn maintenance_task_once_per_period() {
+    on_each_backend(scheduler::maintenance_once_per_period).await;
+}
+
+#[tokio::test]
 async fn claim_takes_over_expired_manual_run() {
     on_each_backend(scheduler::manual_takeover).await;
 }

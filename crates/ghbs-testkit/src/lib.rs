@@ -18,6 +18,7 @@ mod http_util;
 mod metadata;
 mod rest;
 mod s3;
+mod s3_faults;
 mod server;
 mod smtp;
 pub mod tls;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 pub use gitcli::{clone_bundle, git, git_with_env, refs_of};
 pub use s3::S3Bucket;
+pub use s3_faults::{S3Fault, S3FaultProxy};
 pub use smtp::{SmtpMessage, SmtpSink};
 
 /// Options of [`GitHubStandIn::create_repo`]; `Default` is a public, non-fork, unarchived repo

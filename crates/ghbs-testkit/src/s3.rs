@@ -23,20 +23,12 @@ impl S3Bucket {
         };
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let name = format!("ghbs-test-{}", uuid::Uuid::new_v4().simple());
-        let authority = endpoint
-            .strip_prefix("http://")
-            .expect("TEST_S3_ENDPOINT must be a plain http:// URL");
-        // moto accepts an unsigned CreateBucket.
-        let mut stream = tokio::net::TcpStream::connect(authority)
-            .await
-            .expect("reach TEST_S3_ENDPOINT");
-        let request = format!(
-            "PUT /{name} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        assert!(
+            endpoint.starts_with("http://"),
+            "TEST_S3_ENDPOINT must be a plain http:// URL"
         );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        let response = String::from_utf8_lossy(&response);
+        // moto accepts an unsigned CreateBucket.
+        let response = unsigned(&endpoint, "PUT", &format!("/{name}")).await;
         assert!(
             response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
             "create bucket {name}: {}",
@@ -59,8 +51,56 @@ impl S3Bucket {
         })
     }
 
+    /// Keys of the bucket under `prefix` (up to 1,000: test-sized), read straight from the
+    /// endpoint with an unsigned ListObjectsV2 (moto accepts it), sorted.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let response = unsigned(
+            &self.endpoint,
+            "GET",
+            &format!("/{}?list-type=2&max-keys=1000&prefix={prefix}", self.name),
+        )
+        .await;
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "list {}: {}",
+            self.name,
+            response.lines().next().unwrap_or_default()
+        );
+        let mut keys: Vec<String> = response
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_owned()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The secret access key the settings carry (tests check it is never shown).
+    pub fn secret(&self) -> String {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY")
+            .map(|(_, v)| v.clone())
+            .expect("the settings carry a secret key")
+    }
+
     /// `s3://{bucket}`.
     pub fn url(&self) -> String {
         format!("s3://{}", self.name)
     }
+}
+
+/// One unsigned HTTP/1.1 request to the endpoint (moto takes them); the whole response as text.
+async fn unsigned(endpoint: &str, method: &str, target: &str) -> String {
+    let authority = endpoint.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("reach TEST_S3_ENDPOINT");
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
 }

@@ -72,12 +72,7 @@ async fn an_installation_moves_to_s3_and_serves_every_snapshot_from_an_empty_cac
     let Some(bucket) = S3Bucket::create("storage migrate").await else {
         return;
     };
-    let secret = bucket
-        .vars
-        .iter()
-        .find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let secret = bucket.secret();
     let mut w = World::start().await;
     let issue = w.github.create_issue("octo/hello", "Broken", "It breaks.");
     w.github

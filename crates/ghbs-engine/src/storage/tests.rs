@@ -90,7 +90,7 @@ async fn conformance(storage: &Storage) {
 }
 
 /// Files in and out: a small one as one put, a large one (over the multipart threshold) in
-/// parts, both written once and read back byte for byte into a file.
+/// parts, both written once, refreshed as the rules say, and read back byte for byte.
 async fn files(storage: &Storage) {
     let dir = tempfile::tempdir().unwrap();
     let big_len = MULTIPART_THRESHOLD as usize + (3 << 20) + 17;
@@ -107,6 +107,41 @@ async fn files(storage: &Storage) {
             !storage.put_file_if_absent(&key, &src).await.unwrap(),
             "{name}"
         );
+        // Refreshing before reuse (what keeps the garbage collection off an object a commit
+        // is about to reference): a small object is rewritten, a large one only when older
+        // than `fresh_for`.
+        let before = storage.modified(&key).await.unwrap();
+        if name == "small" {
+            // S3 dates objects to the second.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            assert!(storage
+                .put_file_refreshed(&key, &src, std::time::Duration::from_secs(3600))
+                .await
+                .unwrap());
+            assert!(
+                storage.modified(&key).await.unwrap() > before,
+                "small refreshed"
+            );
+        } else {
+            assert!(!storage
+                .put_file_refreshed(&key, &src, std::time::Duration::from_secs(3600))
+                .await
+                .unwrap());
+            assert_eq!(
+                storage.modified(&key).await.unwrap(),
+                before,
+                "big untouched"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            assert!(storage
+                .put_file_refreshed(&key, &src, std::time::Duration::from_secs(1))
+                .await
+                .unwrap());
+            assert!(
+                storage.modified(&key).await.unwrap() > before,
+                "old big rewritten"
+            );
+        }
         let back = dir.path().join(format!("{name}.back"));
         let n = storage.get_to_file(&key, &back).await.unwrap();
         assert_eq!(n, bytes.len() as u64, "{name}");

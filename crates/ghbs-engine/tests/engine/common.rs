@@ -37,6 +37,7 @@ impl World {
             ca_cert: None,
             disk_full_flag: None,
             storage,
+            storage_gc_grace: ghbs_engine::DEFAULT_STORAGE_GC_GRACE,
         })
         .expect("engine");
         World {
@@ -112,6 +113,7 @@ pub fn engine_with_timeout(dir: &Path, git_timeout: Duration) -> Engine {
         ca_cert: None,
         disk_full_flag: None,
         storage: None,
+        storage_gc_grace: ghbs_engine::DEFAULT_STORAGE_GC_GRACE,
     })
     .expect("engine")
 }

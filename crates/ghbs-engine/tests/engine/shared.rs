@@ -22,6 +22,7 @@ fn node(storage: &Storage) -> (tempfile::TempDir, Engine) {
         ca_cert: None,
         disk_full_flag: None,
         storage: Some(storage.clone()),
+        storage_gc_grace: ghbs_engine::DEFAULT_STORAGE_GC_GRACE,
     })
     .unwrap();
     (dir, engine)

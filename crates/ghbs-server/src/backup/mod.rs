@@ -13,7 +13,7 @@ mod retry;
 
 pub use lifecycle::{purge_backups, settle_pending_snapshots};
 pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
-pub use retention::{apply_retention, forget_repo};
+pub use retention::{apply_retention, forget_repo, storage_gc_loop, storage_gc_once};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -216,7 +216,27 @@ async fn run(
                 ),
             ));
         }
-        return Err(internal(&e.message));
+        // The storage (a bucket, or the local backups folder) refused or failed: say so, with
+        // its message (secrets are scrubbed from it at the storage boundary). Its `NotFound`
+        // is ours, not a repository gone upstream.
+        tracing::error!(error = %e, "snapshot not recorded: the storage failed");
+        let kind = match e.kind {
+            FailureKind::Permanent => FailureKind::Permanent,
+            _ => FailureKind::Transient,
+        };
+        return Err(ExecOutcome::failed_as(
+            kind,
+            format!(
+                "the backup storage failed ({}); this snapshot was not recorded, earlier \
+                 snapshots are kept{}",
+                e.message,
+                if kind == FailureKind::Transient {
+                    "; it will be retried"
+                } else {
+                    ""
+                }
+            ),
+        ));
     }
     let keys: Vec<String> = manifest.repos.iter().map(|r| r.key.clone()).collect();
     let repo_count = fetched.summary.len();

@@ -89,14 +89,8 @@ pub async fn apply_retention(state: &RunContext, job: &JobRow) -> anyhow::Result
         .drop_snapshots(&dropped_manifests)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    // Shared storage: objects only the dropped snapshots needed go once the grace period has
-    // passed (a download on another node may still read them). Best effort: the next
-    // retention pass collects what this one could not.
-    if state.engine.shares_storage() {
-        if let Err(e) = state.engine.gc_storage(STORAGE_GC_GRACE).await {
-            tracing::warn!(job.id = job.id, error = %e.message, "storage garbage collection failed");
-        }
-    }
+    // Shared storage: objects only the dropped snapshots needed are collected by the daily
+    // garbage collection ([`storage_gc_loop`]) once the grace period has passed.
     // A forgotten repository's mirror goes with the last snapshot that held it.
     let still_held: BTreeSet<&str> = kept
         .iter()
@@ -128,9 +122,62 @@ pub async fn apply_retention(state: &RunContext, job: &JobRow) -> anyhow::Result
     Ok(())
 }
 
-/// How long an object nothing retained needs stays in shared storage before the garbage
-/// collection removes it (docs/storage.md).
-pub const STORAGE_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How often a node asks whether the shared storage's daily collection is due.
+const STORAGE_GC_TICK: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The collection runs once per this period across all nodes (the `maintenance` row decides
+/// which node); a little under a day so that hourly ticks do not drift it later each day.
+const STORAGE_GC_EVERY: chrono::Duration = chrono::Duration::hours(23);
+
+/// The shared storage's garbage collection, once a day across the cluster, until `stop`: every
+/// node ticks hourly and the one that claims the `storage-gc` maintenance row runs it. A no-op
+/// loop without shared storage. Running it twice at once would be safe (it deletes only
+/// unneeded objects past the grace period) but costs a full listing of the bucket.
+pub async fn storage_gc_loop(
+    state: std::sync::Arc<RunContext>,
+    node: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if !state.engine.shares_storage() {
+        return;
+    }
+    loop {
+        storage_gc_once(&state, &node).await;
+        tokio::select! {
+            _ = tokio::time::sleep(STORAGE_GC_TICK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One tick of [`storage_gc_loop`]: collects when this node claims the day's collection.
+/// Returns whether it collected.
+pub async fn storage_gc_once(state: &RunContext, node: &str) -> bool {
+    let now = state.clock.now();
+    match state
+        .store
+        .claim_maintenance("storage-gc", node, now, now - STORAGE_GC_EVERY)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot claim the storage garbage collection; next hour");
+            return false;
+        }
+    }
+    match state
+        .engine
+        .gc_storage(state.engine.storage_gc_grace())
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            // Best effort: what this pass could not remove, tomorrow's removes.
+            tracing::warn!(error = %e.message, "storage garbage collection failed");
+            false
+        }
+    }
+}
 
 /// `forget-repo`: stops keeping a repository that is gone upstream. Refused for one GitHub
 /// still shows this job (it would come back at the next run) and while a run is in progress

@@ -572,3 +572,119 @@ pub async fn probe_write(store: Arc<dyn Store>) {
     store.probe_write("node-a", t(2)).await.unwrap();
     store.probe_write("node-b", t(2)).await.unwrap();
 }
+
+/// Placement: a due job waits for the node that finished its last run until it has been due
+/// since `others_after`; a job no node has run yet goes to anyone.
+pub async fn warm_node_first(store: Arc<dyn Store>) {
+    let alice = user(&store, 1).await;
+    let job = store
+        .create_job(new_job(alice.id, "octo/warm", t(0)))
+        .await
+        .unwrap();
+    // Never run: any node, at once.
+    let first = store
+        .claim_due_placed("n1", t(10), t(70), 10, t(10))
+        .await
+        .unwrap()
+        .pop()
+        .expect("a job no node ran yet is anyone's");
+    assert!(store
+        .finish_run(
+            job.id,
+            first.lease_token,
+            first.run.id,
+            outcome(RunStatus::Succeeded, t(1000)),
+            t(20)
+        )
+        .await
+        .unwrap());
+    // Due at 1000. n2 asks at 1030 with a 60 s delay (others only for jobs due by 970): no.
+    assert!(store
+        .claim_due_placed("n2", t(1030), t(1100), 10, t(970))
+        .await
+        .unwrap()
+        .is_empty());
+    // n1, the warm node, takes it at once.
+    let warm = store
+        .claim_due_placed("n1", t(1030), t(1100), 10, t(970))
+        .await
+        .unwrap()
+        .pop()
+        .expect("the warm node claims its job at once");
+    assert_eq!(warm.job.id, job.id);
+    assert!(store
+        .finish_run(
+            job.id,
+            warm.lease_token,
+            warm.run.id,
+            outcome(RunStatus::Succeeded, t(2000)),
+            t(1040)
+        )
+        .await
+        .unwrap());
+    // n1 is gone: n2 gets the job once it has been due for the delay.
+    assert!(store
+        .claim_due_placed("n2", t(2059), t(2120), 10, t(1999))
+        .await
+        .unwrap()
+        .is_empty());
+    let cold = store
+        .claim_due_placed("n2", t(2060), t(2120), 10, t(2000))
+        .await
+        .unwrap()
+        .pop()
+        .expect("another node takes the job after the delay");
+    assert!(store
+        .finish_run(
+            job.id,
+            cold.lease_token,
+            cold.run.id,
+            outcome(RunStatus::Succeeded, t(3000)),
+            t(2070)
+        )
+        .await
+        .unwrap());
+    // n2 ran it last, so n2 is now its warm node.
+    assert!(store
+        .claim_due_placed("n1", t(3001), t(3060), 10, t(2941))
+        .await
+        .unwrap()
+        .is_empty());
+    // A queued ("run now") run is not held back for the warm node.
+    store.request_run(alice.id, job.id, t(2500)).await.unwrap();
+    let manual = store
+        .claim_due_placed("n1", t(2501), t(2560), 10, t(2441))
+        .await
+        .unwrap();
+    assert_eq!(manual.len(), 1, "a queued run goes to any node");
+    assert_eq!(manual[0].run.trigger, RunTrigger::Manual);
+}
+
+/// A cluster-wide periodic task is claimed by one node per period.
+pub async fn maintenance_once_per_period(store: Arc<dyn Store>) {
+    assert!(store
+        .claim_maintenance("storage-gc", "n1", t(100), t(100 - 3600))
+        .await
+        .unwrap());
+    assert!(!store
+        .claim_maintenance("storage-gc", "n2", t(200), t(200 - 3600))
+        .await
+        .unwrap());
+    assert!(!store
+        .claim_maintenance("storage-gc", "n1", t(3699), t(99))
+        .await
+        .unwrap());
+    // Another task is independent.
+    assert!(store
+        .claim_maintenance("other", "n2", t(200), t(200 - 3600))
+        .await
+        .unwrap());
+    assert!(store
+        .claim_maintenance("storage-gc", "n2", t(3700), t(100))
+        .await
+        .unwrap());
+    assert!(!store
+        .claim_maintenance("storage-gc", "n1", t(3701), t(101))
+        .await
+        .unwrap());
+}
