@@ -71,6 +71,12 @@ pub struct PackIndex {
     /// from before it fetches).
     #[serde(default)]
     pub refs: BTreeMap<String, String>,
+    /// Only in a mirror's local record, never in the bucket: listed snapshots found without a
+    /// manifest (a commit that failed or died after its pack index). A mirror whose record
+    /// accounts for them stays in step at the price of one HEAD each, instead of rehydrating at
+    /// every run; the next commit of the repository takes them out of the index.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub orphans: BTreeSet<String>,
 }
 
 /// What a hydration did (for logs and tests).
@@ -156,13 +162,13 @@ impl Engine {
         };
         let dir = mirror.to_path_buf();
         let (record, local) = blocking(move || Ok((read_record(&dir), local_packs(&dir)))).await?;
-        if mirror.join("HEAD").is_file()
-            && record.as_ref().is_some_and(|r| {
-                r.snapshots == index.snapshots && index.packs.iter().all(|p| local.contains(p))
-            })
-        {
-            note_cache(true);
-            return Ok(done);
+        if mirror.join("HEAD").is_file() {
+            if let Some(record) = &record {
+                if self.record_in_step(record, &index, &local).await? {
+                    note_cache(true);
+                    return Ok(done);
+                }
+            }
         }
         note_cache(false);
         if !mirror.join("HEAD").is_file() {
@@ -235,8 +241,10 @@ impl Engine {
                 )
             })?;
         let dir = mirror.to_path_buf();
+        let orphans = index.snapshots.difference(&held).cloned().collect();
         let record = PackIndex {
             snapshots: held,
+            orphans,
             ..index
         };
         blocking(move || write_record(&dir, &record)).await?;
@@ -288,7 +296,9 @@ impl Engine {
         let dir = mirror.clone();
         let (record, local) = blocking(move || Ok((read_record(&dir), local_packs(&dir)))).await?;
         let old = self.pack_index(key).await?.unwrap_or_default();
-        let (known, mut held) = record.map(|r| (r.packs, r.snapshots)).unwrap_or_default();
+        let (known, mut held, orphans) = record
+            .map(|r| (r.packs, r.snapshots, r.orphans))
+            .unwrap_or_default();
         let foreign: Vec<&String> = old
             .packs
             .iter()
@@ -323,7 +333,21 @@ impl Engine {
             retired: old.retired.clone(),
             snapshots: old.snapshots.clone(),
             refs: old.refs.clone(),
+            orphans: BTreeSet::new(),
         };
+        // A new commit of this repository runs under its job's lease, so an orphan noted
+        // earlier that still has no manifest belongs to a run that is over: it leaves the index.
+        if add.is_some() {
+            let listed: Vec<&String> = orphans
+                .iter()
+                .filter(|o| index.snapshots.contains(*o))
+                .collect();
+            for orphan in listed {
+                if !self.storage().exists(&Engine::manifest_key(orphan)).await? {
+                    index.snapshots.remove(orphan);
+                }
+            }
+        }
         for gone in old.packs.difference(&local) {
             index.retired.insert(gone.clone(), now);
         }
@@ -348,12 +372,68 @@ impl Engine {
         for s in dropped {
             held.remove(*s);
         }
+        // Orphans still listed (kept because this was no new commit) stay noted.
+        let orphans = orphans
+            .into_iter()
+            .filter(|o| index.snapshots.contains(o) && !held.contains(o))
+            .collect();
         let record = PackIndex {
             snapshots: held,
+            orphans,
             ..index
         };
         let dir = mirror.clone();
         blocking(move || write_record(&dir, &record)).await
+    }
+
+    /// Whether a mirror's record says it holds what the index describes: the same snapshots
+    /// (those it holds refs of, plus orphans it noted that still lack a manifest) and every
+    /// listed pack.
+    async fn record_in_step(
+        &self,
+        record: &PackIndex,
+        index: &PackIndex,
+        local: &BTreeSet<String>,
+    ) -> Result<bool> {
+        if !index.packs.iter().all(|p| local.contains(p)) {
+            return Ok(false);
+        }
+        let orphans: BTreeSet<String> = record
+            .orphans
+            .intersection(&index.snapshots)
+            .filter(|o| !record.snapshots.contains(*o))
+            .cloned()
+            .collect();
+        let accounted: BTreeSet<String> = record.snapshots.union(&orphans).cloned().collect();
+        if accounted != index.snapshots {
+            return Ok(false);
+        }
+        for orphan in &orphans {
+            // Its manifest appeared after all (a slow commit elsewhere): hydrate its refs.
+            if self.storage().exists(&Engine::manifest_key(orphan)).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Notes in the mirror's record that `snapshot` is an orphan: listed, maybe, in the bucket's
+    /// pack index, but never to get a manifest (its commit failed). Local only, so it works
+    /// while the bucket does not.
+    pub(crate) async fn note_orphan(&self, key: &str, snapshot: &str) -> Result<()> {
+        let dir = self.mirror_path(key);
+        let snapshot = snapshot.to_owned();
+        blocking(move || {
+            let Some(mut record) = read_record(&dir) else {
+                return Ok(());
+            };
+            if !record.snapshots.remove(&snapshot) {
+                return Ok(());
+            }
+            record.orphans.insert(snapshot);
+            write_record(&dir, &record)
+        })
+        .await
     }
 
     async fn put_pack_index(&self, key: &str, index: &PackIndex) -> Result<()> {

@@ -91,6 +91,11 @@ impl Engine {
         }
         let prefix = format!("refs/ghbs/snap/{snapshot_key}/");
         for key in self.mirror_keys().await? {
+            // First, and local: should the bucket fail below, the next commit still knows to
+            // take this snapshot out of the pack index.
+            if self.shares_storage() {
+                self.note_orphan(&key, snapshot_key).await?;
+            }
             let refs = list_refs(self.git(), &self.mirror_path(&key), &[prefix.as_str()]).await?;
             if !refs.is_empty() {
                 self.drop_in_mirror(&key, &[snapshot_key]).await?;

@@ -30,8 +30,8 @@ pub enum S3Fault {
 struct ProxyState {
     upstream: String,
     client: reqwest::Client,
-    /// (method, fault); the first entry whose method matches applies.
-    faults: Mutex<Vec<(String, S3Fault)>>,
+    /// (method, part of the path or `""` for any, fault); the first entry that matches applies.
+    faults: Mutex<Vec<(String, String, S3Fault)>>,
     forwarded: AtomicU64,
     failed: AtomicU64,
     stalled: AtomicU64,
@@ -74,9 +74,15 @@ impl S3FaultProxy {
     /// Applies `fault` to requests with `method` (`"PUT"`, `"GET"`, …), replacing an earlier
     /// fault of that method.
     pub fn set(&self, method: &str, fault: S3Fault) {
+        self.set_for(method, "", fault);
+    }
+
+    /// [`S3FaultProxy::set`] for requests whose path contains `path_part` only (e.g.
+    /// `"/manifests/"`), replacing an earlier fault of that method and path part.
+    pub fn set_for(&self, method: &str, path_part: &str, fault: S3Fault) {
         let mut faults = self.state.faults.lock().unwrap();
-        faults.retain(|(m, _)| m != method);
-        faults.push((method.to_owned(), fault));
+        faults.retain(|(m, p, _)| m != method || p != path_part);
+        faults.push((method.to_owned(), path_part.to_owned(), fault));
     }
 
     /// Forwards everything again.
@@ -120,18 +126,20 @@ impl Drop for S3FaultProxy {
     }
 }
 
-/// The fault for this method now, consuming one `FailNext`.
-fn take_fault(state: &ProxyState, method: &str) -> Option<S3Fault> {
+/// The fault for this request now, consuming one `FailNext`.
+fn take_fault(state: &ProxyState, method: &str, path: &str) -> Option<S3Fault> {
     let mut faults = state.faults.lock().unwrap();
-    let index = faults.iter().position(|(m, _)| m == method)?;
-    let fault = faults[index].1.clone();
+    let index = faults
+        .iter()
+        .position(|(m, p, _)| m == method && path.contains(p.as_str()))?;
+    let fault = faults[index].2.clone();
     match fault {
         S3Fault::FailNext(n) if n <= 1 => {
             faults.remove(index);
             Some(S3Fault::FailAll)
         }
         S3Fault::FailNext(n) => {
-            faults[index].1 = S3Fault::FailNext(n - 1);
+            faults[index].2 = S3Fault::FailNext(n - 1);
             Some(S3Fault::FailAll)
         }
         other => Some(other),
@@ -140,7 +148,7 @@ fn take_fault(state: &ProxyState, method: &str) -> Option<S3Fault> {
 
 async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response {
     let method = req.method().clone();
-    match take_fault(&state, method.as_str()) {
+    match take_fault(&state, method.as_str(), req.uri().path()) {
         Some(S3Fault::Stall) => {
             state.stalled.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;

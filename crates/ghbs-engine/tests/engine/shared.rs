@@ -345,3 +345,92 @@ async fn default_file_storage_keeps_no_second_copy_of_packs() {
     assert!(!w.engine.data_dir().join("repos").exists());
     assert!(w.engine.pack_index("r5").await.unwrap().is_none());
 }
+
+/// A snapshot the pack index lists without a manifest (its commit failed after the packs) costs
+/// another node one hydration, not one at every run, and that node's next commit of the
+/// repository takes it out of the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_in_the_pack_index_is_hydrated_past_once_then_dropped() {
+    let Some((_bucket, storage, w)) =
+        shared_world("an_orphan_in_the_pack_index_is_hydrated_past_once_then_dropped").await
+    else {
+        return;
+    };
+    let full = w.repo("orphan");
+    let first = w.snapshot("r1", &full).await;
+    let orphan = uuid::Uuid::new_v4().to_string();
+    let mut index = w.engine.pack_index("r1").await.unwrap().unwrap();
+    index.snapshots.insert(orphan.clone());
+    storage
+        .put(
+            "repos/r1/packs.json",
+            serde_json::to_vec(&index).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    let (_dir_b, b) = node(&storage);
+    assert_eq!(b.hydrate("r1").await.unwrap().snapshots, 1, "first look");
+    assert_eq!(
+        b.hydrate("r1").await.unwrap().snapshots,
+        0,
+        "the orphan made every look a full hydration"
+    );
+    w.gh.commit(&full, "main", &[("b.txt", "b\n")], "On B");
+    let fetched = b
+        .fetch(&w.source("r1", &full), Some(&w.token))
+        .await
+        .unwrap();
+    let second = manifest_of(vec![capture("r1", &full, fetched.refs)]);
+    b.commit_snapshot(&second).await.unwrap();
+    let index = b.pack_index("r1").await.unwrap().unwrap();
+    assert!(!index.snapshots.contains(&orphan), "{index:?}");
+    assert!(index.snapshots.contains(&first.snapshot_key));
+    assert!(index.snapshots.contains(&second.snapshot_key));
+}
+
+/// The node whose commit failed in the bucket notes the orphan locally (forgetting the
+/// snapshot needs no upload and leaves the index as it is), and its next commit takes it out of
+/// the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_failed_in_the_bucket_leaves_no_lasting_orphan() {
+    let Some(bucket) = S3Bucket::create("a_commit_that_failed_in_the_bucket").await else {
+        return;
+    };
+    let proxy = ghbs_testkit::S3FaultProxy::start(&bucket.endpoint).await;
+    let no_retries = ghbs_engine::RetryConfig {
+        max_retries: 0,
+        ..Default::default()
+    };
+    let storage = Storage::from_url_with(
+        &format!("{}/install", bucket.url()),
+        proxy.vars(&bucket.vars),
+        Some(no_retries),
+    )
+    .unwrap();
+    let w = World::start_with_storage(Some(storage.clone())).await;
+    let full = w.repo("failing");
+    let first = w.snapshot("r1", &full).await;
+    // The manifest's upload fails: the pack index already lists the snapshot.
+    w.gh.commit(&full, "main", &[("c.txt", "c\n")], "During the fault");
+    let fetched = w.fetch("r1", &full).await;
+    let failed = manifest_of(vec![capture("r1", &full, fetched.refs)]);
+    proxy.set_for("PUT", "/manifests/", ghbs_testkit::S3Fault::FailAll);
+    assert!(w.engine.commit_snapshot(&failed).await.is_err());
+    let index = w.engine.pack_index("r1").await.unwrap().unwrap();
+    assert!(index.snapshots.contains(&failed.snapshot_key), "{index:?}");
+    // Forgetting it (what the server does next) needs no upload, and leaves the index as it is.
+    proxy.set("PUT", ghbs_testkit::S3Fault::FailAll);
+    w.engine.forget_pending(&failed.snapshot_key).await.unwrap();
+    proxy.clear();
+    let index = w.engine.pack_index("r1").await.unwrap().unwrap();
+    assert!(index.snapshots.contains(&failed.snapshot_key), "{index:?}");
+    let second = w.snapshot("r1", &full).await;
+    let index = w.engine.pack_index("r1").await.unwrap().unwrap();
+    assert!(
+        !index.snapshots.contains(&failed.snapshot_key),
+        "the failed commit stayed in the index: {index:?}"
+    );
+    let verdicts = w.engine.verify_snapshots(&[first, second]).await.unwrap();
+    assert!(verdicts.iter().all(|v| v.ok()), "{verdicts:?}");
+}
