@@ -31,28 +31,12 @@ impl Executor for Recording {
     }
 }
 
-async fn pg_url() -> Option<String> {
-    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!(
-            "skipping the two-node PostgreSQL test: TEST_DATABASE_URL is not set (CI sets it)"
-        );
-        return None;
-    };
-    let schema = format!("nodes_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&server)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let sep = if server.contains('?') { '&' } else { '?' };
-    Some(format!("{server}{sep}options=-csearch_path%3D{schema}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_slot_runs_exactly_once_across_two_nodes() {
-    let Some(url) = pg_url().await else { return };
+    let Some(url) = ghbs_testkit::pg_schema_url("the two-node PostgreSQL test", "nodes").await
+    else {
+        return;
+    };
     let a = TestApp::with(|c| {
         c.database_url = url.clone();
         c.workers = 8;

@@ -16,6 +16,7 @@ mod git_http;
 mod gitcli;
 mod http_util;
 mod metadata;
+mod pg;
 mod rest;
 mod s3;
 mod s3_faults;
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use gitcli::{clone_bundle, git, git_with_env, refs_of};
+pub use pg::pg_schema_url;
 pub use s3::S3Bucket;
 pub use s3_faults::{S3Fault, S3FaultProxy};
 pub use smtp::{SmtpMessage, SmtpSink};

@@ -32,24 +32,6 @@ const JOBS: usize = 30;
 /// Base64 of 32 bytes: the token-sealing key every node shares.
 const MASTER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
-/// A fresh schema on `TEST_DATABASE_URL`, as a URL whose connections use it.
-async fn pg_schema_url() -> Option<String> {
-    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("skipping the scale-out stories: TEST_DATABASE_URL is unset (CI sets it)");
-        return None;
-    };
-    let schema = format!("scale_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&server)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let sep = if server.contains('?') { '&' } else { '?' };
-    Some(format!("{server}{sep}options=-csearch_path%3D{schema}"))
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -259,7 +241,7 @@ async fn day_done(c: &Cluster, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_one_database_and_one_bucket() {
-    let Some(db) = pg_schema_url().await else {
+    let Some(db) = ghbs_testkit::pg_schema_url("the scale-out stories", "scale").await else {
         return;
     };
     let Some(bucket) = S3Bucket::create("the scale-out stories").await else {
