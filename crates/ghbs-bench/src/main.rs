@@ -12,6 +12,7 @@ mod python_github_backup;
 mod real_server;
 mod report;
 mod request_log;
+mod s3_backup;
 mod server_bench;
 mod server_memory;
 
@@ -84,7 +85,8 @@ enum Command {
         #[arg(long, default_value = "wrk")]
         wrk: PathBuf,
     },
-    /// First backup, unchanged run and run after pushes of an account job, against plain git.
+    /// First backup, unchanged run and run after pushes of an account job, against plain git;
+    /// with `--storage s3|both`, also on S3 storage and on a cold node hydrating from it.
     Backup {
         /// Repositories in the account.
         #[arg(long, default_value_t = 200)]
@@ -101,6 +103,11 @@ enum Command {
         /// Server workers, and plain git processes at a time for the comparison.
         #[arg(long, default_value_t = 4)]
         parallel: usize,
+        /// Backup storage measured: `file` (the data folder, as by default), `s3` (a fresh
+        /// bucket on the endpoint `TEST_S3_ENDPOINT` names, e.g. moto; adds a cold node that
+        /// hydrates every mirror from it) or `both` (also the S3 / file ratio).
+        #[arg(long, value_enum, default_value_t = backup_bench::StorageChoice::File)]
+        storage: backup_bench::StorageChoice,
     },
     /// Counted GitHub requests and wall time of a metadata backup (first run, unchanged run),
     /// and of python-github-backup --incremental on the same world.
@@ -190,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
             large_commits,
             large_mb,
             parallel,
+            storage,
         } => {
             backup_bench::run(backup_bench::BackupBench {
                 repos,
@@ -197,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 large_commits,
                 large_mb,
                 parallel: parallel.max(1),
+                storage,
             })
             .await
         }

@@ -134,6 +134,8 @@ impl Engine {
                 .run()
                 .await?;
         }
+        // Shared storage: the new pack goes up now, while other repositories still fetch.
+        self.preupload_packs(&src.key, &mirror).await;
         Ok(Fetched {
             refs,
             bytes_fetched,

@@ -190,7 +190,18 @@ struct Inner {
     /// One builder at a time per artifact file, so an artifact and its digest file always belong
     /// together.
     builds: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Manifests read from shared storage by hydration, by snapshot key. A manifest is written
+    /// once and never changed, so a cached one is never stale; hydrating many repositories of
+    /// one account job would otherwise read the same few manifests once per repository.
+    /// Bounded by [`MANIFEST_CACHE_ENTRIES`] (emptied when full: simple, and rare).
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
+    /// Pack objects this engine uploaded right after a fetch (`preupload_packs`) and when; the
+    /// commit that lists them skips uploading them again and removes the entry.
+    uploads: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// Manifests kept by [`Inner::manifests`].
+const MANIFEST_CACHE_ENTRIES: usize = 256;
 
 /// Per-mirror locks: `ops` serialises writers; `gc` is taken exclusively by object pruning and
 /// shared by exports, whose scratch repositories borrow the mirror's objects.
@@ -242,6 +253,8 @@ impl Engine {
                 storage,
                 locks: Mutex::new(HashMap::new()),
                 builds: Mutex::new(HashMap::new()),
+                manifests: Mutex::new(HashMap::new()),
+                uploads: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -329,6 +342,19 @@ impl Engine {
         // Forget locks nobody holds any more (the map only ever holds artifacts being built).
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         map.entry(artifact.to_path_buf()).or_default().clone()
+    }
+
+    pub(crate) fn manifest_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Manifest>>> {
+        self.inner
+            .manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+        self.inner.uploads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn locks(&self, key: &str) -> Arc<MirrorLocks> {

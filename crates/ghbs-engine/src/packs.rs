@@ -205,7 +205,7 @@ impl Engine {
         // mirror's record, so a later hydration writes its refs once its manifest is there.
         let mut held = BTreeSet::new();
         for snapshot in &index.snapshots {
-            let manifest = match self.load_manifest(snapshot).await {
+            let manifest = match self.load_manifest_cached(snapshot).await {
                 Ok(m) => m,
                 Err(e) if e.kind == ghbs_core::FailureKind::NotFound => continue,
                 Err(e) => return Err(e),
@@ -315,14 +315,16 @@ impl Engine {
         for pack in local.iter().filter(|p| !old.packs.contains(*p)) {
             for ext in ["pack", "idx"] {
                 let path = pack_dir.join(format!("{pack}.{ext}"));
+                let object = Engine::pack_key(key, pack, ext);
+                // Uploaded by this engine right after the fetch, recently: nothing to do.
+                let uploaded = self.uploads().remove(&object);
+                if uploaded.is_some_and(|at| at.elapsed() < self.reuse_fresh_for()) {
+                    continue;
+                }
                 // Not listed yet: it may be an old orphan (a crashed run's upload, a pack
                 // retired by a repack) that a collection is about to sweep; refreshed first.
                 self.storage()
-                    .put_file_refreshed(
-                        &Engine::pack_key(key, pack, ext),
-                        &path,
-                        self.reuse_fresh_for(),
-                    )
+                    .put_file_refreshed(&object, &path, self.reuse_fresh_for())
                     .await?;
             }
         }
@@ -384,6 +386,43 @@ impl Engine {
         };
         let dir = mirror.clone();
         blocking(move || write_record(&dir, &record)).await
+    }
+
+    /// Shared storage: uploads the packs a fetch just added to the mirror (those its record
+    /// does not know), so that the upload overlaps the other repositories' fetches instead of
+    /// waiting for the commit. They stay unlisted until the commit's pack index; being young,
+    /// no collection sweeps them meanwhile. Best effort: on a failure the commit uploads them.
+    /// Caller holds the mirror's `ops` lock.
+    pub(crate) async fn preupload_packs(&self, key: &str, mirror: &Path) {
+        if !self.shares_storage() {
+            return;
+        }
+        let dir = mirror.to_path_buf();
+        let Ok((record, local)) =
+            blocking(move || Ok((read_record(&dir), local_packs(&dir)))).await
+        else {
+            return;
+        };
+        let known = record.map(|r| r.packs).unwrap_or_default();
+        let pack_dir = mirror.join("objects/pack");
+        for pack in local.difference(&known) {
+            for ext in ["pack", "idx"] {
+                let object = Engine::pack_key(key, pack, ext);
+                let path = pack_dir.join(format!("{pack}.{ext}"));
+                match self.storage().put_file_if_absent(&object, &path).await {
+                    // Only what this call wrote counts as fresh: an object already there may
+                    // be an old orphan, which the commit refreshes.
+                    Ok(true) => {
+                        self.uploads().insert(object, std::time::Instant::now());
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "early pack upload failed; the commit retries it");
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Whether a mirror's record says it holds what the index describes: the same snapshots

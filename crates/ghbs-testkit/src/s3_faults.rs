@@ -33,6 +33,8 @@ struct ProxyState {
     /// (method, part of the path or `""` for any, fault); the first entry that matches applies.
     faults: Mutex<Vec<(String, String, S3Fault)>>,
     forwarded: AtomicU64,
+    /// Requests forwarded, by method.
+    by_method: Mutex<std::collections::HashMap<String, u64>>,
     failed: AtomicU64,
     stalled: AtomicU64,
 }
@@ -103,6 +105,12 @@ impl S3FaultProxy {
     /// Requests forwarded to the endpoint so far.
     pub fn forwarded(&self) -> u64 {
         self.state.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Requests with `method` forwarded to the endpoint so far (request budgets in tests).
+    pub fn forwarded_of(&self, method: &str) -> u64 {
+        let counts = self.state.by_method.lock().unwrap();
+        counts.get(method).copied().unwrap_or(0)
     }
 
     /// `vars` (an [`crate::S3Bucket`]'s `AWS_*` settings) with the endpoint replaced by this
@@ -182,6 +190,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
         Ok(b) => b,
         Err(_) => return status(StatusCode::BAD_REQUEST),
     };
+    let method_name = method.as_str().to_owned();
     let upstream = state
         .client
         .request(method, format!("{}{path_and_query}", state.upstream))
@@ -193,6 +202,12 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
         return status(StatusCode::BAD_GATEWAY);
     };
     state.forwarded.fetch_add(1, Ordering::SeqCst);
+    *state
+        .by_method
+        .lock()
+        .unwrap()
+        .entry(method_name)
+        .or_default() += 1;
     let mut response = Response::builder().status(upstream.status());
     for (name, value) in upstream.headers() {
         if name != http::header::TRANSFER_ENCODING && name != http::header::CONNECTION {

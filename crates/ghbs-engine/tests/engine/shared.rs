@@ -434,3 +434,38 @@ async fn a_commit_that_failed_in_the_bucket_leaves_no_lasting_orphan() {
     let verdicts = w.engine.verify_snapshots(&[first, second]).await.unwrap();
     assert!(verdicts.iter().all(|v| v.ok()), "{verdicts:?}");
 }
+
+/// A fetch uploads its new pack at once (overlapping the other repositories' fetches), and the
+/// commit then writes only the pack index and the manifest: each object goes up once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_pack_is_uploaded_once_right_after_the_fetch() {
+    let Some(bucket) = S3Bucket::create("a_fetched_pack_is_uploaded_once").await else {
+        return;
+    };
+    let proxy = ghbs_testkit::S3FaultProxy::start(&bucket.endpoint).await;
+    let storage = Storage::from_url_with(
+        &format!("{}/install", bucket.url()),
+        proxy.vars(&bucket.vars),
+        None,
+    )
+    .unwrap();
+    let w = World::start_with_storage(Some(storage.clone())).await;
+    let full = w.repo("early");
+    let fetched = w.fetch("r1", &full).await;
+    let packs = storage.list("packs/r1").await.unwrap();
+    assert_eq!(
+        packs.len(),
+        2,
+        "the pack and its index after the fetch: {packs:?}"
+    );
+    assert_eq!(proxy.forwarded_of("PUT"), 2);
+    let manifest = manifest_of(vec![capture("r1", &full, fetched.refs)]);
+    w.engine.commit_snapshot(&manifest).await.unwrap();
+    assert_eq!(
+        proxy.forwarded_of("PUT"),
+        4,
+        "the commit should write only packs.json and the manifest"
+    );
+    let verdicts = w.engine.verify_snapshots(&[manifest]).await.unwrap();
+    assert!(verdicts.iter().all(|v| v.ok()), "{verdicts:?}");
+}
