@@ -537,7 +537,6 @@ impl Storage {
     }
 }
 
-/// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
 /// A local file that was to be uploaded could not be read: passing (the next run reads again).
 fn upload_read_error(file: &Path, e: std::io::Error) -> StorageError {
     StorageError::new(
@@ -546,6 +545,7 @@ fn upload_read_error(file: &Path, e: std::io::Error) -> StorageError {
     )
 }
 
+/// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
 fn object_path(key: &str) -> Result<ObjectPath, StorageError> {
     let invalid = key.is_empty()
         || key.starts_with('/')

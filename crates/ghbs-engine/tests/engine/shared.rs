@@ -36,6 +36,20 @@ async fn shared_world(test: &str) -> Option<(S3Bucket, Storage, World)> {
     Some((bucket, storage, w))
 }
 
+/// [`shared_world`] with the bucket reached through a fault-injecting proxy (which also counts
+/// requests), and the given retry policy.
+async fn proxied_world(
+    test: &str,
+    retry: Option<ghbs_engine::RetryConfig>,
+) -> Option<(S3Bucket, ghbs_testkit::S3FaultProxy, Storage, World)> {
+    let bucket = S3Bucket::create(test).await?;
+    let proxy = ghbs_testkit::S3FaultProxy::start(&bucket.endpoint).await;
+    let url = format!("{}/install", bucket.url());
+    let storage = Storage::from_url_with(&url, proxy.vars(&bucket.vars), retry).unwrap();
+    let w = World::start_with_storage(Some(storage.clone())).await;
+    Some((bucket, proxy, storage, w))
+}
+
 fn bytes_of(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
@@ -394,21 +408,15 @@ async fn an_orphan_in_the_pack_index_is_hydrated_past_once_then_dropped() {
 /// the index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_failed_in_the_bucket_leaves_no_lasting_orphan() {
-    let Some(bucket) = S3Bucket::create("a_commit_that_failed_in_the_bucket").await else {
-        return;
-    };
-    let proxy = ghbs_testkit::S3FaultProxy::start(&bucket.endpoint).await;
     let no_retries = ghbs_engine::RetryConfig {
         max_retries: 0,
         ..Default::default()
     };
-    let storage = Storage::from_url_with(
-        &format!("{}/install", bucket.url()),
-        proxy.vars(&bucket.vars),
-        Some(no_retries),
-    )
-    .unwrap();
-    let w = World::start_with_storage(Some(storage.clone())).await;
+    let Some((_bucket, proxy, _storage, w)) =
+        proxied_world("a_commit_that_failed_in_the_bucket", Some(no_retries)).await
+    else {
+        return;
+    };
     let full = w.repo("failing");
     let first = w.snapshot("r1", &full).await;
     // The manifest's upload fails: the pack index already lists the snapshot.
@@ -439,17 +447,11 @@ async fn a_commit_that_failed_in_the_bucket_leaves_no_lasting_orphan() {
 /// commit then writes only the pack index and the manifest: each object goes up once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetched_pack_is_uploaded_once_right_after_the_fetch() {
-    let Some(bucket) = S3Bucket::create("a_fetched_pack_is_uploaded_once").await else {
+    let Some((_bucket, proxy, storage, w)) =
+        proxied_world("a_fetched_pack_is_uploaded_once", None).await
+    else {
         return;
     };
-    let proxy = ghbs_testkit::S3FaultProxy::start(&bucket.endpoint).await;
-    let storage = Storage::from_url_with(
-        &format!("{}/install", bucket.url()),
-        proxy.vars(&bucket.vars),
-        None,
-    )
-    .unwrap();
-    let w = World::start_with_storage(Some(storage.clone())).await;
     let full = w.repo("early");
     let fetched = w.fetch("r1", &full).await;
     let packs = storage.list("packs/r1").await.unwrap();

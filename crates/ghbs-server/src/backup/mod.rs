@@ -13,7 +13,7 @@ mod retry;
 
 pub use lifecycle::{purge_backups, settle_pending_snapshots};
 pub use metadata::{wiki_key, FULL_SYNC_EVERY as FULL_METADATA_SYNC_EVERY};
-pub use retention::{apply_retention, forget_repo, storage_gc_loop, storage_gc_once};
+pub use retention::{apply_retention, forget_repo, storage_gc_loop};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -150,8 +150,7 @@ pub async fn storage_gc_loop(
 }
 
 /// One tick of [`storage_gc_loop`]: collects when this node claims the day's collection.
-/// Returns whether it collected.
-pub async fn storage_gc_once(state: &RunContext, node: &str) -> bool {
+async fn storage_gc_once(state: &RunContext, node: &str) {
     let now = state.clock.now();
     match state
         .store
@@ -159,23 +158,19 @@ pub async fn storage_gc_once(state: &RunContext, node: &str) -> bool {
         .await
     {
         Ok(true) => {}
-        Ok(false) => return false,
+        Ok(false) => return,
         Err(e) => {
             tracing::warn!(error = %e, "cannot claim the storage garbage collection; next hour");
-            return false;
+            return;
         }
     }
-    match state
+    // Best effort: what this pass could not remove, tomorrow's removes.
+    if let Err(e) = state
         .engine
         .gc_storage(state.engine.storage_gc_grace())
         .await
     {
-        Ok(_) => true,
-        Err(e) => {
-            // Best effort: what this pass could not remove, tomorrow's removes.
-            tracing::warn!(error = %e.message, "storage garbage collection failed");
-            false
-        }
+        tracing::warn!(error = %e.message, "storage garbage collection failed");
     }
 }
 
